@@ -49,7 +49,9 @@ STAMP = VENV_DIR / "pins.txt"
 
 # Hand-written file in OUT_DIR; never generated, ignored by --check.
 INIT_FILE = "__init__.py"
-INIT_TEXT = '"""Generated protobuf modules — do not edit; regenerate with scripts/gen_protos.py."""\n'
+INIT_TEXT = (
+    '"""Generated protobuf modules — do not edit; regenerate with scripts/gen_protos.py."""\n'
+)
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi")
 
 
@@ -139,7 +141,6 @@ def check_outputs(tmp: Path) -> int:
             a = old[name].read_bytes()
             b = new[name].read_bytes()
             if a == b:
-                print(f"ok        {name}")
                 continue
             diff = difflib.unified_diff(
                 a.decode("utf-8", "replace").splitlines(),

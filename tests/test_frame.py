@@ -61,9 +61,7 @@ def test_reference_frames_parse_and_reencode(vector: dict[str, object]) -> None:
         if "serial" in expect:
             assert frame.extended.serial_hex == expect["serial"]
     assert frame.to_bytes() == raw
-    assert (
-        encode_frame(frame.tag, frame.sequence, frame.payload, extended=frame.extended) == raw
-    )
+    assert encode_frame(frame.tag, frame.sequence, frame.payload, extended=frame.extended) == raw
 
 
 @pytest.mark.parametrize("vector", PLAIN, ids=lambda v: v["name"])
@@ -241,3 +239,12 @@ def test_property_random_tail_after_magic(tail: bytes) -> None:
         parse_frame(b"HM" + tail)
     for item in FrameSplitter().feed(b"HM" + tail):
         assert isinstance(item, Frame | FrameError)
+
+
+def test_truncated_frame_followed_by_full_frame_recovers_the_second() -> None:
+    first = encode_frame(0xA211, 1, bytes(range(40)))
+    second = encode_frame(0xA211, 2, b"\x10\x02")
+    got = FrameSplitter().feed(first[:25] + second * 3)
+    frames = [f for f in got if isinstance(f, Frame)]
+    assert any(isinstance(f, CrcMismatchError | FrameLengthError) for f in got)
+    assert frames and all(f.sequence == 2 and f.payload == b"\x10\x02" for f in frames)

@@ -39,7 +39,13 @@ from hoymiles_bridge.errors import (
 )
 from hoymiles_bridge.protocol.codec import DecodedFrame, decode_frame, encode_message
 from hoymiles_bridge.protocol.crypto import PayloadCipher, is_encrypted_tag
-from hoymiles_bridge.protocol.frame import ExtendedHeader, Frame, FrameSplitter, peek_header
+from hoymiles_bridge.protocol.frame import (
+    ExtendedHeader,
+    Frame,
+    FrameSplitter,
+    parse_frame,
+    peek_header,
+)
 from hoymiles_bridge.protocol.registry import Direction, reply_tag, request_tag_for
 
 _LOGGER = logging.getLogger(__name__)
@@ -78,6 +84,13 @@ class FrameEvent:
 
 FrameObserver = Callable[[FrameEvent], None]
 PushHandler = Callable[[DecodedFrame], None]
+
+
+class _Stale(enum.Enum):
+    STALE = "stale"
+
+
+STALE: Final = _Stale.STALE
 
 
 @dataclass(slots=True)
@@ -144,6 +157,7 @@ class Connection:
         self.frames_in = 0
         self.frames_out = 0
         self.frame_errors = 0
+        self.stale_replies = 0
 
     def __repr__(self) -> str:
         return f"Connection({self.host}:{self.port}, {self._state.value})"
@@ -222,15 +236,7 @@ class Connection:
         self._closed.set()
 
     def _connection_lost(self, exc: Exception | None) -> None:
-        leftover = self._splitter.clear()
-        if leftover:
-            self._report_error(
-                TruncatedFrameError(
-                    f"connection closed in the middle of a frame ({len(leftover)} bytes)",
-                    leftover,
-                ),
-                leftover,
-            )
+        self._drop_partial()
         if self._closing:
             error = DtuConnectionError("connection closed")
         elif exc is None:
@@ -264,9 +270,7 @@ class Connection:
                 f"not connected to {self.host}:{self.port}"
             )
         sequence = self._next_sequence()
-        raw = encode_message(
-            message, sequence, tag=tag, cipher=self._cipher, extended=extended
-        )
+        raw = encode_message(message, sequence, tag=tag, cipher=self._cipher, extended=extended)
         self._transport.write(raw)
         self._sent.append(sequence)
         self.frames_out += 1
@@ -276,14 +280,10 @@ class Connection:
 
     def _observe_out(self, raw: bytes, message: Message, tag: int, sequence: int) -> None:
         assert self.on_frame is not None
-        from hoymiles_bridge.protocol.frame import parse_frame  # noqa: PLC0415
-
         frame = parse_frame(raw)
         decoded = DecodedFrame(frame, None, message, message.SerializeToString())
-        try:
+        with contextlib.suppress(ProtocolError):
             decoded = decode_frame(frame, self._cipher)
-        except ProtocolError:
-            pass
         self._emit(FrameEvent(time.time(), Direction.TO_DTU, raw, frame, decoded))
 
     def send(
@@ -319,6 +319,7 @@ class Connection:
                 return await future
         except TimeoutError:
             self._retired.append(waiter.sequence)
+            self._drop_partial()
             raise DtuTimeoutError(
                 f"{self.host} did not answer {tag:04X} within {timeout:g} s"
             ) from None
@@ -327,6 +328,17 @@ class Connection:
                 queue.remove(waiter)
             if not future.done():
                 future.cancel()
+
+    def _drop_partial(self) -> None:
+        """Forget half a frame that will never be completed (its reply timed out)."""
+        leftover = self._splitter.clear()
+        if leftover:
+            self._report_error(
+                TruncatedFrameError(
+                    f"dropped an incomplete frame of {len(leftover)} bytes", leftover
+                ),
+                leftover,
+            )
 
     # --- receiving --------------------------------------------------------
 
@@ -337,17 +349,20 @@ class Connection:
             else:
                 self._frame_received(item)
 
-    def _take_waiter(self, tag: int, sequence: int) -> _Waiter | None:
+    def _take_waiter(self, tag: int, sequence: int) -> _Waiter | None | _Stale:
+        """The waiter a reply belongs to, ``STALE`` for a late reply, None for a push."""
         queue = self._waiters.get(tag)
         if queue:
             for waiter in queue:
                 if waiter.sequence == sequence:
                     queue.remove(waiter)
                     return waiter
-        if sequence in self._retired:
-            return None  # a reply to a request we gave up on: stale
+        if sequence in self._sent or sequence in self._retired:
+            # We sent this sequence before and its request is over (answered,
+            # timed out, or from an earlier session): a late duplicate.
+            return STALE
         if queue:
-            return queue.popleft()
+            return queue.popleft()  # the DTU did not echo our sequence
         return None
 
     def _frame_error(self, error: FrameError) -> None:
@@ -357,7 +372,7 @@ class Connection:
         if head is None:
             return
         waiter = self._take_waiter(*head)
-        if waiter is not None and not waiter.future.done():
+        if isinstance(waiter, _Waiter) and not waiter.future.done():
             waiter.future.set_exception(error)
 
     def _report_error(self, error: HoymilesError, raw: bytes) -> None:
@@ -379,13 +394,12 @@ class Connection:
                 FrameEvent(time.time(), Direction.FROM_DTU, frame.to_bytes(), frame, decoded, error)
             )
         waiter = self._take_waiter(frame.tag, frame.sequence)
+        if waiter is STALE:
+            self.stale_replies += 1
+            _LOGGER.debug("discarding stale %04X seq %d", frame.tag, frame.sequence)
+            return
         if waiter is None:
-            if decoded is None:
-                return
-            if frame.sequence in self._retired and frame.tag in self._waiters:
-                _LOGGER.debug("discarding stale %04X seq %d", frame.tag, frame.sequence)
-                return
-            if self.on_push is not None:
+            if decoded is not None and self.on_push is not None:
                 self._dispatch_push(decoded)
             return
         if waiter.future.done():

@@ -79,7 +79,9 @@ def decode_frame(frame: Frame, cipher: PayloadCipher | None = None) -> DecodedFr
     spec = spec_for(frame.tag)
     if spec is None:
         return DecodedFrame(frame, None, None, plaintext)
-    return DecodedFrame(frame, spec, parse_payload(spec.message_type, plaintext, frame.tag), plaintext)
+    return DecodedFrame(
+        frame, spec, parse_payload(spec.message_type, plaintext, frame.tag), plaintext
+    )
 
 
 def encode_message(

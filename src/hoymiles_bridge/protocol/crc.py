@@ -62,14 +62,13 @@ def _warn_once() -> None:
     global _warned
     if not _warned:
         _warned = True
-        _LOGGER.warning(
-            "crcmod's C extension is not available; using the slower pure-Python CRC"
-        )
+        _LOGGER.warning("crcmod's C extension is not available; using the slower pure-Python CRC")
 
 
 if USING_C_EXTENSION:
     crc16_modbus: Callable[[bytes], int] = _FAST
 else:
+
     def crc16_modbus(data: bytes) -> int:
         """CRC-16/MODBUS, pure Python (crcmod's C extension is missing)."""
         _warn_once()

@@ -310,20 +310,21 @@ class FrameSplitter:
                 )
                 start += 2  # step over this "HM" and look for the next one
                 continue
-            gcm_size = (
-                GCM_TAG_SIZE if header_size == HEADER_SIZE and self.encrypted(tag) else 0
-            )
+            gcm_size = GCM_TAG_SIZE if header_size == HEADER_SIZE and self.encrypted(tag) else 0
             total = length + gcm_size
             if end - start < total:
                 break
             raw = bytes(buf[start : start + total])
-            start += total
             try:
-                out.append(
-                    _build(raw, tag, sequence, crc, length, header_size, gcm_size, True)
-                )
+                out.append(_build(raw, tag, sequence, crc, length, header_size, gcm_size, True))
             except FrameError as err:
                 out.append(err)
+                # A bad CRC may mean a truncated frame swallowed the start of the
+                # next one: resume at the next "HM" inside the rejected bytes.
+                inner = raw.find(MAGIC, 2)
+                start += inner if inner > 0 else total
+            else:
+                start += total
         if start:
             del buf[:start]
         return out

@@ -1,0 +1,62 @@
+"""``hoymiles-bridge``: the command-line entry point.
+
+Each sub-command lives in its own module with ``register(subparsers)``; the
+chosen command's ``run(args)`` returns the exit code. Errors the user can fix
+print one plain sentence on stderr and exit 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from hoymiles_bridge import __version__
+from hoymiles_bridge.cli import decode, demo, dtu, simulate
+from hoymiles_bridge.errors import HoymilesError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hoymiles-bridge",
+        description="Local control of Hoymiles DTUs: client, simulator and decoder.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for frames)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (dtu, decode, simulate, demo):
+        module.register(sub)
+    return parser
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        code: int = args.func(args)
+    except HoymilesError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(err, ValueError) else 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
