@@ -215,6 +215,12 @@ class Connection:
             raise DtuTimeoutError(
                 f"no answer from {self.host}:{self.port} within {self._connect_timeout:g} s"
             ) from None
+        except ConnectionRefusedError:
+            self._mark_closed()
+            raise DtuConnectionError(
+                f"{self.host}:{self.port} refused the connection (is the DTU on, "
+                "and is this its address?)"
+            ) from None
         except OSError as err:
             self._mark_closed()
             raise DtuConnectionError(

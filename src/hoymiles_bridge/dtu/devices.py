@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from hoymiles_bridge.errors import InvalidArgumentError
+
 
 @dataclass(frozen=True, slots=True)
 class InverterType:
@@ -118,6 +120,9 @@ def dtu_model(serial: str) -> str:
     return DTU_MODELS.get(prefix, "unknown")
 
 
+_HEX_DIGITS: Final = frozenset("0123456789abcdef")
+
+
 def format_serial(serial: int) -> str:
     """An int64 serial as printed on the label: 12 uppercase hex digits."""
     return f"{serial & 0xFFFFFFFFFFFFFFFF:012X}"
@@ -126,9 +131,9 @@ def format_serial(serial: int) -> str:
 def parse_serial(text: str) -> int:
     """The inverse of :func:`format_serial`; accepts an optional ``0x``."""
     cleaned = text.strip().lower().removeprefix("0x")
-    if not cleaned or len(cleaned) > 16:
-        raise ValueError(f"{text!r} is not a serial number (expected 12 hex digits)")
-    return int(cleaned, 16)
+    if 0 < len(cleaned) <= 16 and all(c in _HEX_DIGITS for c in cleaned):
+        return int(cleaned, 16)
+    raise InvalidArgumentError(f"{text!r} is not a serial number (expected 12 hex digits)")
 
 
 def built_in_dtu_serial(inverter_serial: int) -> str:

@@ -289,60 +289,149 @@ class MeterData:
         }
 
 
-@dataclass(frozen=True, slots=True)
+def _build_inverters(
+    pages: tuple[realdata_pb2.RealDataNewFromDtu, ...],
+) -> tuple[tuple[InverterData, ...], tuple[MeterData, ...]]:
+    """Turn the protobuf pages into models (the costly part of a decode)."""
+    by_serial: dict[int, list[PortData]] = {}
+    ac: list[realdata_pb2.SgsData | realdata_pb2.TgsData] = []
+    meters: list[MeterData] = []
+    # PortData.from_pb inlined (the loop runs for every port of every poll).
+    new_port = PortData
+    v_div, i_div, p_div = _VOLTAGE_DIV, _CURRENT_DIV, _POWER_DIV
+    for page in pages:
+        for pv in page.pv_datas:
+            port = new_port(pv.pi, pv.v / v_div, pv.i / i_div, pv.p / p_div, pv.et, pv.ed, pv.code)
+            owner = by_serial.get(pv.sn)
+            if owner is None:
+                by_serial[pv.sn] = [port]
+            else:
+                owner.append(port)
+        ac.extend(page.sgs_datas)
+        ac.extend(page.tgs_datas)
+        if page.meter_datas:
+            meters.extend(MeterData.from_pb(m) for m in page.meter_datas)
+    inverters = []
+    sgs_type = realdata_pb2.SgsData
+    for unit in ac:
+        unit_ports = by_serial.get(unit.sn)
+        ports = tuple(sorted(unit_ports, key=_port_number)) if unit_ports else ()
+        if isinstance(unit, sgs_type):
+            inverters.append(_sgs_to_model(unit, ports))
+        else:
+            inverters.append(_tgs_to_model(unit, ports))
+    return tuple(inverters), tuple(meters)
+
+
 class RealData:
-    """One snapshot of every inverter behind a DTU (all pages merged)."""
+    """One snapshot of every inverter behind a DTU (all pages merged). Immutable.
+
+    ``from_pb`` keeps the protobuf pages and builds the inverter and meter
+    models the first time they are read. A poller that only compares
+    ``timestamp`` with the previous snapshot (the DTU repeats old data when
+    asked too often) never pays for models it would throw away.
+    """
+
+    __slots__ = ("_cache", "_pages", "dtu_serial", "timestamp")
 
     dtu_serial: str
     timestamp: int
-    inverters: tuple[InverterData, ...]
-    meters: tuple[MeterData, ...]
-    dtu_power: float
-    dtu_energy_daily: int
+    _pages: tuple[realdata_pb2.RealDataNewFromDtu, ...]
+    _cache: list[Any]
+
+    def __init__(
+        self,
+        dtu_serial: str,
+        timestamp: int,
+        inverters: tuple[InverterData, ...] = (),
+        meters: tuple[MeterData, ...] = (),
+        dtu_power: float | None = None,
+        dtu_energy_daily: int | None = None,
+    ) -> None:
+        object.__setattr__(self, "dtu_serial", dtu_serial)
+        object.__setattr__(self, "timestamp", timestamp)
+        object.__setattr__(self, "_pages", ())
+        if dtu_power is None:
+            dtu_power = _r(sum(i.power for i in inverters))
+        if dtu_energy_daily is None:
+            dtu_energy_daily = sum(i.energy_daily for i in inverters)
+        object.__setattr__(self, "_cache", [inverters, meters, dtu_power, dtu_energy_daily])
 
     @classmethod
     def from_pb(cls, *pages: realdata_pb2.RealDataNewFromDtu) -> RealData:
-        """Merge one or more pages into one snapshot."""
-        by_serial: dict[int, list[PortData]] = {}
-        ac: list[realdata_pb2.SgsData | realdata_pb2.TgsData] = []
-        meters: list[MeterData] = []
-        # PortData.from_pb inlined (the loop runs for every port of every poll).
-        new_port = PortData
-        v_div, i_div, p_div = _VOLTAGE_DIV, _CURRENT_DIV, _POWER_DIV
-        for page in pages:
-            for pv in page.pv_datas:
-                port = new_port(
-                    pv.pi, pv.v / v_div, pv.i / i_div, pv.p / p_div, pv.et, pv.ed, pv.code
-                )
-                owner = by_serial.get(pv.sn)
-                if owner is None:
-                    by_serial[pv.sn] = [port]
-                else:
-                    owner.append(port)
-            ac.extend(page.sgs_datas)
-            ac.extend(page.tgs_datas)
-            if page.meter_datas:
-                meters.extend(MeterData.from_pb(m) for m in page.meter_datas)
-        inverters = []
-        sgs_type = realdata_pb2.SgsData
-        for unit in ac:
-            unit_ports = by_serial.get(unit.sn)
-            ports = tuple(sorted(unit_ports, key=_port_number)) if unit_ports else ()
-            if isinstance(unit, sgs_type):
-                inverters.append(_sgs_to_model(unit, ports))
-            else:
-                inverters.append(_tgs_to_model(unit, ports))
+        """Merge one or more pages into one snapshot (models are built on first read)."""
+        self = cls.__new__(cls)
         first = pages[0]
-        dtu_p = max((p.dtu_p for p in pages), default=0)
-        dtu_ed = max((p.dtu_ed for p in pages), default=0)
-        return cls(
-            dtu_serial=first.sn,
-            timestamp=first.time,
-            inverters=tuple(inverters),
-            meters=tuple(meters),
+        object.__setattr__(self, "dtu_serial", first.sn)
+        object.__setattr__(self, "timestamp", first.time)
+        object.__setattr__(self, "_pages", pages)
+        object.__setattr__(self, "_cache", [])
+        return self
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"RealData is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"RealData is immutable; cannot delete {name!r}")
+
+    def _materialise(self) -> list[Any]:
+        cache: list[Any] = self._cache
+        if not cache:
+            pages = self._pages
+            inverters, meters = _build_inverters(pages)
+            dtu_p = max(p.dtu_p for p in pages)
+            dtu_ed = max(p.dtu_ed for p in pages)
             # DTU-Pro firmware 2.08 sends neither total; add up the inverters then.
-            dtu_power=_r(dtu_p * POWER) if dtu_p else _r(sum(i.power for i in inverters)),
-            dtu_energy_daily=dtu_ed or sum(i.energy_daily for i in inverters),
+            power = _r(dtu_p * POWER) if dtu_p else _r(sum(i.power for i in inverters))
+            energy = dtu_ed or sum(i.energy_daily for i in inverters)
+            cache.extend((inverters, meters, power, energy))
+        return cache
+
+    @property
+    def inverters(self) -> tuple[InverterData, ...]:
+        inverters: tuple[InverterData, ...] = self._materialise()[0]
+        return inverters
+
+    @property
+    def meters(self) -> tuple[MeterData, ...]:
+        meters: tuple[MeterData, ...] = self._materialise()[1]
+        return meters
+
+    @property
+    def dtu_power(self) -> float:
+        """Total AC power in W."""
+        power: float = self._materialise()[2]
+        return power
+
+    @property
+    def dtu_energy_daily(self) -> int:
+        """Today's energy of all inverters in Wh."""
+        energy: int = self._materialise()[3]
+        return energy
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.dtu_serial,
+            self.timestamp,
+            self.inverters,
+            self.meters,
+            self.dtu_power,
+            self.dtu_energy_daily,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RealData):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"RealData(dtu_serial={self.dtu_serial!r}, timestamp={self.timestamp}, "
+            f"inverters={self.inverters!r}, meters={self.meters!r}, "
+            f"dtu_power={self.dtu_power!r}, dtu_energy_daily={self.dtu_energy_daily!r})"
         )
 
     def inverter(self, serial: str) -> InverterData | None:
@@ -692,8 +781,6 @@ class HistoryPower:
 def now() -> int:
     """Unix time for request fields (wrapped so tests and the simulator agree)."""
     return int(time.time())
-
-
 
 
 # --- which model describes which reply ------------------------------------------

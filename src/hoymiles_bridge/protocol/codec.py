@@ -9,7 +9,7 @@ names. A tag the registry does not know is not an error: the result has
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from google.protobuf.message import DecodeError, Message
 
@@ -25,9 +25,8 @@ from hoymiles_bridge.protocol.registry import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedFrame:
-    """A frame with its payload decoded.
+class DecodedFrame(NamedTuple):
+    """A frame with its payload decoded (immutable).
 
     ``plaintext`` is the protobuf payload (decrypted when the frame was
     encrypted). ``message`` is None for tags the registry does not know.
@@ -57,14 +56,12 @@ class DecodedFrame:
 
 def parse_payload(message_type: type[Message], payload: bytes, tag: int = 0) -> Message:
     """Parse ``payload`` as ``message_type``; a bad payload is a PayloadDecodeError."""
-    message = message_type()
     try:
-        message.ParseFromString(payload)
+        return message_type.FromString(payload)
     except DecodeError as err:
         raise PayloadDecodeError(
             f"payload of tag {tag:04X} is not a valid {message_type.__name__}: {err}"
         ) from None
-    return message
 
 
 def decode_frame(frame: Frame, cipher: PayloadCipher | None = None) -> DecodedFrame:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from hoymiles_bridge.errors import (
     BadMagicError,
@@ -70,12 +70,13 @@ class ExtendedHeader:
         return f"{self.serial:012X}"
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One frame as it crossed the wire.
+class Frame(NamedTuple):
+    """One frame as it crossed the wire (immutable).
 
     ``payload`` is what the CRC covers: the protobuf bytes, or for an
     encrypted frame the ciphertext without its GCM tag (kept in ``gcm_tag``).
+    A NamedTuple rather than a dataclass: it is built for every frame and a
+    tuple is several times cheaper to create.
     """
 
     tag: int
@@ -211,16 +212,9 @@ def _build(
             expected=crc,
             actual=actual,
         )
-    return Frame(
-        tag=tag,
-        sequence=sequence,
-        payload=payload,
-        crc=crc,
-        length=length,
-        crc_ok=actual == crc,
-        gcm_tag=data[length : length + gcm_size] if gcm_size else b"",
-        extended=header,
-    )
+    gcm_tag = data[length : length + gcm_size] if gcm_size else b""
+    # positional: this runs for every frame and keywords cost more
+    return Frame(tag, sequence, payload, crc, length, actual == crc, gcm_tag, header)
 
 
 def peek_header(data: bytes) -> tuple[int, int] | None:
@@ -275,8 +269,14 @@ class FrameSplitter:
         return rest
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | FrameError]:
-        buf = self._buffer
-        buf += data
+        buf: bytes | bytearray
+        if self._buffer:
+            self._buffer += data
+            buf = self._buffer
+        else:
+            # Common case: nothing held back. Work on the chunk itself and copy
+            # only what is left over at the end.
+            buf = data if isinstance(data, bytes) else bytes(data)
         out: list[Frame | FrameError] = []
         start = 0
         end = len(buf)
@@ -299,7 +299,7 @@ class FrameSplitter:
             if end - start < HEADER_SIZE:
                 break
             _, tag, sequence, crc, length = _HEADER.unpack_from(buf, start)
-            header_size = EXTENDED_HEADER_SIZE if is_extended_tag(tag) else HEADER_SIZE
+            header_size = EXTENDED_HEADER_SIZE if (tag >> 8) in EXTENDED_FAMILIES else HEADER_SIZE
             if length < header_size or length > self.max_frame_size:
                 out.append(
                     FrameLengthError(
@@ -314,7 +314,10 @@ class FrameSplitter:
             total = length + gcm_size
             if end - start < total:
                 break
-            raw = bytes(buf[start : start + total])
+            if start == 0 and total == end and type(buf) is bytes:
+                raw = buf  # the chunk is exactly one frame: no copy
+            else:
+                raw = bytes(buf[start : start + total])
             try:
                 out.append(_build(raw, tag, sequence, crc, length, header_size, gcm_size, True))
             except FrameError as err:
@@ -325,8 +328,11 @@ class FrameSplitter:
                 start += inner if inner > 0 else total
             else:
                 start += total
-        if start:
-            del buf[:start]
+        if buf is self._buffer:
+            if start:
+                del self._buffer[:start]
+        elif start < end:
+            self._buffer = bytearray(buf[start:])
         return out
 
 
