@@ -146,6 +146,10 @@ async def test_reads(dtu: DtuClient) -> None:
     assert [f"{sn:012X}" for sn in found.mi_sn] == [INVERTER]
     gpst = await dtu.grid_self_test()
     assert gpst.dtu_sn == "414393320732"
+    profile = await dtu.grid_profile(INVERTER)
+    assert profile.data and profile.rule_type == 1
+    put = await dtu.dev_config_put(INVERTER, profile.data)
+    assert list(put.mi_to_sn) == [int(INVERTER, 16)]
     gw = await dtu.gateway_info()
     assert gw is not None
     es = await dtu.es_registry("414393320732")

@@ -144,6 +144,12 @@ COMMANDS: tuple[_Command, ...] = (
     ),
     _Command("history-power", "today's power curve", lambda d, a: d.history_power()),
     _Command("history-energy", "energy history", lambda d, a: d.history_energy()),
+    _Command(
+        "grid-profile",
+        "read an inverter's grid profile (raw bytes)",
+        lambda d, a: d.grid_profile(a.serial),
+        (_serial_arg(required=True),),
+    ),
     _Command("auto-search", "inverters the DTU found", lambda d, a: d.auto_search()),
     _Command(
         "grid-self-test", "grid protection self-test results", lambda d, a: d.grid_self_test()

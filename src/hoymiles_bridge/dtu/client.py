@@ -61,6 +61,7 @@ from hoymiles_bridge.protocol.pb import (
     autosearch_pb2,
     command_pb2,
     config_pb2,
+    devconfig_pb2,
     energy_storage_pb2,
     gateway_pb2,
     gridselftest_pb2,
@@ -91,6 +92,7 @@ class Action:
     MI_START: Final = 6
     MI_SHUTDOWN: Final = 7
     LIMIT_POWER: Final = 8
+    GRID_FILE_READ: Final = 41
     #: Non-persistent limit in W, HMS-W with DTU firmware V01.01.01 or newer
     #: (known from hoymiles-wifi 0.6; not in protocol.md). Data "S:1,P:<0.1 W>\r".
     LIMIT_POWER_TEMPORARY: Final = 211
@@ -470,6 +472,50 @@ class DtuClient:
             ymd_hms=_ymd_hms(now), offset=APP_OFFSET, time=now
         )
         return await self._request(request, gridselftest_pb2.GridSelfTestFromDtu)
+
+    async def dev_config_fetch(
+        self, serial: str, rule_type: int = 1
+    ) -> devconfig_pb2.DevConfigFetchFromDtu:
+        """Read a device configuration (``rule_type`` 1 = grid profile, 0 = inverter data)."""
+        now = self._now()
+        request = devconfig_pb2.DevConfigFetchToDtu(
+            time=now,
+            tid=now,
+            dtu_sn=self.app_info_cache.dtu_serial if self.app_info_cache else "",
+            dev_sn=f"{parse_serial(serial):012X}",
+            rule_type=rule_type,
+        )
+        return await self._request(request, devconfig_pb2.DevConfigFetchFromDtu)
+
+    async def grid_profile(self, serial: str) -> devconfig_pb2.DevConfigFetchFromDtu:
+        """Ask the DTU to read an inverter's grid profile (action 41), then fetch it."""
+        await self._command(Action.GRID_FILE_READ, targets=(serial,))
+        return await self.dev_config_fetch(serial, rule_type=1)
+
+    async def dev_config_put(
+        self, serial: str, data: bytes, *, rule_type: int = 1, rule_id: int = 0
+    ) -> devconfig_pb2.DevConfigPutFromDtu:
+        """Write a device configuration (a grid profile). Library only, on purpose:
+        a wrong grid profile can take an inverter off the grid or make it unsafe."""
+        now = self._now()
+        sn = parse_serial(serial)
+        request = devconfig_pb2.DevConfigPutToDtu(
+            time=now,
+            tid=now,
+            rule_id=rule_id,
+            data=data,
+            dev_sn=f"{sn:012X}",
+            package_nub=1,
+            mi_to_sn=[sn],
+            rule_type=rule_type,
+        )
+        reply = await self._request(request, devconfig_pb2.DevConfigPutFromDtu, idempotent=False)
+        if reply.status:
+            raise DtuRejectedError(
+                f"{self.host} refused the device configuration (status {reply.status})",
+                code=reply.status,
+            )
+        return reply
 
     # --- gateway / energy storage (24-byte header) -----------------------------
 

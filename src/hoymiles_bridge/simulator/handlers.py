@@ -53,6 +53,7 @@ DFS_ENCRYPTING: Final = 0x4E0000C0
 def _dfs(dtu: SimulatedDtu) -> int:
     return DFS_ENCRYPTING if dtu.encrypt else 0
 
+
 _DEVICE_KIND_MICRO: Final = 3
 
 
