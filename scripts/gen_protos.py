@@ -149,9 +149,7 @@ def check_outputs(tmp: Path) -> int:
                 n=0,
             )
             changed = sum(
-                1
-                for line in diff
-                if line[:1] in "+-" and not line.startswith(("+++", "---"))
+                1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))
             )
             status = f"differs ({changed} changed lines)"
         problems += 1

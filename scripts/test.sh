@@ -3,6 +3,8 @@
 # Usage: scripts/test.sh [extra pytest arguments]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# System packages this command needs (installed with apt when missing and run as root).
+export HOYMILES_APT_PACKAGES="${HOYMILES_APT_PACKAGES:-mosquitto}"
 # shellcheck source=scripts/bootstrap.sh
 source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"

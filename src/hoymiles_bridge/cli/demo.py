@@ -1,54 +1,99 @@
-"""``hoymiles-bridge demo``: the simulator and a live polling client in one process.
+"""``hoymiles-bridge demo``: the bridge's main job against the built-in simulator.
 
-This is what ``scripts/demo.sh`` runs: a simulated DTU on localhost and a
-client that keeps one session to it and prints live values. It needs no
-hardware and no broker.
+What ``scripts/demo.sh`` runs: simulated DTUs on localhost, a private
+Mosquitto (unless ``--mqtt`` names a broker), and the real bridge between
+them, publishing topics and Home Assistant discovery. It prints where to look
+and a one-line summary after every poll. No hardware, no configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
 
-from hoymiles_bridge.cli.output import real_data_text
-from hoymiles_bridge.dtu.client import DtuClient
-from hoymiles_bridge.errors import DtuConnectionError, DtuTimeoutError, ProtocolError
-from hoymiles_bridge.simulator import DtuSimulator, default_fleet, load_fleet
+from hoymiles_bridge.addon.options import validate
+from hoymiles_bridge.cli.common import host_port
+from hoymiles_bridge.cli.run import configure_logging, mqtt_settings, summary
+from hoymiles_bridge.errors import HoymilesError
+from hoymiles_bridge.mqtt.bridge import Bridge
+from hoymiles_bridge.mqtt.local_broker import LocalBroker
+from hoymiles_bridge.simulator import SimulatorGroup, default_fleet, load_fleet, resolve_fleet
+
+
+def _line(bridge: Bridge) -> str:
+    parts = []
+    for view in bridge.views:
+        for serial, values in view.values.items():
+            parts.append(
+                f"{serial} {values.values.get('power', 0):6.1f} W "
+                f"(today {values.values.get('yieldday', 0):.0f} Wh)"
+            )
+        if not view.values:
+            parts.append(f"{view.session.target.label}: {view.session.state.value}")
+    return f"[{time.strftime('%H:%M:%S')}] " + " | ".join(parts)
+
+
+async def _printer(bridge: Bridge, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        print(_line(bridge), flush=True)
 
 
 async def _demo(args: argparse.Namespace) -> None:
-    fleet = load_fleet(args.fleet) if args.fleet else default_fleet()
-    spec = fleet.dtus[0]
-    async with DtuSimulator(
-        spec, host="127.0.0.1", port=args.port, encrypt=args.encrypt, speed=args.speed
-    ) as sim:
-        print(
-            f"Simulated {spec.model} {spec.serial} listening on {sim.host}:{sim.port} "
-            f"(speed x{args.speed:g}{', encrypted' if args.encrypt else ''})."
+    fleet = load_fleet(resolve_fleet(args.fleet)) if args.fleet else default_fleet()
+    async with contextlib.AsyncExitStack() as stack:
+        if args.mqtt:
+            mqtt_host, mqtt_port = args.mqtt
+        else:
+            broker = await stack.enter_async_context(LocalBroker())
+            mqtt_host, mqtt_port = broker.host, broker.port
+        group = await stack.enter_async_context(
+            SimulatorGroup(fleet, host="127.0.0.1", port=0, encrypt=args.encrypt, speed=args.speed)
         )
-        print(
-            f"Try another terminal:  hoymiles-bridge dtu {sim.host}:{sim.port} real-data "
-            "(the DTU serves one client at a time, like a real one)."
+        options = validate(
+            {
+                "dtus": [
+                    {"host": sim.host, "port": sim.port, "name": f"Simulated {sim.spec.model}"}
+                    for sim in group.simulators
+                ],
+                # The simulator refreshes as often as --speed makes it; a real DTU
+                # needs 35 s or more, which is why the guard exists.
+                "poll_interval": args.interval,
+                "min_poll_interval": args.interval,
+                "mqtt": {"host": mqtt_host, "port": mqtt_port},
+                "log_level": "warning" if not args.verbose else "info",
+            }
         )
-        print(f"Polling every {args.interval:g} s. Ctrl-C stops.\n", flush=True)
-        async with DtuClient(sim.host, sim.port, min_spacing=0.5) as dtu:
-            info = await dtu.app_info()
-            print(
-                f"DTU {info.dtu_serial} ({info.dtu_model}, firmware {info.dtu_firmware}), "
-                f"{len(info.inverters)} inverter(s), encrypted: {info.encrypted}",
-                flush=True,
-            )
-            await dtu.performance_mode()
-            while True:
-                try:
-                    data = await dtu.real_data()
-                except (DtuConnectionError, DtuTimeoutError, ProtocolError) as err:
-                    print(f"poll failed: {err}", flush=True)
-                else:
-                    clock = time.strftime("%H:%M:%S", time.localtime(data.timestamp))
-                    print(f"[simulated time {clock}] {real_data_text(data)}\n", flush=True)
-                await asyncio.sleep(args.interval)
+        configure_logging(options.log_level)
+        settings = mqtt_settings(options)
+        print(summary(options, settings))
+        for sim in group.simulators:
+            print(f"  simulated {sim.spec.model} {sim.spec.serial} on {sim.host}:{sim.port}")
+        print(
+            f"\nWatch the topics:   mosquitto_sub -h {mqtt_host} -p {mqtt_port} -t "
+            f"'{options.base_topic}/#' -v\n"
+            f"Send a command:     mosquitto_pub -h {mqtt_host} -p {mqtt_port} -t "
+            f"'{options.base_topic}/<serial>/cmd/limit_persistent_relative' -m 50\n"
+            f"Talk to a DTU:      hoymiles-bridge dtu {group.simulators[0].host}:"
+            f"{group.simulators[0].port} real-data  (it serves one client at a time)\n"
+            "Ctrl-C stops.\n",
+            flush=True,
+        )
+        bridge = Bridge(options, settings)
+        printer = asyncio.create_task(
+            _printer(bridge, max(args.interval, 2.0)), name="demo-printer"
+        )
+        try:
+            await bridge.run()
+        finally:
+            printer.cancel()
+            await bridge.stop()
+
+
+def _broker_address(text: str) -> tuple[str, int]:
+    return host_port(text, default_port=1883)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,18 +101,24 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(_demo(args))
     except KeyboardInterrupt:
         print("\nstopped")
+    except HoymilesError as err:
+        print(f"error: {err}")
+        return 1
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the simulator and a live polling client",
-        description="Start a simulated DTU on localhost and print its live values.",
+        help="run the bridge against the built-in simulator",
+        description="Simulated DTUs, a private MQTT broker and the bridge, on localhost.",
     )
-    parser.add_argument("--fleet", help="fleet file (JSON); default: one HMS-800W-2T")
-    parser.add_argument("--port", type=int, default=0, help="listen port (default: any free)")
+    parser.add_argument("--fleet", help="fleet file or bundled name (dtu-pro); default HMS-800W-2T")
+    parser.add_argument(
+        "--mqtt", type=_broker_address, metavar="HOST[:PORT]", help="use this broker"
+    )
     parser.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
+    parser.add_argument("--interval", type=int, default=5, help="seconds between polls")
     parser.add_argument("--encrypt", action="store_true", help="simulate encrypting firmware")
+    parser.add_argument("--verbose", action="store_true", help="show the bridge's log")
     parser.set_defaults(func=run)

@@ -155,6 +155,8 @@ class DtuClient:
         self._retired: tuple[int, ...] = ()
         self.app_info_cache: AppInfo | None = None
         self.reconnects = 0
+        #: Seconds between sending the last request and its reply (pacing excluded).
+        self.last_rtt: float | None = None
 
     def __repr__(self) -> str:
         return f"DtuClient({self.host}:{self.port})"
@@ -245,10 +247,13 @@ class DtuClient:
     ) -> DecodedFrame:
         conn = await self._ensure_connection()
         await self._pace()
+        started = time.monotonic()
         try:
-            return await conn.request(message, tag=tag, timeout=timeout, extended=extended)
+            decoded = await conn.request(message, tag=tag, timeout=timeout, extended=extended)
         finally:
             self._last_request = time.monotonic()
+        self.last_rtt = self._last_request - started
+        return decoded
 
     async def _request(
         self,

@@ -409,6 +409,9 @@ class SimulatedDtu:
             for inverter in chosen:
                 inverter.unreachable_until = now + INVERTER_RESTART_SECONDS
                 inverter.temporary_limit_w = None
+                # An inverter keeps its lifetime energy but starts today's count
+                # again after a restart (what the bridge's yield-day correction fixes).
+                inverter.energy.ed = [0.0] * len(inverter.energy.ed)
         elif action == Action.POLL_ALL:
             self.performance_mode = True
         elif action == Action.CLEAR_ALARM:

@@ -1,0 +1,1 @@
+"""Home Assistant add-on integration: options, Supervisor API."""

@@ -1,0 +1,317 @@
+"""One supervised session per DTU: polling, slower reads, alarms, back-off.
+
+:class:`DtuSession` owns a :class:`~hoymiles_bridge.dtu.client.DtuClient`
+and runs until cancelled. It never raises for a DTU problem: every failure
+becomes a state (``offline``, ``night``, ``displaced``...) and a back-off, and
+the listener hears about it. Sessions of different DTUs share nothing, so one
+failing DTU never delays another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, Protocol, TypeVar
+
+from hoymiles_bridge.dtu.client import DtuClient
+from hoymiles_bridge.dtu.devices import inverter_type, parse_serial
+from hoymiles_bridge.dtu.models import AppInfo, DtuConfig, NetworkInfo, RealData, Warnings
+from hoymiles_bridge.dtu.policy import UNREACHABLE_AFTER, PollPolicy
+from hoymiles_bridge.errors import (
+    DtuConnectionError,
+    DtuDisplacedError,
+    DtuRejectedError,
+    DtuTimeoutError,
+    ProtocolError,
+)
+
+_LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+#: Power (W, or share of the rated power) under which losing the DTU counts
+#: as nightfall rather than a fault.
+DUSK_POWER_MIN: Final = 5.0
+DUSK_POWER_SHARE: Final = 0.02
+
+
+class SessionState(enum.StrEnum):
+    STARTING = "starting"
+    CONNECTED = "connected"
+    OFFLINE = "offline"  # not reachable (during the day: a problem)
+    NIGHT = "night"  # not reachable after production ended: expected for HMS-W
+    DISPLACED = "displaced"  # another client took the DTU; stepping back
+    FROZEN = "frozen"  # the DTU keeps repeating the same snapshot
+    STOPPED = "stopped"
+
+
+class SessionListener(Protocol):
+    """What a session reports to (the MQTT bridge, the web UI)."""
+
+    async def on_state(self, session: DtuSession) -> None: ...
+
+    async def on_dtu_info(
+        self,
+        session: DtuSession,
+        info: AppInfo,
+        config: DtuConfig | None,
+        network: NetworkInfo | None,
+    ) -> None: ...
+
+    async def on_real_data(self, session: DtuSession, data: RealData, fresh: bool) -> None: ...
+
+    async def on_alarms(self, session: DtuSession, warnings: Warnings) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DtuTarget:
+    host: str
+    port: int = 10081
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.host}:{self.port}"
+
+
+ClientFactory = Callable[[DtuTarget], DtuClient]
+
+
+def default_client(target: DtuTarget) -> DtuClient:
+    return DtuClient(target.host, target.port)
+
+
+class DtuSession:
+    """Keeps one DTU's data flowing, politely."""
+
+    def __init__(
+        self,
+        target: DtuTarget,
+        policy: PollPolicy,
+        listener: SessionListener,
+        *,
+        client_factory: ClientFactory = default_client,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+    ) -> None:
+        self.target = target
+        self.policy = policy
+        self.listener = listener
+        self.client = client_factory(target)
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self.state = SessionState.STARTING
+        self.state_reason = ""
+        self.app_info: AppInfo | None = None
+        self.config: DtuConfig | None = None
+        self.network: NetworkInfo | None = None
+        self.last_data: RealData | None = None
+        self.last_poll: float | None = None  # wall clock of the last successful poll
+        self.next_poll: float | None = None
+        self.rtt: float | None = None  # seconds, last real-data round trip
+        self.failures = 0
+        self.displacements = 0
+        self.polls = 0
+        self.frozen_polls = 0
+        self.performance_mode = False
+        self._info_due = 0.0
+        self._warning_counts: dict[str, int] | None = None
+        self._wake = asyncio.Event()
+        self._policy_logged = False
+
+    @property
+    def dtu_serial(self) -> str | None:
+        return self.app_info.dtu_serial if self.app_info else None
+
+    @property
+    def interval(self) -> float:
+        fw = self.app_info.dtu_firmware_raw if self.app_info else None
+        return self.policy.effective_interval(fw)
+
+    def poll_now(self) -> None:
+        """Cut the current wait short (after a command, to show its effect)."""
+        self._wake.set()
+
+    async def _set_state(self, state: SessionState, reason: str = "") -> None:
+        if state is self.state and reason == self.state_reason:
+            return
+        self.state, self.state_reason = state, reason
+        level = (
+            logging.INFO
+            if state in {SessionState.CONNECTED, SessionState.NIGHT}
+            else logging.WARNING
+        )
+        _LOGGER.log(
+            level, "%s: %s%s", self.target.label, state.value, f" ({reason})" if reason else ""
+        )
+        await self.listener.on_state(self)
+
+    # --- the loop -----------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while True:
+                wait = await self._cycle()
+                await self._sleep(wait)
+        finally:
+            await self.client.close()
+            self.state = SessionState.STOPPED
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when :meth:`poll_now` was called (even during the poll)."""
+        self.next_poll = self._clock() + seconds
+        try:
+            async with asyncio.timeout(max(seconds, 0.0)):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _cycle(self) -> float:
+        """One poll; returns how long to wait before the next."""
+        if self._displaced():
+            return await self._back_off_displaced()
+        pause = self.policy.cloud_pause_left(self._clock())
+        if pause > 0:
+            _LOGGER.debug("%s: cloud-upload pause, %.0f s", self.target.label, pause)
+            return pause
+        try:
+            await self._poll()
+        except DtuDisplacedError:
+            return await self._back_off_displaced()
+        except (DtuConnectionError, DtuTimeoutError) as err:
+            return await self._failed(str(err))
+        except ProtocolError as err:
+            return await self._failed(f"protocol error: {err}")
+        except DtuRejectedError as err:
+            return await self._failed(f"the DTU refused a request: {err}")
+        self.failures = 0
+        self.displacements = 0
+        if self.policy.releases_socket(self.interval):
+            await self.client.close()
+        return self.interval
+
+    def _displaced(self) -> bool:
+        conn = self.client.connection
+        return conn is not None and isinstance(conn.close_error, DtuDisplacedError)
+
+    async def _back_off_displaced(self) -> float:
+        self.displacements += 1
+        await self.client.close()  # forget the closed session; reconnect after the pause
+        wait = PollPolicy.backoff(
+            self.displacements, self.policy.displaced_initial, self.policy.displaced_max, self._rng
+        )
+        await self._set_state(
+            SessionState.DISPLACED,
+            f"another client (the S-Miles app?) is using the DTU; retrying in {wait:.0f} s",
+        )
+        return wait
+
+    async def _failed(self, reason: str) -> float:
+        self.failures += 1
+        await self.client.close()
+        wait = PollPolicy.backoff(
+            self.failures, self.policy.retry_initial, self.policy.retry_max, self._rng
+        )
+        if self.failures >= UNREACHABLE_AFTER or self.state is SessionState.STARTING:
+            if self._dusk():
+                await self._set_state(
+                    SessionState.NIGHT, "the DTU is off, as PV-powered DTUs are at night"
+                )
+            else:
+                await self._set_state(SessionState.OFFLINE, reason)
+        return min(wait, max(self.interval, self.policy.retry_initial))
+
+    def _dusk(self) -> bool:
+        """Whether the last data looked like dusk: nearly no power left.
+
+        A PV-powered DTU (HMS-W) switches off when its panels do, so losing it
+        right after production faded is expected, not a fault.
+        """
+        if self.last_data is None:
+            return False
+        inverters = self.last_data.inverters
+        power = sum(i.power for i in inverters)
+        rated = sum(inverter_type(parse_serial(i.serial)).rated_power for i in inverters)
+        return power <= max(DUSK_POWER_MIN, rated * DUSK_POWER_SHARE)
+
+    async def _poll(self) -> None:
+        now = self._clock()
+        new_session = not self.client.connected
+        if self.app_info is None or now >= self._info_due:
+            await self._read_info()
+            self._info_due = now + self.policy.info_interval
+        if self.policy.performance_mode and new_session and not self.performance_mode:
+            await self.client.performance_mode()
+            self.performance_mode = True
+        data = await self.client.real_data()
+        self.rtt = self.client.last_rtt
+        fresh = self.last_data is None or data.timestamp != self.last_data.timestamp
+        self.frozen_polls = 0 if fresh else self.frozen_polls + 1
+        self.last_data = data
+        self.last_poll = self._clock()
+        self.polls += 1
+        if self.frozen_polls >= self.policy.frozen_after:
+            await self._set_state(
+                SessionState.FROZEN,
+                f"the DTU repeated the same data {self.frozen_polls} times",
+            )
+            await self.client.close()  # a fresh session often unsticks it
+            self.performance_mode = False
+        else:
+            await self._set_state(SessionState.CONNECTED)
+        await self.listener.on_real_data(self, data, fresh)
+        if fresh:
+            await self._check_alarms(data)
+
+    async def _read_info(self) -> None:
+        info = await self.client.app_info()
+        changed = self.app_info is None or info.dtu_serial != self.app_info.dtu_serial
+        self.app_info = info
+        config = await self._optional(self.client.get_config())
+        network = await self._optional(self.client.network_info())
+        self.config = config or self.config
+        self.network = network or self.network
+        if changed or not self._policy_logged:
+            self._policy_logged = True
+            _LOGGER.info(
+                "%s: DTU %s (%s, firmware %s, %s); %s",
+                self.target.label,
+                info.dtu_serial,
+                info.dtu_model,
+                info.dtu_firmware,
+                "encrypted" if info.encrypted else "not encrypted",
+                self.policy.describe(info.dtu_firmware_raw),
+            )
+        await self.listener.on_dtu_info(self, info, self.config, self.network)
+
+    async def _optional(self, call: Awaitable[_T]) -> _T | None:
+        """Reads some firmware does not answer must not stop the data flow."""
+        try:
+            return await call
+        except (DtuTimeoutError, DtuRejectedError, ProtocolError) as err:
+            _LOGGER.debug("%s: optional read failed: %s", self.target.label, err)
+            return None
+
+    async def _check_alarms(self, data: RealData) -> None:
+        counts = {i.serial: i.warning_count for i in data.inverters}
+        if self._warning_counts is not None and counts == self._warning_counts:
+            return
+        warnings = await self._optional(self.client.alarms())
+        if warnings is not None:
+            self._warning_counts = counts
+            await self.listener.on_alarms(self, warnings)
+
+    async def run_command(self, call: Callable[[DtuClient], Awaitable[_T]]) -> _T:
+        """Run a command through this session's client, then poll soon to show its effect."""
+        result = await call(self.client)
+        self._info_due = 0.0  # read the config (limit) back with the next poll
+        self.poll_now()
+        return result
+
+
+__all__ = ["DtuSession", "DtuTarget", "SessionListener", "SessionState"]

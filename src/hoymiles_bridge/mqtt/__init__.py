@@ -1,0 +1,1 @@
+"""MQTT: broker link, topics, Home Assistant discovery, commands."""

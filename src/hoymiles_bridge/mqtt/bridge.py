@@ -1,0 +1,652 @@
+"""The bridge: DTU sessions in, MQTT topics and Home Assistant discovery out, commands back.
+
+:class:`Bridge` owns one :class:`~hoymiles_bridge.dtu.session.DtuSession` per
+configured DTU and one :class:`~hoymiles_bridge.mqtt.link.MqttLink`. It is the
+sessions' listener: each report turns into topics (published only when their
+payload changed, retained), discovery for devices it has not announced yet,
+and availability. Commands arrive on ``<serial>/cmd/...`` and are validated,
+paced, run through the owning session, and answered on ``.../status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from hoymiles_bridge import __version__
+from hoymiles_bridge.addon.options import Options
+from hoymiles_bridge.dtu.alarms import alarm_text
+from hoymiles_bridge.dtu.client import DtuClient
+from hoymiles_bridge.dtu.devices import inverter_type, parse_serial
+from hoymiles_bridge.dtu.models import AppInfo, DtuConfig, NetworkInfo, RealData, Warnings
+from hoymiles_bridge.dtu.policy import PollPolicy
+from hoymiles_bridge.dtu.session import (
+    ClientFactory,
+    DtuSession,
+    DtuTarget,
+    SessionState,
+    default_client,
+)
+from hoymiles_bridge.dtu.values import InverterGuard, InverterValues
+from hoymiles_bridge.errors import (
+    DtuConnectionError,
+    DtuRejectedError,
+    DtuTimeoutError,
+    HoymilesError,
+    InvalidArgumentError,
+    ProtocolError,
+)
+from hoymiles_bridge.mqtt.commands import (
+    Command,
+    CommandError,
+    Decision,
+    LimitPacer,
+    Target,
+    parse_command,
+    split_topic,
+)
+from hoymiles_bridge.mqtt.discovery import (
+    DiscoveryContext,
+    DtuDevice,
+    InverterDevice,
+    dtu_discovery,
+    inverter_discovery,
+    removal_messages,
+)
+from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage, MqttSettings
+from hoymiles_bridge.mqtt.topics import TopicLayout
+
+_LOGGER = logging.getLogger(__name__)
+
+ONLINE: Final = "online"
+OFFLINE: Final = "offline"
+#: DTU firmware (raw dtu_sw) from which HMS-W DTUs take the temporary limit (V01.01.01).
+NONPERSISTENT_FIRMWARE: Final = 0x1101
+#: States in which the bridge's view of a DTU counts as available.
+_AVAILABLE_STATES: Final = frozenset(
+    {SessionState.CONNECTED, SessionState.FROZEN, SessionState.DISPLACED}
+)
+#: Latencies kept for the diagnostics and the benchmark.
+_LATENCY_SAMPLES: Final = 4096
+
+
+def _fmt(value: float | int | str | bool) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{round(value, 3):g}" if abs(value) < 1e15 else str(value)
+    return str(value)
+
+
+@dataclass
+class _DtuView:
+    """What the bridge knows about one DTU."""
+
+    session: DtuSession
+    device: DtuDevice | None = None
+    inverters: dict[str, InverterDevice] = field(default_factory=dict)
+    guards: dict[str, InverterGuard] = field(default_factory=dict)
+    values: dict[str, InverterValues] = field(default_factory=dict)
+    limits: dict[str, float] = field(default_factory=dict)  # serial -> applied limit %
+    announced: set[str] = field(default_factory=set)
+    dtu_announced: bool = False
+
+    @property
+    def serial(self) -> str | None:
+        return self.session.dtu_serial
+
+    @property
+    def available(self) -> bool:
+        return self.session.state in _AVAILABLE_STATES
+
+
+class Bridge:
+    """Runs every DTU session and the MQTT link until cancelled."""
+
+    def __init__(
+        self,
+        options: Options,
+        mqtt: MqttSettings,
+        *,
+        client_factory: ClientFactory = default_client,
+        clock: Callable[[], float] = time.time,
+        announce_delay: float = 2.0,
+        policy: PollPolicy | None = None,
+        mqtt_backoff: float = 1.0,
+    ) -> None:
+        self.options = options
+        self.layout = TopicLayout(options.base_topic, several_dtus=len(options.dtus) > 1)
+        self.discovery = DiscoveryContext(
+            prefix=options.discovery_prefix, layout=self.layout, bridge_version=__version__
+        )
+        self.policy = policy or PollPolicy(
+            interval=options.poll_interval,
+            min_interval=options.min_poll_interval,
+            cloud_pause=options.cloud_pause,
+            release_socket_after=options.release_socket_after,
+            performance_mode=options.performance_mode,
+            frozen_after=options.frozen_after,
+        )
+        self._clock = clock
+        self._announce_delay = announce_delay
+        self.views: list[_DtuView] = []
+        for dtu in options.dtus:
+            target = DtuTarget(dtu.host, dtu.port, dtu.name)
+            session = DtuSession(
+                target, self.policy, self, client_factory=client_factory, clock=clock
+            )
+            self.views.append(_DtuView(session))
+        self._by_session = {id(v.session): v for v in self.views}
+        subscriptions = list(self.layout.command_subscriptions)
+        if options.discovery:
+            subscriptions.append(self.ha_status_topic)
+        self.link = MqttLink(
+            mqtt,
+            will_topic=self.layout.bridge_status,
+            subscriptions=subscriptions,
+            on_connect=self._on_connect,
+            on_message=self._on_message,
+            backoff_initial=mqtt_backoff,
+        )
+        self._published: dict[str, str] = {}
+        self._pacers: dict[tuple[str, bool], LimitPacer] = {}
+        self._deferred: dict[tuple[str, bool], asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
+        self.commands_done = 0
+        self.commands_failed = 0
+
+    @property
+    def ha_status_topic(self) -> str:
+        return f"{self.options.discovery_prefix}/status"
+
+    # --- running ----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled; a DTU problem never ends it."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.link.run(), name="mqtt-link")
+                for view in self.views:
+                    group.create_task(
+                        view.session.run(), name=f"dtu-session-{view.session.target.label}"
+                    )
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def stop(self) -> None:
+        await self.link.stop()
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def view_for(self, session: DtuSession) -> _DtuView:
+        return self._by_session[id(session)]
+
+    # --- publishing -------------------------------------------------------
+
+    async def _publish(self, items: list[tuple[str, str]], *, force: bool = False) -> None:
+        """Publish retained states whose payload changed (all of them with ``force``)."""
+        fresh = [(t, p) for t, p in items if force or self._published.get(t) != p]
+        if not fresh:
+            return
+        for topic, payload in fresh:
+            self._published[topic] = payload
+        await asyncio.gather(*(self.link.publish(t, p, retain=True, qos=1) for t, p in fresh))
+
+    async def _publish_discovery(self, items: list[tuple[str, str]]) -> None:
+        await asyncio.gather(*(self.link.publish(t, p, retain=True, qos=1) for t, p in items))
+
+    async def _on_connect(self) -> None:
+        """(Re)announce after every broker (re)connect: discovery, then every state."""
+        await self._announce_all()
+        await self._publish(list(self._published.items()), force=True)
+
+    async def _announce_all(self) -> None:
+        if not self.options.discovery:
+            return
+        for view in self.views:
+            view.dtu_announced = False
+            view.announced.clear()
+            await self._announce(view)
+
+    async def _announce(self, view: _DtuView) -> None:
+        if not self.options.discovery or view.device is None:
+            return
+        if not view.dtu_announced:
+            first = view is next((v for v in self.views if v.device is not None), None)
+            await self._publish_discovery(dtu_discovery(self.discovery, view.device, totals=first))
+            view.dtu_announced = True
+        for serial, inverter in view.inverters.items():
+            if serial not in view.announced:
+                await self._publish_discovery(inverter_discovery(self.discovery, inverter))
+                view.announced.add(serial)
+
+    # --- session listener -------------------------------------------------
+
+    async def on_state(self, session: DtuSession) -> None:
+        view = self.view_for(session)
+        serial = view.serial
+        if serial is None:
+            return
+        night_zero = session.state is SessionState.NIGHT and self.options.night_policy == "zero"
+        available = view.available or night_zero
+        items = [
+            (self.layout.dtu(serial, "connection"), session.state.value),
+            (self.layout.dtu_available(serial), ONLINE if available else OFFLINE),
+        ]
+        state = ONLINE if available else OFFLINE
+        items.extend((self.layout.inverter_available(i), state) for i in view.inverters)
+        if night_zero:
+            for inverter, guard in view.guards.items():
+                values = guard.night()
+                view.values[inverter] = values
+                items += self._inverter_items(view, values, last_update=None)
+            items += self._totals()
+        await self._publish(items)
+
+    async def on_dtu_info(
+        self,
+        session: DtuSession,
+        info: AppInfo,
+        config: DtuConfig | None,
+        network: NetworkInfo | None,
+    ) -> None:
+        view = self.view_for(session)
+        target = session.target
+        view.device = DtuDevice(
+            serial=info.dtu_serial,
+            model=info.dtu_model,
+            firmware=info.dtu_firmware,
+            hardware=info.dtu_hardware,
+            name=target.name,
+            host=target.host,
+        )
+        current: dict[str, InverterDevice] = {}
+        for inv in info.inverters:
+            kind = inverter_type(parse_serial(inv.serial))
+            current[inv.serial] = InverterDevice(
+                serial=inv.serial,
+                model=inv.model,
+                firmware=inv.firmware,
+                hardware=inv.hardware,
+                name=None,
+                ports=kind.ports or 1,
+                rated_power=kind.rated_power,
+                dtu_serial=info.dtu_serial,
+                supports_nonpersistent=(
+                    info.dtu_model == "DTUBI" and info.dtu_firmware_raw >= NONPERSISTENT_FIRMWARE
+                ),
+            )
+        for gone in set(view.inverters) - set(current):
+            _LOGGER.info("inverter %s is no longer listed by DTU %s", gone, info.dtu_serial)
+            if self.options.discovery:
+                await self._publish_discovery(
+                    removal_messages(self.discovery, view.inverters[gone])
+                )
+            view.announced.discard(gone)
+            view.guards.pop(gone, None)
+            view.values.pop(gone, None)
+        view.inverters = current
+        serial = info.dtu_serial
+        items = [
+            (self.layout.dtu(serial, "serial"), serial),
+            (self.layout.dtu(serial, "model"), info.dtu_model),
+            (self.layout.dtu(serial, "firmware"), info.dtu_firmware),
+            (self.layout.dtu(serial, "hardware"), info.dtu_hardware),
+            (self.layout.dtu(serial, "ip"), target.host),
+            (self.layout.dtu(serial, "rssi"), str(info.signal_strength)),
+            (self.layout.dtu(serial, "encrypted"), _fmt(info.encrypted)),
+            (self.layout.dtu(serial, "policy"), self.policy.describe(info.dtu_firmware_raw)),
+        ]
+        for inv in info.inverters:
+            items += [
+                (self.layout.inverter(inv.serial, "name"), inv.model),
+                (self.layout.inverter(inv.serial, "device/fwbuildversion"), inv.firmware),
+                (self.layout.inverter(inv.serial, "device/hwversion"), inv.hardware),
+                (
+                    self.layout.inverter(inv.serial, "device/hwpartnumber"),
+                    str(inv.hardware_part_number),
+                ),
+            ]
+        if config is not None and config.power_limit > 0:
+            for inverter in current:
+                view.limits.setdefault(inverter, config.power_limit)
+                view.limits[inverter] = config.power_limit
+                items += self._limit_items(view, inverter)
+        await self._announce(view)
+        await self._publish(items)
+        await self.on_state(session)
+
+    def _limit_items(self, view: _DtuView, serial: str) -> list[tuple[str, str]]:
+        limit = view.limits.get(serial)
+        if limit is None:
+            return []
+        rated = view.inverters[serial].rated_power if serial in view.inverters else 0
+        items = [(self.layout.inverter(serial, "status/limit_relative"), _fmt(limit))]
+        if rated:
+            items.append(
+                (
+                    self.layout.inverter(serial, "status/limit_absolute"),
+                    _fmt(round(limit * rated / 100, 1)),
+                )
+            )
+        return items
+
+    def _inverter_items(
+        self, view: _DtuView, values: InverterValues, *, last_update: float | None
+    ) -> list[tuple[str, str]]:
+        serial = values.serial
+        layout = self.layout
+        items = [(layout.inverter(serial, f"0/{k}"), _fmt(v)) for k, v in values.values.items()]
+        for port, fields in values.ports.items():
+            items += [(layout.port(serial, port, k), _fmt(v)) for k, v in fields.items()]
+        items += [
+            (layout.inverter(serial, "status/reachable"), _fmt(values.reachable)),
+            (layout.inverter(serial, "status/producing"), _fmt(values.producing)),
+        ]
+        if last_update is not None:
+            items.append((layout.inverter(serial, "status/last_update"), str(int(last_update))))
+        return items
+
+    def _totals(self) -> list[tuple[str, str]]:
+        ac = dc = day = total = 0.0
+        rated = 0.0
+        valid = True
+        for view in self.views:
+            valid = valid and view.available
+            for values in view.values.values():
+                ac += values.values.get("power", 0.0)
+                dc += values.values.get("powerdc", 0.0)
+                day += values.values.get("yieldday", 0.0)
+                total += values.values.get("yieldtotal", 0.0)
+            rated += sum(i.rated_power for i in view.inverters.values())
+        layout = self.layout
+        return [
+            (layout.total("ac/power"), _fmt(round(ac, 1))),
+            (layout.total("ac/yieldday"), _fmt(day)),
+            (layout.total("ac/yieldtotal"), _fmt(round(total, 3))),
+            (layout.total("ac/is_valid"), _fmt(valid)),
+            (layout.total("dc/power"), _fmt(round(dc, 1))),
+            (layout.total("dc/irradiation"), _fmt(round(dc * 100 / rated, 1) if rated else 0.0)),
+            (layout.total("dc/is_valid"), _fmt(valid)),
+        ]
+
+    async def on_real_data(self, session: DtuSession, data: RealData, fresh: bool) -> None:
+        started = time.monotonic()
+        view = self.view_for(session)
+        serial = data.dtu_serial or view.serial
+        if serial is None:
+            return
+        items = [
+            (self.layout.dtu(serial, "rtt"), str(round((session.rtt or 0) * 1000))),
+            (self.layout.dtu(serial, "performance_mode"), _fmt(session.performance_mode)),
+        ]
+        if fresh:
+            now = session.last_poll or self._clock()
+            items.append((self.layout.dtu(serial, "last_update"), str(int(now))))
+            for inverter in data.inverters:
+                if inverter.serial not in view.inverters:
+                    kind = inverter_type(parse_serial(inverter.serial))
+                    view.inverters[inverter.serial] = InverterDevice(
+                        serial=inverter.serial,
+                        model=inverter.model,
+                        firmware="",
+                        hardware="",
+                        name=None,
+                        ports=max(len(inverter.ports), kind.ports, 1),
+                        rated_power=kind.rated_power,
+                        dtu_serial=serial,
+                        supports_nonpersistent=False,
+                    )
+                guard = view.guards.get(inverter.serial)
+                if guard is None:
+                    guard = InverterGuard(inverter.serial, clock=self._clock)
+                    view.guards[inverter.serial] = guard
+                values = guard.update(inverter, now=now)
+                view.values[inverter.serial] = values
+                items += self._inverter_items(view, values, last_update=now)
+                if inverter.power_limit is not None:
+                    view.limits[inverter.serial] = inverter.power_limit
+                items += self._limit_items(view, inverter.serial)
+                items.append(
+                    (
+                        self.layout.inverter_json(inverter.serial),
+                        json.dumps(
+                            {
+                                "dtu_serial": serial,
+                                "timestamp": data.timestamp,
+                                **inverter.to_dict(),
+                            },
+                            separators=(",", ":"),
+                        ),
+                    )
+                )
+                items.append((self.layout.inverter_available(inverter.serial), ONLINE))
+            items += self._totals()
+            await self._announce(view)
+        await self._publish(items)
+        self.latencies.append(time.monotonic() - started)
+
+    async def on_alarms(self, session: DtuSession, warnings: Warnings) -> None:
+        view = self.view_for(session)
+        by_inverter: dict[str, list[dict[str, Any]]] = {s: [] for s in view.inverters}
+        for entry in warnings.warnings:
+            by_inverter.setdefault(entry.inverter_serial, []).append(
+                {
+                    "code": entry.code,
+                    "text": alarm_text(entry.code),
+                    "start": entry.start,
+                    "end": entry.end,
+                    "active": entry.active,
+                }
+            )
+        items: list[tuple[str, str]] = []
+        for serial, alarms in by_inverter.items():
+            active = [a for a in alarms if a["active"]]
+            latest = max(alarms, key=lambda a: a["start"], default=None)
+            items += [
+                (self.layout.inverter_alarms(serial), json.dumps(active, separators=(",", ":"))),
+                (self.layout.inverter(serial, "alarms/count"), str(len(active))),
+                (self.layout.inverter(serial, "alarms/last"), latest["text"] if latest else ""),
+            ]
+        await self._publish(items)
+
+    # --- commands ---------------------------------------------------------
+
+    async def _on_message(self, message: MqttMessage) -> None:
+        if message.topic == self.ha_status_topic:
+            if message.payload.strip().lower() == ONLINE.encode():
+                delay = random.uniform(0, self._announce_delay)
+                self._spawn(self._reannounce(delay), "ha-reannounce")
+            return
+        where = split_topic(self.layout.base, message.topic)
+        if where is None or message.topic.endswith("/status"):
+            return
+        try:
+            command = parse_command(
+                self.layout.base, message.topic, message.payload, retained=message.retain
+            )
+        except CommandError as err:
+            _LOGGER.warning("command on %s refused: %s", message.topic, err)
+            await self._status(message.topic, f"failed: {err}")
+            return
+        if command is None:
+            _LOGGER.info("ignoring retained one-shot command on %s", message.topic)
+            return
+        self._spawn(self._execute(message.topic, command), f"command-{command.name}")
+
+    async def _reannounce(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._on_connect()
+
+    async def _status(self, command_topic: str, text: str) -> None:
+        await self.link.publish(f"{command_topic}/status", text, retain=False, qos=1)
+
+    def _find_inverter(self, serial: str) -> _DtuView:
+        view = next((v for v in self.views if serial in v.inverters), None)
+        if view is None:
+            raise CommandError(f"no inverter {serial} is known")
+        return view
+
+    def _find_dtu(self, serial: str) -> _DtuView:
+        if not serial:
+            if len(self.views) == 1:
+                return self.views[0]
+            raise CommandError("several DTUs: name the DTU serial in the topic")
+        view = next((v for v in self.views if v.serial == serial), None)
+        if view is None:
+            raise CommandError(f"no DTU {serial} is known")
+        return view
+
+    async def _execute(self, topic: str, command: Command) -> None:
+        try:
+            if command.target is Target.DTU:
+                view = self._find_dtu(command.serial)
+                await self._status(topic, "pending")
+                await self._run_dtu_command(view, command)
+            else:
+                view = self._find_inverter(command.serial)
+                if command.is_limit:
+                    await self._limit(topic, view, command)
+                    return
+                await self._status(topic, "pending")
+                await self._run_inverter_command(view, command)
+        except (CommandError, InvalidArgumentError, DtuRejectedError) as err:
+            self.commands_failed += 1
+            await self._status(topic, f"failed: {err}")
+            return
+        except (DtuConnectionError, DtuTimeoutError, ProtocolError) as err:
+            self.commands_failed += 1
+            await self._status(topic, f"failed: the DTU did not take it ({err})")
+            return
+        self.commands_done += 1
+        await self._status(topic, "ok")
+
+    async def _run_dtu_command(self, view: _DtuView, command: Command) -> None:
+        if command.name == "reboot":
+            await view.session.run_command(lambda c: c.reboot_dtu())
+            view.session.performance_mode = False
+        else:
+            await view.session.run_command(lambda c: c.performance_mode())
+            view.session.performance_mode = True
+
+    async def _run_inverter_command(self, view: _DtuView, command: Command) -> None:
+        serial = command.serial
+        if command.name == "power":
+            if command.value:
+                await view.session.run_command(lambda c: c.inverter_on(serial))
+            else:
+                await view.session.run_command(lambda c: c.inverter_off(serial))
+        elif command.name == "restart":
+            await view.session.run_command(lambda c: c.inverter_restart(serial))
+
+    def _limit_request(self, view: _DtuView, command: Command) -> float:
+        """The value the DTU gets: percent for persistent limits, watts for the others."""
+        rated = view.inverters[command.serial].rated_power
+        if command.persistent:
+            if command.relative:
+                return command.value
+            if not rated:
+                raise CommandError("the inverter's rated power is unknown; use the % limit")
+            if command.value > rated:
+                raise CommandError(f"limit {command.value:g} W is above the rated {rated} W")
+            return max(2.0, round(command.value * 100 / rated, 1))
+        if command.relative:
+            if not rated:
+                raise CommandError("the inverter's rated power is unknown; use the W limit")
+            return round(command.value * rated / 100, 1)
+        if rated and command.value > rated:
+            raise CommandError(f"limit {command.value:g} W is above the rated {rated} W")
+        return command.value
+
+    async def _limit(self, topic: str, view: _DtuView, command: Command) -> None:
+        value = self._limit_request(view, command)
+        key = (command.serial, command.persistent)
+        pacer = self._pacers.setdefault(key, LimitPacer(self.options.limit_interval))
+        now = time.monotonic()
+        decision = pacer.offer(value, now)
+        if decision is Decision.UNCHANGED:
+            await self._status(topic, "ok")
+            return
+        if decision is Decision.PENDING:
+            await self._status(topic, "pending")
+            if key not in self._deferred:
+                task = asyncio.ensure_future(self._deferred_limit(topic, view, command, pacer))
+                task.set_name(f"deferred-limit-{command.serial}")
+                self._deferred[key] = task
+                task.add_done_callback(self._forget_deferred)
+            return
+        await self._status(topic, "pending")
+        await self._write_limit(topic, view, command, value, pacer)
+
+    def _forget_deferred(self, task: asyncio.Task[None]) -> None:
+        for key, known in list(self._deferred.items()):
+            if known is task:
+                del self._deferred[key]
+
+    async def _deferred_limit(
+        self, topic: str, view: _DtuView, command: Command, pacer: LimitPacer
+    ) -> None:
+        await asyncio.sleep(max(0.0, pacer.due - time.monotonic()))
+        value = pacer.pending
+        if value is None:
+            return
+        pacer.pending = None
+        try:
+            await self._write_limit(topic, view, command, value, pacer)
+        except (CommandError, InvalidArgumentError, DtuRejectedError) as err:
+            await self._status(topic, f"failed: {err}")
+        except (DtuConnectionError, DtuTimeoutError, ProtocolError) as err:
+            await self._status(topic, f"failed: the DTU did not take it ({err})")
+
+    async def _write_limit(
+        self, topic: str, view: _DtuView, command: Command, value: float, pacer: LimitPacer
+    ) -> None:
+        serial = command.serial
+        pacer.sent(value, time.monotonic())
+        try:
+            if command.persistent:
+                await view.session.run_command(lambda c: c.set_power_limit(value, serial))
+                view.limits[serial] = value
+            else:
+                await view.session.run_command(lambda c: c.set_power_limit_temporary(value))
+                rated = view.inverters[serial].rated_power
+                if rated:
+                    view.limits[serial] = round(value * 100 / rated, 1)
+        except HoymilesError:
+            pacer.failed()
+            raise
+        self.commands_done += 1
+        await self._publish(self._limit_items(view, serial))
+        await self._status(topic, "ok")
+
+
+def build_client_factory(
+    min_spacing: float | None = None, request_timeout: float | None = None
+) -> ClientFactory:
+    """A factory for the sessions' clients (tests use shorter spacing and timeouts)."""
+
+    def factory(target: DtuTarget) -> DtuClient:
+        client = DtuClient(target.host, target.port)
+        if min_spacing is not None:
+            client.min_spacing = min_spacing
+        if request_timeout is not None:
+            client.request_timeout = request_timeout
+        return client
+
+    return factory
+
+
+__all__ = ["Bridge", "build_client_factory"]

@@ -1,0 +1,465 @@
+"""Home Assistant MQTT discovery payloads: pure functions, no I/O.
+
+Every entity is announced with *per-component* discovery
+(``<prefix>/<component>/<node_id>/<object_id>/config``), which every Home
+Assistant release since 2024.1 understands; device-based discovery
+(``<prefix>/device/...``) only arrived with 2024.11. ``node_id`` is the
+device id, ``object_id`` the field key; neither ends up in the entity id, and
+no ``object_id``/``default_entity_id`` option is sent, so nothing here depends
+on the 2025.10 deprecation of ``object_id`` (addon.md section 0.9).
+
+What is announced comes from the tables in :mod:`hoymiles_bridge.mqtt.topics`
+and nowhere else. The caller publishes each ``(topic, payload)`` retained.
+
+Decisions worth knowing:
+
+* Unique ids are ``hoymiles_<serial>_<object id>``; port entities use
+  ``port<n>_<key>`` as object id. A command that shares its key with a state
+  entity of the same device (the DTU's ``performance_mode``) gets
+  ``_<component>`` appended, so unique ids stay unique across the fleet.
+* The totals (``ac/...``, ``dc/...``) cover every DTU but need a device to
+  live on: they are attached to the first (usually only) DTU, chosen by the
+  caller with ``dtu_discovery(..., totals=True)``. Their config topics use the
+  fixed node id ``hoymiles_totals`` and unique ids ``hoymiles_totals_<key>``,
+  so if another DTU becomes "first" the same entities (and their history)
+  simply move to it instead of being duplicated.
+* Availability is the bridge's last will plus the DTU status, plus the
+  inverter's ``status/available`` for inverter entities (``avty_mode: all``).
+  Entities whose whole point is to show that something is offline only
+  depend on what they need: the inverter's *Reachable* sensor ignores the
+  inverter's availability, the DTU's *Status* and *Connection* ignore the DTU
+  status, and the fleet totals depend on the bridge alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from hoymiles_bridge.mqtt.topics import (
+    DTU_COMMANDS,
+    DTU_FIELDS,
+    INVERTER_COMMANDS,
+    INVERTER_FIELDS,
+    INVERTER_STATUS_FIELDS,
+    PORT_FIELDS,
+    TOTAL_FIELDS,
+    Field,
+    TopicLayout,
+)
+
+MANUFACTURER: Final = "Hoymiles"
+ORIGIN_NAME: Final = "Hoymiles DTU Bridge"
+PROJECT_URL: Final = "https://github.com/hoymiles-dtu-bridge/hoymiles-dtu-bridge"
+PAYLOAD_ONLINE: Final = "online"
+PAYLOAD_OFFLINE: Final = "offline"
+TOTALS_NODE_ID: Final = "hoymiles_totals"
+
+#: Turns the unix-seconds payload of ``last_update`` into an ISO 8601 datetime
+#: with an explicit UTC offset (``timestamp_custom`` exists on every release;
+#: ``as_datetime`` only accepts numbers on newer ones).
+TIMESTAMP_TEMPLATE: Final = "{{ (value | int) | timestamp_custom('%Y-%m-%dT%H:%M:%S%z', false) }}"
+
+#: Power-limit ranges. Relative limits follow OpenDTU's step; the inverter
+#: refuses less than 2 %, so that is the floor for both kinds.
+LIMIT_MIN_PERCENT: Final = 2.0
+LIMIT_MAX_PERCENT: Final = 100.0
+LIMIT_STEP_PERCENT: Final = 0.1
+LIMIT_STEP_WATT: Final = 1
+#: Used as the maximum when the serial does not tell the rated power.
+FALLBACK_RATED_POWER: Final = 2250
+
+#: Inverter entities that stay available while the inverter itself is not.
+_INVERTER_ALWAYS_AVAILABLE: Final = frozenset({"reachable"})
+#: DTU entities that stay available while the DTU itself is not.
+_DTU_ALWAYS_AVAILABLE: Final = frozenset({"status", "connection"})
+
+
+@dataclass(frozen=True, slots=True)
+class DtuDevice:
+    """What discovery needs to know about one DTU."""
+
+    serial: str
+    model: str
+    firmware: str
+    hardware: str
+    name: str | None
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class InverterDevice:
+    """What discovery needs to know about one inverter."""
+
+    serial: str
+    model: str
+    firmware: str
+    hardware: str
+    name: str | None
+    ports: int
+    rated_power: int  # W; 0 when unknown
+    dtu_serial: str
+    supports_nonpersistent: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiscoveryContext:
+    """Where and how to announce: discovery prefix, topic layout, our version."""
+
+    prefix: str = "homeassistant"
+    layout: TopicLayout
+    bridge_version: str
+
+
+# --- ids --------------------------------------------------------------------
+
+
+def dtu_device_id(serial: str) -> str:
+    return f"hoymiles_dtu_{serial}"
+
+
+def inverter_device_id(serial: str) -> str:
+    return f"hoymiles_inv_{serial}"
+
+
+def unique_id(owner: str, object_id: str) -> str:
+    """``hoymiles_<serial>_<object id>`` (``owner`` is a serial or ``totals``)."""
+    return f"hoymiles_{owner}_{object_id}"
+
+
+def config_topic(prefix: str, component: str, node_id: str, object_id: str) -> str:
+    return f"{prefix.strip('/')}/{component}/{node_id}/{object_id}/config"
+
+
+def port_object_id(port: int, field: Field) -> str:
+    return f"port{port}_{field.key}"
+
+
+def port_entity_name(port: int, field: Field) -> str:
+    """``"Port 1 power"``; keeps acronyms (``"DC power"``) intact."""
+    name = field.name
+    if len(name) > 1 and not name[1].isupper():
+        name = name[0].lower() + name[1:]
+    return f"Port {port} {name}"
+
+
+def _command_object_id(field: Field, state_keys: Iterable[str]) -> str:
+    if field.key in set(state_keys):
+        return f"{field.key}_{field.component}"
+    return field.key
+
+
+# --- payload parts ------------------------------------------------------------
+
+
+def _origin(ctx: DiscoveryContext) -> dict[str, str]:
+    return {"name": ORIGIN_NAME, "sw": ctx.bridge_version, "url": PROJECT_URL}
+
+
+def _device_block(
+    device_id: str,
+    name: str,
+    model: str,
+    serial: str,
+    firmware: str,
+    hardware: str,
+    via_device: str | None = None,
+) -> dict[str, Any]:
+    block: dict[str, Any] = {"ids": [device_id], "name": name, "mf": MANUFACTURER, "mdl": model}
+    if firmware:
+        block["sw"] = firmware
+    if hardware:
+        block["hw"] = hardware
+    # No "sn": Home Assistant 2024.1 rejects the whole payload for it ("extra
+    # keys not allowed", core issue #108069; accepted from 2024.2). The serial
+    # is in the device name and the identifiers instead.
+    if via_device is not None:
+        block["via_device"] = via_device
+    return block
+
+
+def dtu_device_block(dtu: DtuDevice) -> dict[str, Any]:
+    return _device_block(
+        dtu_device_id(dtu.serial),
+        dtu.name or f"{dtu.model} {dtu.serial}",
+        dtu.model,
+        dtu.serial,
+        dtu.firmware,
+        dtu.hardware,
+    )
+
+
+def inverter_device_block(inverter: InverterDevice) -> dict[str, Any]:
+    return _device_block(
+        inverter_device_id(inverter.serial),
+        inverter.name or f"{inverter.model} {inverter.serial}",
+        inverter.model,
+        inverter.serial,
+        inverter.firmware,
+        inverter.hardware,
+        via_device=dtu_device_id(inverter.dtu_serial),
+    )
+
+
+def _availability(topics: Iterable[str]) -> dict[str, Any]:
+    return {
+        "avty": [
+            {"t": topic, "pl_avail": PAYLOAD_ONLINE, "pl_not_avail": PAYLOAD_OFFLINE}
+            for topic in topics
+        ],
+        "avty_mode": "all",
+    }
+
+
+def _entity(
+    ctx: DiscoveryContext,
+    field: Field,
+    *,
+    name: str,
+    uniq_id: str,
+    device: dict[str, Any],
+    availability: Iterable[str],
+    state_topic: str | None = None,
+    command_topic: str | None = None,
+) -> dict[str, Any]:
+    """The keys every component shares, then the component's own."""
+    payload: dict[str, Any] = {"name": name, "uniq_id": uniq_id}
+    if state_topic is not None:
+        payload["stat_t"] = state_topic
+    if command_topic is not None:
+        payload["cmd_t"] = command_topic
+    if field.device_class is not None:
+        payload["dev_cla"] = field.device_class
+    if field.component == "sensor":
+        if field.state_class is not None:
+            payload["stat_cla"] = field.state_class
+        if field.device_class == "timestamp":
+            payload["val_tpl"] = TIMESTAMP_TEMPLATE
+        if field.precision is not None:
+            payload["sug_dsp_prc"] = field.precision
+    if field.component in ("sensor", "number") and field.unit is not None:
+        payload["unit_of_meas"] = field.unit
+    if field.component == "binary_sensor":
+        payload["pl_on"] = field.payload_on
+        payload["pl_off"] = field.payload_off
+    if field.component == "button":
+        payload["pl_prs"] = field.payload_on
+    if field.category is not None:
+        payload["ent_cat"] = field.category
+    if field.icon is not None:
+        payload["ic"] = field.icon
+    if not field.enabled:
+        payload["en"] = False
+    payload.update(_availability(availability))
+    payload["dev"] = device
+    payload["o"] = _origin(ctx)
+    return payload
+
+
+def _message(
+    ctx: DiscoveryContext, component: str, node_id: str, object_id: str, payload: dict[str, Any]
+) -> tuple[str, str]:
+    topic = config_topic(ctx.prefix, component, node_id, object_id)
+    return topic, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- DTU ----------------------------------------------------------------------
+
+
+def dtu_discovery(
+    ctx: DiscoveryContext, dtu: DtuDevice, *, totals: bool = True
+) -> list[tuple[str, str]]:
+    """Discovery for a DTU device; with ``totals`` also the fleet totals.
+
+    Pass ``totals=True`` for the first (or only) DTU and ``False`` for the
+    others: the totals are one set of entities for the whole bridge.
+    """
+    layout = ctx.layout
+    device = dtu_device_block(dtu)
+    node = dtu_device_id(dtu.serial)
+    bridge = layout.bridge_status
+    dtu_status = layout.dtu_available(dtu.serial)
+    messages: list[tuple[str, str]] = []
+
+    for field in DTU_FIELDS:
+        avail = (bridge,) if field.key in _DTU_ALWAYS_AVAILABLE else (bridge, dtu_status)
+        payload = _entity(
+            ctx,
+            field,
+            name=field.name,
+            uniq_id=unique_id(dtu.serial, field.key),
+            device=device,
+            availability=avail,
+            state_topic=layout.dtu(dtu.serial, field.topic),
+        )
+        messages.append(_message(ctx, field.component, node, field.key, payload))
+
+    state_keys = [f.key for f in DTU_FIELDS]
+    for field in DTU_COMMANDS:
+        object_id = _command_object_id(field, state_keys)
+        payload = _entity(
+            ctx,
+            field,
+            name=field.name,
+            uniq_id=unique_id(dtu.serial, object_id),
+            device=device,
+            availability=(bridge, dtu_status),
+            command_topic=layout.dtu_command(dtu.serial, field.topic),
+        )
+        messages.append(_message(ctx, field.component, node, object_id, payload))
+
+    if totals:
+        for field in TOTAL_FIELDS:
+            payload = _entity(
+                ctx,
+                field,
+                name=field.name,
+                uniq_id=unique_id("totals", field.key),
+                device=device,
+                availability=(bridge,),
+                state_topic=layout.total(field.topic),
+            )
+            messages.append(_message(ctx, field.component, TOTALS_NODE_ID, field.key, payload))
+    return messages
+
+
+# --- inverters ------------------------------------------------------------------
+
+
+def _status_field(key: str) -> Field:
+    for field in INVERTER_STATUS_FIELDS:
+        if field.key == key:
+            return field
+    raise KeyError(key)  # pragma: no cover - the table is static
+
+
+def limit_range(field: Field, rated_power: int) -> tuple[float, float, float]:
+    """``(min, max, step)`` of a power-limit number entity."""
+    if field.unit == "%":
+        return LIMIT_MIN_PERCENT, LIMIT_MAX_PERCENT, LIMIT_STEP_PERCENT
+    rated = rated_power if rated_power > 0 else FALLBACK_RATED_POWER
+    return max(1, round(rated * LIMIT_MIN_PERCENT / 100)), rated, LIMIT_STEP_WATT
+
+
+def _is_nonpersistent(field: Field) -> bool:
+    return field.key.startswith("limit_nonpersistent_")
+
+
+def inverter_commands(inverter: InverterDevice) -> tuple[Field, ...]:
+    """The command entities this inverter gets."""
+    return tuple(
+        f for f in INVERTER_COMMANDS if inverter.supports_nonpersistent or not _is_nonpersistent(f)
+    )
+
+
+def inverter_discovery(ctx: DiscoveryContext, inverter: InverterDevice) -> list[tuple[str, str]]:
+    """Discovery for one inverter: AC side, status, every port, commands."""
+    layout = ctx.layout
+    serial = inverter.serial
+    device = inverter_device_block(inverter)
+    node = inverter_device_id(serial)
+    base_avail = (layout.bridge_status, layout.dtu_available(inverter.dtu_serial))
+    full_avail = (*base_avail, layout.inverter_available(serial))
+    messages: list[tuple[str, str]] = []
+
+    def add(
+        field: Field,
+        object_id: str,
+        name: str,
+        *,
+        state_topic: str | None = None,
+        command_topic: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        avail = base_avail if field.key in _INVERTER_ALWAYS_AVAILABLE else full_avail
+        payload = _entity(
+            ctx,
+            field,
+            name=name,
+            uniq_id=unique_id(serial, object_id),
+            device=device,
+            availability=avail,
+            state_topic=state_topic,
+            command_topic=command_topic,
+        )
+        if extra:
+            payload.update(extra)
+        messages.append(_message(ctx, field.component, node, object_id, payload))
+
+    for field in INVERTER_FIELDS:
+        add(field, field.key, field.name, state_topic=layout.inverter(serial, field.topic))
+
+    for field in INVERTER_STATUS_FIELDS:
+        extra = None
+        if field.key == "alarm_count":
+            extra = {"json_attr_t": layout.inverter_alarms(serial)}
+        add(
+            field,
+            field.key,
+            field.name,
+            state_topic=layout.inverter(serial, field.topic),
+            extra=extra,
+        )
+
+    for port in range(1, inverter.ports + 1):
+        for field in PORT_FIELDS:
+            add(
+                field,
+                port_object_id(port, field),
+                port_entity_name(port, field),
+                state_topic=layout.port(serial, port, field.topic),
+            )
+
+    relative = _status_field("limit_relative")
+    absolute = _status_field("limit_absolute")
+    state_keys = [f.key for f in (*INVERTER_FIELDS, *INVERTER_STATUS_FIELDS)]
+    for field in inverter_commands(inverter):
+        object_id = _command_object_id(field, state_keys)
+        command_topic = layout.inverter_command(serial, field.topic)
+        if field.component == "number":
+            low, high, step = limit_range(field, inverter.rated_power)
+            state = relative if field.unit == "%" else absolute
+            add(
+                field,
+                object_id,
+                field.name,
+                state_topic=layout.inverter(serial, state.topic),
+                command_topic=command_topic,
+                extra={"min": low, "max": high, "step": step, "mode": "box"},
+            )
+        else:
+            add(field, object_id, field.name, command_topic=command_topic)
+    return messages
+
+
+def removal_messages(ctx: DiscoveryContext, inverter: InverterDevice) -> list[tuple[str, str]]:
+    """Empty payloads on every config topic of an inverter: HA drops it."""
+    return [(topic, "") for topic, _ in inverter_discovery(ctx, inverter)]
+
+
+__all__ = [
+    "FALLBACK_RATED_POWER",
+    "MANUFACTURER",
+    "ORIGIN_NAME",
+    "PROJECT_URL",
+    "TIMESTAMP_TEMPLATE",
+    "TOTALS_NODE_ID",
+    "DiscoveryContext",
+    "DtuDevice",
+    "InverterDevice",
+    "config_topic",
+    "dtu_device_block",
+    "dtu_device_id",
+    "dtu_discovery",
+    "inverter_commands",
+    "inverter_device_block",
+    "inverter_device_id",
+    "inverter_discovery",
+    "limit_range",
+    "port_entity_name",
+    "port_object_id",
+    "removal_messages",
+    "unique_id",
+]

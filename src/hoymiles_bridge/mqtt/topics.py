@@ -1,0 +1,446 @@
+"""The MQTT topic layout: one table that publishing and discovery both read.
+
+The layout follows OpenDTU's, so automations and dashboards written for it
+work unchanged (features.md section 3.1). Under ``base_topic``:
+
+* ``<serial>/0/<field>``: an inverter's AC side and totals;
+* ``<serial>/<port>/<field>``: one PV input;
+* ``<serial>/status/<field>``: reachability, limits, last update;
+* ``<serial>/json``: the whole typed model; ``<serial>/alarms``...: alarms;
+* ``<serial>/cmd/<command>``: commands in, ``.../status`` their outcome;
+* ``dtu/<field>`` (``dtu/<dtu serial>/<field>`` with several DTUs);
+* ``ac/<field>``, ``dc/<field>``: totals over every inverter;
+* ``bridge/status``: the bridge's last will (``online``/``offline``).
+
+Each :class:`Field` names its topic, how to format the value, and how Home
+Assistant should show it. Units and names copy OpenDTU's exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Component = Literal["sensor", "binary_sensor", "number", "button"]
+Category = Literal["config", "diagnostic"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One published value (or one command entity)."""
+
+    key: str  # stable id, part of the entity's unique id
+    topic: str  # relative to its owner (inverter, port, dtu, totals)
+    name: str  # entity name shown in Home Assistant
+    component: Component = "sensor"
+    unit: str | None = None
+    device_class: str | None = None
+    state_class: str | None = None
+    category: Category = None
+    icon: str | None = None
+    precision: int | None = None  # suggested display precision
+    enabled: bool = True  # enabled by default in Home Assistant
+    payload_on: str = "1"  # binary_sensor "on" state; a button's press payload
+    payload_off: str = "0"
+
+
+M = "measurement"
+TI = "total_increasing"
+
+#: ``<serial>/0/...``: the inverter's AC side.
+INVERTER_FIELDS: Final = (
+    Field("power", "0/power", "Power", unit="W", device_class="power", state_class=M, precision=1),
+    Field("voltage", "0/voltage", "Voltage", unit="V", device_class="voltage", state_class=M),
+    Field("current", "0/current", "Current", unit="A", device_class="current", state_class=M),
+    Field(
+        "frequency", "0/frequency", "Frequency", unit="Hz", device_class="frequency", state_class=M
+    ),
+    Field(
+        "powerfactor", "0/powerfactor", "Power factor", device_class="power_factor", state_class=M
+    ),
+    Field(
+        "reactivepower",
+        "0/reactivepower",
+        "Reactive power",
+        unit="var",
+        device_class="reactive_power",
+        state_class=M,
+    ),
+    Field(
+        "temperature",
+        "0/temperature",
+        "Temperature",
+        unit="°C",
+        device_class="temperature",
+        state_class=M,
+    ),
+    Field("yieldday", "0/yieldday", "Yield day", unit="Wh", device_class="energy", state_class=TI),
+    Field(
+        "yieldtotal",
+        "0/yieldtotal",
+        "Yield total",
+        unit="kWh",
+        device_class="energy",
+        state_class=TI,
+        precision=3,
+    ),
+    Field("powerdc", "0/powerdc", "DC power", unit="W", device_class="power", state_class=M),
+    Field("efficiency", "0/efficiency", "Efficiency", unit="%", state_class=M, icon="mdi:percent"),
+)
+
+#: ``<serial>/<port>/...``: one PV input (port 1..n).
+PORT_FIELDS: Final = (
+    Field("power", "power", "Power", unit="W", device_class="power", state_class=M, precision=1),
+    Field("voltage", "voltage", "Voltage", unit="V", device_class="voltage", state_class=M),
+    Field("current", "current", "Current", unit="A", device_class="current", state_class=M),
+    Field("yieldday", "yieldday", "Yield day", unit="Wh", device_class="energy", state_class=TI),
+    Field(
+        "yieldtotal",
+        "yieldtotal",
+        "Yield total",
+        unit="kWh",
+        device_class="energy",
+        state_class=TI,
+        precision=3,
+    ),
+    Field(
+        "irradiation",
+        "irradiation",
+        "Irradiation",
+        unit="%",
+        state_class=M,
+        icon="mdi:sun-wireless",
+    ),
+)
+
+#: ``<serial>/status/...`` and other per-inverter state.
+INVERTER_STATUS_FIELDS: Final = (
+    Field(
+        "reachable",
+        "status/reachable",
+        "Reachable",
+        component="binary_sensor",
+        device_class="connectivity",
+        category="diagnostic",
+    ),
+    Field(
+        "producing",
+        "status/producing",
+        "Producing",
+        component="binary_sensor",
+        device_class="running",
+    ),
+    Field(
+        "last_update",
+        "status/last_update",
+        "Last update",
+        device_class="timestamp",
+        category="diagnostic",
+    ),
+    Field(
+        "limit_relative",
+        "status/limit_relative",
+        "Limit",
+        unit="%",
+        state_class=M,
+        category="diagnostic",
+        icon="mdi:speedometer",
+    ),
+    Field(
+        "limit_absolute",
+        "status/limit_absolute",
+        "Limit (W)",
+        unit="W",
+        device_class="power",
+        state_class=M,
+        category="diagnostic",
+    ),
+    Field(
+        "alarm_count",
+        "alarms/count",
+        "Alarm count",
+        state_class=M,
+        icon="mdi:alert",
+        category="diagnostic",
+    ),
+    Field(
+        "alarm_last", "alarms/last", "Last alarm", icon="mdi:alert-circle", category="diagnostic"
+    ),
+    Field(
+        "firmware",
+        "device/fwbuildversion",
+        "Firmware version",
+        category="diagnostic",
+        icon="mdi:chip",
+    ),
+    Field(
+        "hardware",
+        "device/hwversion",
+        "Hardware version",
+        category="diagnostic",
+        icon="mdi:chip",
+        enabled=False,
+    ),
+)
+
+#: Command entities of an inverter: topic is ``<serial>/cmd/<topic>``.
+INVERTER_COMMANDS: Final = (
+    Field(
+        "limit_persistent_relative",
+        "limit_persistent_relative",
+        "Limit persistent",
+        component="number",
+        unit="%",
+        category="config",
+        icon="mdi:speedometer",
+    ),
+    Field(
+        "limit_persistent_absolute",
+        "limit_persistent_absolute",
+        "Limit persistent (W)",
+        component="number",
+        unit="W",
+        category="config",
+        icon="mdi:speedometer",
+    ),
+    Field(
+        "limit_nonpersistent_relative",
+        "limit_nonpersistent_relative",
+        "Limit non-persistent",
+        component="number",
+        unit="%",
+        category="config",
+        icon="mdi:speedometer-slow",
+    ),
+    Field(
+        "limit_nonpersistent_absolute",
+        "limit_nonpersistent_absolute",
+        "Limit non-persistent (W)",
+        component="number",
+        unit="W",
+        category="config",
+        icon="mdi:speedometer-slow",
+    ),
+    # Two buttons on one command topic, as OpenDTU does (the DTU reports no
+    # on/off state a switch could show). ``payload_on`` is what the button sends.
+    Field(
+        "power_on",
+        "power",
+        "Turn inverter on",
+        component="button",
+        category="config",
+        icon="mdi:power-plug",
+        payload_on="1",
+    ),
+    Field(
+        "power_off",
+        "power",
+        "Turn inverter off",
+        component="button",
+        category="config",
+        icon="mdi:power-plug-off",
+        payload_on="0",
+    ),
+    Field(
+        "restart",
+        "restart",
+        "Restart inverter",
+        component="button",
+        device_class="restart",
+        category="config",
+    ),
+)
+
+#: ``dtu/...`` (``dtu/<dtu serial>/...`` when the bridge serves several DTUs).
+DTU_FIELDS: Final = (
+    Field(
+        "connection",
+        "connection",
+        "Connection",
+        category="diagnostic",
+        icon="mdi:lan-connect",
+    ),
+    Field(
+        "status",
+        "status",
+        "Status",
+        component="binary_sensor",
+        device_class="connectivity",
+        category="diagnostic",
+        payload_on="online",
+        payload_off="offline",
+    ),
+    Field(
+        "signal",
+        "rssi",
+        "Signal strength",
+        unit="%",
+        state_class=M,
+        category="diagnostic",
+        icon="mdi:wifi",
+    ),
+    Field("ip", "ip", "IP", category="diagnostic", icon="mdi:ip-network"),
+    Field("firmware", "firmware", "Firmware version", category="diagnostic", icon="mdi:chip"),
+    Field("hardware", "hardware", "Hardware version", category="diagnostic", icon="mdi:chip"),
+    Field(
+        "last_update",
+        "last_update",
+        "Last update",
+        device_class="timestamp",
+        category="diagnostic",
+    ),
+    Field(
+        "rtt",
+        "rtt",
+        "Poll round-trip time",
+        unit="ms",
+        device_class="duration",
+        state_class=M,
+        category="diagnostic",
+    ),
+    Field(
+        "encrypted",
+        "encrypted",
+        "Encrypted",
+        component="binary_sensor",
+        category="diagnostic",
+        icon="mdi:lock",
+    ),
+    Field(
+        "performance_mode",
+        "performance_mode",
+        "Performance mode",
+        component="binary_sensor",
+        category="diagnostic",
+        icon="mdi:run-fast",
+    ),
+)
+
+#: DTU command entities: topic is ``dtu/cmd/<topic>``.
+DTU_COMMANDS: Final = (
+    Field(
+        "reboot",
+        "reboot",
+        "Reboot DTU",
+        component="button",
+        device_class="restart",
+        category="config",
+    ),
+    Field(
+        "performance_mode",
+        "performance_mode",
+        "Performance mode",
+        component="button",
+        category="config",
+        icon="mdi:run-fast",
+    ),
+)
+
+#: ``ac/...`` and ``dc/...``: totals over every inverter of every DTU.
+TOTAL_FIELDS: Final = (
+    Field("ac_power", "ac/power", "AC power", unit="W", device_class="power", state_class=M),
+    Field(
+        "ac_yieldtotal",
+        "ac/yieldtotal",
+        "Yield total",
+        unit="kWh",
+        device_class="energy",
+        state_class=TI,
+        precision=3,
+    ),
+    Field(
+        "ac_yieldday", "ac/yieldday", "Yield day", unit="Wh", device_class="energy", state_class=TI
+    ),
+    Field("dc_power", "dc/power", "DC power", unit="W", device_class="power", state_class=M),
+    Field(
+        "dc_irradiation",
+        "dc/irradiation",
+        "Irradiation",
+        unit="%",
+        state_class=M,
+        icon="mdi:sun-wireless",
+    ),
+)
+
+#: Commands accepted on ``<serial>/cmd/<name>``.
+INVERTER_COMMAND_NAMES: Final = frozenset(f.topic for f in INVERTER_COMMANDS)
+#: Commands accepted on ``dtu/cmd/<name>`` (or ``dtu/<serial>/cmd/<name>``).
+DTU_COMMAND_NAMES: Final = frozenset(f.topic for f in DTU_COMMANDS)
+
+
+class TopicLayout:
+    """Absolute topic names for a base topic and a number of DTUs."""
+
+    def __init__(self, base: str = "solar", *, several_dtus: bool = False) -> None:
+        self.base = base.strip("/")
+        self.several_dtus = several_dtus
+
+    def _t(self, *parts: str) -> str:
+        return "/".join((self.base, *parts))
+
+    # bridge
+    @property
+    def bridge_status(self) -> str:
+        return self._t("bridge", "status")
+
+    # inverters
+    def inverter(self, serial: str, relative: str) -> str:
+        return self._t(serial, relative)
+
+    def port(self, serial: str, port: int, relative: str) -> str:
+        return self._t(serial, str(port), relative)
+
+    def inverter_available(self, serial: str) -> str:
+        return self._t(serial, "status", "available")
+
+    def inverter_json(self, serial: str) -> str:
+        return self._t(serial, "json")
+
+    def inverter_alarms(self, serial: str) -> str:
+        return self._t(serial, "alarms")
+
+    def inverter_command(self, serial: str, name: str) -> str:
+        return self._t(serial, "cmd", name)
+
+    def inverter_command_status(self, serial: str, name: str) -> str:
+        return self._t(serial, "cmd", name, "status")
+
+    # DTUs
+    def dtu(self, dtu_serial: str, relative: str) -> str:
+        if self.several_dtus:
+            return self._t("dtu", dtu_serial, relative)
+        return self._t("dtu", relative)
+
+    def dtu_available(self, dtu_serial: str) -> str:
+        return self.dtu(dtu_serial, "status")
+
+    def dtu_command(self, dtu_serial: str, name: str) -> str:
+        return self.dtu(dtu_serial, f"cmd/{name}")
+
+    def dtu_command_status(self, dtu_serial: str, name: str) -> str:
+        return self.dtu(dtu_serial, f"cmd/{name}/status")
+
+    # totals
+    def total(self, relative: str) -> str:
+        return self._t(relative)
+
+    # subscriptions
+    @property
+    def command_subscriptions(self) -> tuple[str, ...]:
+        dtu = self._t("dtu", "+", "cmd", "+") if self.several_dtus else self._t("dtu", "cmd", "+")
+        return (self._t("+", "cmd", "+"), dtu)
+
+
+__all__ = [
+    "DTU_COMMANDS",
+    "DTU_COMMAND_NAMES",
+    "DTU_FIELDS",
+    "INVERTER_COMMANDS",
+    "INVERTER_COMMAND_NAMES",
+    "INVERTER_FIELDS",
+    "INVERTER_STATUS_FIELDS",
+    "PORT_FIELDS",
+    "TOTAL_FIELDS",
+    "Field",
+    "TopicLayout",
+]

@@ -1,0 +1,295 @@
+"""MqttLink against a real Mosquitto: will, queueing, reconnects, handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage, MqttSettings
+
+from .conftest_mqtt import mosquitto_fixture  # noqa: F401 - provides `mosquitto`
+from .mosquitto import HOST, Mosquitto, Subscriber, TcpProxy
+
+pytestmark = pytest.mark.timeout(30)
+
+STATUS = "hmtest/status"
+BACKOFF_INITIAL = 0.1
+BACKOFF_MAX = 0.5
+
+
+def make_link(port: int, client_id: str = "link-under-test", **kwargs: object) -> MqttLink:
+    options: dict[str, object] = {
+        "will_topic": STATUS,
+        "backoff_initial": BACKOFF_INITIAL,
+        "backoff_max": BACKOFF_MAX,
+        **kwargs,
+    }
+    settings = MqttSettings(port=port, client_id=client_id, keepalive=5)
+    return MqttLink(settings, **options)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running(link: MqttLink, *, connect: bool = True) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(link.run(), name="test-mqtt-link")
+    try:
+        if connect:
+            await link.wait_connected(5)
+        yield task
+    finally:
+        if not task.done():
+            await link.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polls plain attributes
+            await asyncio.sleep(0.02)
+
+
+async def send(port: int, topic: str, payload: str, *, qos: int = 1) -> None:
+    async with aiomqtt.Client(HOST, port) as client:
+        await client.publish(topic, payload, qos=qos)
+
+
+def recorder() -> tuple[list[MqttMessage], Callable[[MqttMessage], Awaitable[None]]]:
+    seen: list[MqttMessage] = []
+
+    async def on_message(message: MqttMessage) -> None:
+        seen.append(message)
+
+    return seen, on_message
+
+
+async def test_round_trip(mosquitto: Mosquitto) -> None:
+    seen, on_message = recorder()
+    link = make_link(mosquitto.port, subscriptions=["hmtest/cmd/#"], on_message=on_message)
+    async with Subscriber(mosquitto.port, "hmtest/state/#") as sub, running(link):
+        await link.publish("hmtest/state/power", "42.5", qos=1)
+        assert await sub.wait_for("hmtest/state/power") == b"42.5"
+        await link.publish("hmtest/state/raw", b"\x00\x01", retain=True)
+        assert await sub.wait_for("hmtest/state/raw") == b"\x00\x01"
+
+        await send(mosquitto.port, "hmtest/cmd/limit", "80")
+        await wait_until(lambda: len(seen) == 1)
+        assert seen[0] == MqttMessage("hmtest/cmd/limit", b"80", retain=False, qos=1)
+        assert link.published == 2
+        assert link.received == 1
+        assert link.connects == 1
+        assert link.last_error is None
+
+
+async def test_online_retained_after_connect_and_offline_after_stop(
+    mosquitto: Mosquitto,
+) -> None:
+    link = make_link(mosquitto.port)
+    async with running(link) as task:
+        # A client that arrives later still sees the retained "online".
+        async with Subscriber(mosquitto.port, STATUS) as sub:
+            assert await sub.wait_for(STATUS) == b"online"
+            assert sub.messages[-1].retain
+        await link.stop()
+        assert task.done()
+        assert not link.connected
+    async with Subscriber(mosquitto.port, STATUS) as sub:
+        assert await sub.wait_for(STATUS) == b"offline"
+        assert sub.messages[-1].retain
+
+
+async def test_will_fires_when_the_connection_dies(mosquitto: Mosquitto) -> None:
+    async with TcpProxy(mosquitto.port) as proxy, Subscriber(mosquitto.port, STATUS) as sub:
+        link = make_link(proxy.port)
+        async with running(link):
+            await sub.wait_for(STATUS, lambda p: p == b"online")
+            proxy.refuse()
+            proxy.cut()  # no DISCONNECT packet: the broker publishes the will
+            await sub.wait_for(STATUS, lambda p: p == b"offline")
+            await wait_until(lambda: not link.connected)
+            await proxy.listen()
+            await sub.wait_for(STATUS, lambda p: p == b"online")
+            assert link.connects == 2
+            assert link.disconnects == 1
+            assert link.last_error
+
+
+async def test_cancelled_run_leaves_offline_behind(mosquitto: Mosquitto) -> None:
+    link = make_link(mosquitto.port)
+    async with Subscriber(mosquitto.port, STATUS) as sub:
+        task = asyncio.create_task(link.run(), name="test-mqtt-link-cancelled")
+        await sub.wait_for(STATUS, lambda p: p == b"online")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await sub.wait_for(STATUS, lambda p: p == b"offline")
+
+
+async def test_reconnects_after_broker_restart(mosquitto: Mosquitto) -> None:
+    connected = 0
+
+    async def on_connect() -> None:
+        nonlocal connected
+        connected += 1
+
+    seen, on_message = recorder()
+    link = make_link(
+        mosquitto.port, on_connect=on_connect, subscriptions=["hmtest/cmd"], on_message=on_message
+    )
+    async with running(link):
+        assert connected == 1
+        await mosquitto.stop()
+        await wait_until(lambda: not link.connected)
+        await link.publish("hmtest/state", "while down", retain=True)
+        assert link.queued == 1
+        await mosquitto.start()
+        await link.wait_connected(5)
+        assert connected == 2
+        assert link.queued == 0
+        async with Subscriber(mosquitto.port, "hmtest/state") as sub:
+            assert await sub.wait_for("hmtest/state") == b"while down"
+        # The new session is subscribed again (the broker forgot everything).
+        await send(mosquitto.port, "hmtest/cmd", "on")
+        await wait_until(lambda: [m.payload for m in seen] == [b"on"])
+
+
+async def test_queue_is_flushed_in_order_after_reconnect(mosquitto: Mosquitto) -> None:
+    order: list[str] = []
+
+    async def on_connect() -> None:
+        order.append(f"on_connect, {link.queued} queued")
+
+    async with TcpProxy(mosquitto.port) as proxy:
+        link = make_link(proxy.port, on_connect=on_connect)
+        async with running(link):
+            proxy.refuse()  # keeps the link away until the subscriber is back
+            await mosquitto.stop()
+            await wait_until(lambda: not link.connected)
+            for i in range(5):
+                await link.publish("hmtest/q", f"m{i}", qos=i % 2)
+            assert link.queued == 5
+            await mosquitto.start()
+            async with Subscriber(mosquitto.port, "hmtest/q") as sub:
+                await proxy.listen()
+                await link.wait_connected(5)
+                await sub.wait_for("hmtest/q", lambda p: p == b"m4")
+                assert sub.payloads("hmtest/q") == [f"m{i}".encode() for i in range(5)]
+        assert order == ["on_connect, 0 queued"] * 2
+        assert link.published == 5
+
+
+async def test_bounded_queue_drops_the_oldest(mosquitto: Mosquitto) -> None:
+    link = make_link(mosquitto.port, max_queue=3)
+    for i in range(5):
+        await link.publish("hmtest/q", f"m{i}")
+    assert (link.queued, link.dropped) == (3, 2)
+    async with Subscriber(mosquitto.port, "hmtest/q") as sub, running(link):
+        await sub.wait_for("hmtest/q", lambda p: p == b"m4")
+        assert sub.payloads("hmtest/q") == [b"m2", b"m3", b"m4"]
+        assert link.published == 3
+
+
+async def test_qos1_command_sent_while_away_arrives_after_reconnect(
+    mosquitto: Mosquitto,
+) -> None:
+    seen, on_message = recorder()
+    async with TcpProxy(mosquitto.port) as proxy:
+        link = make_link(proxy.port, subscriptions=["hmtest/cmd"], on_message=on_message)
+        async with running(link):
+            proxy.refuse()
+            proxy.cut()
+            await wait_until(lambda: not link.connected)
+            await send(mosquitto.port, "hmtest/cmd", "while away", qos=1)
+            await proxy.listen()
+            await wait_until(lambda: [m.payload for m in seen] == [b"while away"])
+
+
+async def test_handler_value_error_does_not_stop_the_loop(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[bytes] = []
+
+    async def on_message(message: MqttMessage) -> None:
+        if message.payload == b"bad":
+            raise ValueError("not a number")
+        seen.append(message.payload)
+
+    link = make_link(mosquitto.port, subscriptions=["hmtest/cmd"], on_message=on_message)
+    async with running(link) as task:
+        await send(mosquitto.port, "hmtest/cmd", "bad")
+        await send(mosquitto.port, "hmtest/cmd", "good")
+        await wait_until(lambda: seen == [b"good"])
+        assert not task.done()
+        assert link.connected
+    assert "not a number" in caplog.text
+
+
+async def test_handler_bug_propagates(mosquitto: Mosquitto) -> None:
+    async def on_message(message: MqttMessage) -> None:
+        raise RuntimeError("bug")
+
+    link = make_link(mosquitto.port, subscriptions=["hmtest/cmd"], on_message=on_message)
+    async with Subscriber(mosquitto.port, STATUS) as sub:
+        task = asyncio.create_task(link.run(), name="test-mqtt-link-bug")
+        await link.wait_connected(5)
+        await send(mosquitto.port, "hmtest/cmd", "x")
+        with pytest.raises(RuntimeError, match="bug"):
+            await asyncio.wait_for(task, 5)
+        await sub.wait_for(STATUS, lambda p: p == b"offline")
+
+
+async def test_unreachable_broker_keeps_retrying_and_queueing() -> None:
+    from .mosquitto import free_port
+
+    link = make_link(free_port())
+    async with running(link, connect=False):
+        await wait_until(lambda: link.last_error is not None)
+        await link.publish("hmtest/q", "kept")
+        assert (link.queued, link.connected, link.connects) == (1, False, 0)
+
+
+async def test_invalid_arguments_raise() -> None:
+    link = make_link(1883)
+    with pytest.raises(InvalidArgumentError):
+        await link.publish("hmtest/+", "x")
+    with pytest.raises(InvalidArgumentError):
+        await link.publish("hmtest/q", "x", qos=3)
+    with pytest.raises(InvalidArgumentError):
+        make_link(1883, backoff_initial=0)
+    assert link.queued == 0
+
+
+def test_settings_repr_hides_the_password() -> None:
+    settings = MqttSettings(username="u", password="s3cret")
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd")
+async def test_password_authentication(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path, username="bridge", password="pw-123")
+    await broker.start()
+    try:
+        good = MqttLink(
+            MqttSettings(port=broker.port, username="bridge", password="pw-123", client_id="a"),
+            will_topic=STATUS,
+            backoff_initial=BACKOFF_INITIAL,
+        )
+        async with running(good):
+            assert good.connected
+        bad = MqttLink(
+            MqttSettings(port=broker.port, username="bridge", password="wrong", client_id="b"),
+            will_topic=STATUS,
+            backoff_initial=BACKOFF_INITIAL,
+        )
+        async with running(bad, connect=False):
+            await wait_until(lambda: bad.last_error is not None)
+            assert not bad.connected
+            assert "pw-123" not in (bad.last_error or "")
+    finally:
+        await broker.stop()
