@@ -418,3 +418,39 @@ async def test_energy_monotonic_over_a_week_with_reboots(mosquitto: Mosquitto) -
                     assert day >= previous_day[1], (step, day, previous_day)
                 previous_day = (today, day)
             assert previous_total > 0
+
+
+async def test_displaced_by_the_app_backs_off_then_returns(mosquitto: Mosquitto) -> None:
+    from hoymiles_bridge.dtu.client import DtuClient
+
+    async with _sim() as sim, Subscriber(mosquitto.port, "#") as sub:
+        async with running_bridge(mosquitto, [sim]) as env:
+            await sub.wait_for(env.topic("dtu", "connection"), lambda p: p == b"connected")
+            # "the S-Miles app" connects: the DTU drops the bridge's session
+            async with DtuClient(sim.host, sim.port, min_spacing=0) as app:
+                await app.heartbeat()
+                await sub.wait_for(
+                    env.topic("dtu", "connection"), lambda p: p == b"displaced", timeout=10
+                )
+                assert sub.last[env.topic("dtu", "status")] == b"online"
+            await sub.wait_for(
+                env.topic("dtu", "connection"), lambda p: p == b"connected", timeout=15
+            )
+            assert sim.displaced_total >= 1
+
+
+async def test_inverter_that_disappears_loses_its_discovery(mosquitto: Mosquitto) -> None:
+    import dataclasses
+
+    async with _sim() as sim, Subscriber(mosquitto.port, "homeassistant/#") as sub:
+        async with running_bridge(mosquitto, [sim]) as env:
+            topic = f"homeassistant/sensor/hoymiles_inv_{INV}/power/config"
+            await sub.wait_for(topic, lambda p: p != b"")
+            view = env.bridge.views[0]
+            info = view.session.app_info
+            assert info is not None
+            await env.bridge.on_dtu_info(
+                view.session, dataclasses.replace(info, inverters=()), None, None
+            )
+            await sub.wait_for(topic, lambda p: p == b"")
+            assert INV not in view.inverters
