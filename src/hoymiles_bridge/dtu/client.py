@@ -53,6 +53,7 @@ from hoymiles_bridge.errors import (
     InvalidArgumentError,
     PayloadDecodeError,
 )
+from hoymiles_bridge.protocol.actions import Action, limit_data, temporary_limit_data
 from hoymiles_bridge.protocol.codec import DecodedFrame
 from hoymiles_bridge.protocol.crypto import PayloadCipher, is_encrypted_tag
 from hoymiles_bridge.protocol.frame import ExtendedHeader
@@ -82,23 +83,6 @@ DEFAULT_MIN_SPACING: Final = 1.0
 APP_OFFSET: Final = 28800
 #: The DTU does not validate page loops; stop a runaway ``ap`` here.
 MAX_PAGES: Final = 32
-
-
-class Action:
-    """Command action codes (protocol.md section 4.5)."""
-
-    DTU_REBOOT: Final = 1
-    MI_REBOOT: Final = 3
-    MI_START: Final = 6
-    MI_SHUTDOWN: Final = 7
-    LIMIT_POWER: Final = 8
-    GRID_FILE_READ: Final = 41
-    #: Non-persistent limit in W, HMS-W with DTU firmware V01.01.01 or newer
-    #: (known from hoymiles-wifi 0.6; not in protocol.md). Data "S:1,P:<0.1 W>\r".
-    LIMIT_POWER_TEMPORARY: Final = 211
-    POLL_ALL: Final = 33
-    ALARM_LIST: Final = 50
-    CLEAR_ALARM: Final = 42
 
 
 #: Tag for DTU reboot and inverter on/off/restart: every working client sends
@@ -602,7 +586,7 @@ class DtuClient:
         permille = round(percent * 10)
         return await self._command(
             Action.LIMIT_POWER,
-            data=f"A:{permille},B:0,C:0\r",
+            data=limit_data(permille),
             targets=(serial,) if serial else (),
         )
 
@@ -635,7 +619,7 @@ class DtuClient:
                 f"temporary power limit {watts:g} W is outside {low:g}..{high:g} W"
             )
         return await self._command(
-            Action.LIMIT_POWER_TEMPORARY, data=f"S:1,P:{round(watts * 10)}\r"
+            Action.LIMIT_POWER_TEMPORARY, data=temporary_limit_data(round(watts * 10))
         )
 
     async def inverter_on(self, serial: str | None = None) -> CommandAck:

@@ -62,13 +62,12 @@ from hoymiles_bridge.mqtt.discovery import (
 )
 from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage, MqttSettings
 from hoymiles_bridge.mqtt.topics import TopicLayout
+from hoymiles_bridge.protocol.actions import TEMPORARY_LIMIT_FIRMWARE
 
 _LOGGER = logging.getLogger(__name__)
 
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
-#: DTU firmware (raw dtu_sw) from which HMS-W DTUs take the temporary limit (V01.01.01).
-NONPERSISTENT_FIRMWARE: Final = 0x1101
 #: States in which the bridge's view of a DTU counts as available.
 _AVAILABLE_STATES: Final = frozenset(
     {SessionState.CONNECTED, SessionState.FROZEN, SessionState.DISPLACED}
@@ -286,7 +285,7 @@ class Bridge:
                 rated_power=kind.rated_power,
                 dtu_serial=info.dtu_serial,
                 supports_nonpersistent=(
-                    info.dtu_model == "DTUBI" and info.dtu_firmware_raw >= NONPERSISTENT_FIRMWARE
+                    info.dtu_model == "DTUBI" and info.dtu_firmware_raw >= TEMPORARY_LIMIT_FIRMWARE
                 ),
             )
         for gone in set(view.inverters) - set(current):

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from hoymiles_bridge.protocol.actions import TEMPORARY_LIMIT_FIRMWARE, Action
 from hoymiles_bridge.protocol.crypto import PayloadCipher
 from hoymiles_bridge.simulator.clock import SimClock
 from hoymiles_bridge.simulator.fleet import DtuSpec, InverterSpec
@@ -42,33 +43,27 @@ APP_INFO_SEQ_START: Final = 903
 GRID_PROFILE_CRC: Final = 28864
 
 
-class Action:
-    """Command action codes the simulator understands (protocol.md 4.5)."""
-
-    DTU_REBOOT: Final = 1
-    MI_REBOOT: Final = 3
-    MI_START: Final = 6
-    MI_SHUTDOWN: Final = 7
-    LIMIT_POWER: Final = 8
-    POLL_ALL: Final = 33
-    GRID_FILE_READ: Final = 41
-    CLEAR_ALARM: Final = 42
-    ALARM_LIST: Final = 50
-    ALARM_SINGLE: Final = 51
-    #: Non-persistent watt limit (HMS-W, DTU firmware V01.01.01+): "S:1,P:<0.1 W>\r".
-    LIMIT_POWER_TEMPORARY: Final = 211
-    INV_BOOT_UP: Final = 8193
-    INV_SHUTDOWN: Final = 8194
-    INV_REBOOT: Final = 8195
-
-
+#: The actions the simulated DTU carries out; anything else gets err_code 1.
 KNOWN_ACTIONS: Final = frozenset(
-    value for name, value in vars(Action).items() if name.isupper() and isinstance(value, int)
+    {
+        Action.DTU_REBOOT,
+        Action.MI_REBOOT,
+        Action.MI_START,
+        Action.MI_SHUTDOWN,
+        Action.LIMIT_POWER,
+        Action.POLL_ALL,
+        Action.GRID_FILE_READ,
+        Action.CLEAR_ALARM,
+        Action.ALARM_LIST,
+        Action.ALARM_SINGLE,
+        Action.LIMIT_POWER_TEMPORARY,
+        Action.INV_BOOT_UP,
+        Action.INV_SHUTDOWN,
+        Action.INV_REBOOT,
+    }
 )
 _LIMIT_RE: Final = re.compile(r"^\s*A:(\d{1,5})(?:,.*)?$", re.DOTALL)
 _TEMPORARY_LIMIT_RE: Final = re.compile(r"^\s*S:1,P:(\d{1,5})\s*$")
-#: First DTU firmware that knows the temporary limit (V01.01.01).
-TEMPORARY_LIMIT_FIRMWARE: Final = 0x1101
 
 # --- readings ----------------------------------------------------------------
 
