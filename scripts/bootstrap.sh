@@ -67,7 +67,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp_file" 2>/dev/null)" != "$stam
   log "preparing $VENV (one-time; takes a minute)"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel >/dev/null
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]"
+  "$VENV/bin/python" -m pip install -q -e "${ROOT}[$EXTRAS]"
   printf '%s' "$stamp_value" >"$stamp_file"
 fi
 # shellcheck disable=SC1091

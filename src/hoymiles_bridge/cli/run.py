@@ -1,7 +1,15 @@
-"""``hoymiles-bridge run --config FILE``: the bridge, standalone.
+"""``hoymiles-bridge run``: the bridge and its web server, until SIGTERM.
 
-Options come from a YAML or JSON file with the same keys as the add-on's
-options. A bad file prints one line per problem and exits 2.
+* ``run --config FILE``: standalone. Options come from a YAML or JSON file
+  with the same keys as the add-on's options; the broker is ``mqtt.host``
+  (default 127.0.0.1) and the web server listens where ``web`` says.
+* ``run --addon``: inside the Home Assistant add-on (started by the s6
+  service ``hoymiles-bridge``). Options come from ``/data/options.json``
+  (``HOYMILES_BRIDGE_OPTIONS`` overrides), the broker from ``mqtt.host`` or
+  else the Supervisor's MQTT service, logs go to stdout in the add-on log
+  format, and the web server serves ingress on port 8099.
+
+Bad options print one line per problem and exit 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -9,16 +17,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.addon.options import Options, OptionsError, load_options
+from hoymiles_bridge.addon.runner import (
+    WebConfig,
+    addon_broker,
+    addon_web_config,
+    fixed_broker,
+    run_service,
+    standalone_web_config,
+)
+from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.link import MqttSettings
 
 _LOGGER = logging.getLogger("hoymiles_bridge")
 
 EXIT_OPTIONS = 2
+#: Where the Supervisor writes the validated add-on options before each start.
+ADDON_OPTIONS = "/data/options.json"
 
 
 def mqtt_settings(options: Options, default_host: str = "127.0.0.1") -> MqttSettings:
@@ -32,14 +52,17 @@ def mqtt_settings(options: Options, default_host: str = "127.0.0.1") -> MqttSett
     )
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s (%(name)s) %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stdout,
-        force=True,
-    )
+def configure_logging(level: str, *, addon: bool = False) -> None:
+    """Log to stdout; ``addon`` uses the add-on log's format, as bashio writes it."""
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    if addon:
+        # "[12:34:56] INFO: message", like bashio::log and the s6 finish script;
+        # the Supervisor's log view adds nothing, so the time is ours to give.
+        detail = " (%(name)s)" if numeric <= logging.DEBUG else ""
+        fmt, datefmt = f"[%(asctime)s] %(levelname)s:{detail} %(message)s", "%H:%M:%S"
+    else:
+        fmt, datefmt = "%(asctime)s %(levelname)s (%(name)s) %(message)s", "%Y-%m-%d %H:%M:%S"
+    logging.basicConfig(level=numeric, format=fmt, datefmt=datefmt, stream=sys.stdout, force=True)
     # aiomqtt/paho are chatty at debug; they only matter when we say so.
     logging.getLogger("aiomqtt").setLevel(max(logging.INFO, logging.getLogger().level))
 
@@ -77,7 +100,43 @@ async def run_bridge(options: Options, broker: MqttSettings) -> None:
         await bridge.stop()
 
 
+def _serve(options: Options, broker: MqttSettings | None, web: WebConfig) -> int:
+    source = addon_broker(options) if broker is None else fixed_broker(broker)
+    try:
+        return asyncio.run(
+            run_service(options, source, web, describe=lambda b: summary(options, b))
+        )
+    except KeyboardInterrupt:
+        return 0
+
+
+def run_addon() -> int:
+    """``run --addon``: everything comes from the container (options file, env, Supervisor)."""
+    path = os.environ.get("HOYMILES_BRIDGE_OPTIONS", ADDON_OPTIONS)
+    try:
+        options = load_options(path)
+    except OptionsError as err:
+        problems = err.problems
+    else:
+        problems = []
+    if problems:
+        configure_logging("info", addon=True)
+        for problem in problems:
+            _LOGGER.error("Invalid option %s", problem)
+        _LOGGER.error("Fix the options in the add-on's Configuration tab, then start it again")
+        return EXIT_OPTIONS
+    configure_logging(options.log_level, addon=True)
+    try:
+        web = addon_web_config()
+    except InvalidArgumentError as err:
+        _LOGGER.error("%s", err)  # noqa: TRY400 - a sentence for the user, no traceback
+        return EXIT_OPTIONS
+    return _serve(options, None, web)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.addon:
+        return run_addon()
     try:
         options = load_options(args.config)
     except OptionsError as err:
@@ -85,13 +144,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_OPTIONS
     configure_logging(options.log_level)
-    broker = mqtt_settings(options)
-    _LOGGER.info("%s", summary(options, broker))
-    try:
-        asyncio.run(run_bridge(options, broker))
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return _serve(options, mqtt_settings(options), standalone_web_config(options))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,5 +153,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the bridge (DTUs to MQTT)",
         description="Keep every configured DTU's session and publish it to MQTT.",
     )
-    parser.add_argument("--config", required=True, help="options file (YAML or JSON)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="options file (YAML or JSON): run standalone")
+    source.add_argument(
+        "--addon",
+        action="store_true",
+        help="run inside the Home Assistant add-on (options from /data/options.json)",
+    )
     parser.set_defaults(func=run)

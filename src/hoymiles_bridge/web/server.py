@@ -1,0 +1,263 @@
+"""The bridge's small HTTP server: ``/health`` now, the ingress web UI at ``/`` later.
+
+In the add-on the server listens on the ingress port and serves only the
+Supervisor's ingress proxy (``172.30.32.2``), judged by the TCP peer address
+and never by headers such as ``X-Forwarded-For``, which any client can send.
+Home Assistant authenticates the user before the proxy forwards anything.
+``/health`` is also open to ``127.0.0.1``, where the container's own Docker
+``HEALTHCHECK`` asks.
+
+Standalone, the server has no peer restriction; with ``credentials`` it asks
+for HTTP basic auth (the caller does that when it listens beyond loopback).
+
+Pages use relative links only: behind ingress the UI lives under
+``/api/hassio_ingress/<token>/``, and an absolute ``/...`` link would leave it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from hoymiles_bridge import __version__
+from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
+
+_LOGGER = logging.getLogger(__name__)
+
+StatusCallback = Callable[[], dict[str, Any]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Who may ask ``/health`` even when the peers are restricted: the container itself.
+DEFAULT_HEALTH_PEERS: Final = frozenset({"127.0.0.1"})
+HEALTH_PATH: Final = "/health"
+#: How long stop() lets open requests finish.
+_SHUTDOWN_TIMEOUT: Final = 2.0
+_REALM: Final = 'Basic realm="Hoymiles DTU Bridge", charset="UTF-8"'
+#: Handler errors answered with a plain 500 instead of a traceback.
+_HANDLER_ERRORS: Final = (
+    HoymilesError,
+    ArithmeticError,
+    AttributeError,
+    LookupError,
+    OSError,
+    RuntimeError,
+    TypeError,
+    ValueError,
+)
+
+_INDEX: Final = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Hoymiles DTU Bridge</title>
+</head>
+<body>
+<h1>Hoymiles DTU Bridge &mdash; web UI coming</h1>
+<p>Version {version}. Meanwhile, the bridge's state is at <a href="health">health</a>.</p>
+</body>
+</html>
+"""
+
+
+class _DropBadRequests(logging.Filter):
+    """aiohttp answers an unparsable request with 400 and logs a traceback: drop the latter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, HttpProcessingError)
+
+
+#: aiohttp's per-connection logger for this server (request errors).
+_SERVER_LOGGER: Final = _LOGGER.getChild("http")
+_SERVER_LOGGER.addFilter(_DropBadRequests())
+
+
+def normalize_address(text: str) -> str:
+    """An IP address in canonical form (IPv4-mapped IPv6 becomes IPv4)."""
+    ip = ipaddress.ip_address(text.strip().split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _addresses(values: Iterable[str]) -> frozenset[str]:
+    try:
+        return frozenset(normalize_address(v) for v in values)
+    except ValueError as err:
+        raise InvalidArgumentError(f"not an IP address: {err}") from None
+
+
+def peer_address(request: web.Request) -> str | None:
+    """The TCP peer's IP address (never taken from a header), or ``None`` when unknown."""
+    transport = request.transport
+    if transport is None:
+        return None
+    peer = transport.get_extra_info("peername")
+    if not isinstance(peer, tuple) or not peer or not isinstance(peer[0], str):
+        return None
+    try:
+        return normalize_address(peer[0])
+    except ValueError:
+        return None
+
+
+class WebServer:
+    """``GET /health`` and ``GET /`` on ``host:port``; see the module docs for who may ask."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        status: StatusCallback,
+        allowed_peers: frozenset[str] | None,
+        health_peers: frozenset[str] = DEFAULT_HEALTH_PEERS,
+        credentials: tuple[str, str] | None = None,
+        access_log: bool = False,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self._status = status
+        self.allowed_peers = None if allowed_peers is None else _addresses(allowed_peers)
+        self.health_peers = _addresses(health_peers)
+        self._credentials = (
+            None
+            if credentials is None
+            else (credentials[0].encode("utf-8"), credentials[1].encode("utf-8"))
+        )
+        self._access_log = access_log
+        self._runner: web.AppRunner | None = None
+        self.app = self._build_app()
+
+    def __repr__(self) -> str:
+        return f"WebServer(host={self.host!r}, port={self.port})"
+
+    @property
+    def port(self) -> int:
+        """The bound port once started (useful with port 0), else the requested one."""
+        if self._runner is not None:
+            for address in self._runner.addresses:
+                if isinstance(address, tuple) and len(address) >= 2:
+                    return int(address[1])
+        return self._requested_port
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard])
+        app.router.add_get("/", self._index)
+        app.router.add_get(HEALTH_PATH, self._health)
+        app.on_response_prepare.append(self._security_headers)
+        return app
+
+    async def start(self) -> None:
+        """Listen; raises :class:`OSError` when the address is taken or not ours."""
+        if self._runner is not None:
+            return
+        runner = web.AppRunner(
+            self.app,
+            handle_signals=False,
+            access_log=_LOGGER.getChild("access") if self._access_log else None,
+            logger=_SERVER_LOGGER,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT,
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self._requested_port).start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        _LOGGER.debug("Web server listening on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    # --- access control ---------------------------------------------------
+
+    def _peer_allowed(self, request: web.Request) -> bool:
+        if self.allowed_peers is None:
+            return True
+        peer = peer_address(request)
+        if peer is None:
+            return False
+        if peer in self.allowed_peers:
+            return True
+        return request.path == HEALTH_PATH and peer in self.health_peers
+
+    def _authorized(self, request: web.Request) -> bool:
+        if self._credentials is None:
+            return True
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, separator, password = decoded.partition(b":")
+        # Compare both, always, so the time taken does not tell which one was wrong.
+        user_ok = hmac.compare_digest(user, self._credentials[0])
+        password_ok = hmac.compare_digest(password, self._credentials[1])
+        return bool(separator) and user_ok and password_ok
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not self._peer_allowed(request):
+            return web.Response(
+                status=403, text="Forbidden: this port only serves Home Assistant ingress.\n"
+            )
+        if not self._authorized(request):
+            return web.Response(
+                status=401,
+                text="Unauthorized: this bridge needs a user name and password.\n",
+                headers={"WWW-Authenticate": _REALM},
+            )
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except _HANDLER_ERRORS:
+            _LOGGER.exception("Web request %s %s failed", request.method, request.path)
+            return web.Response(status=500, text="Internal error; see the bridge's log.\n")
+
+    @staticmethod
+    async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Cache-Control", "no-cache")
+        response.headers["Server"] = "hoymiles-bridge"  # not aiohttp's and Python's versions
+
+    # --- pages ------------------------------------------------------------
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=_INDEX.format(version=__version__), content_type="text/html", charset="utf-8"
+        )
+
+    async def _health(self, request: web.Request) -> web.Response:
+        body: dict[str, Any] = {"status": "ok", "version": __version__}
+        body.update(self._status())
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+__all__ = [
+    "DEFAULT_HEALTH_PEERS",
+    "StatusCallback",
+    "WebServer",
+    "normalize_address",
+    "peer_address",
+]

@@ -1,0 +1,242 @@
+"""The web server: /health, the ingress peer check, basic auth, errors without tracebacks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hoymiles_bridge import __version__
+from hoymiles_bridge.addon.options import validate
+from hoymiles_bridge.addon.runner import (
+    SUPERVISOR_INGRESS_PEER,
+    addon_web_config,
+    bridge_status,
+    standalone_web_config,
+)
+from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.web import WebServer
+
+INGRESS = "127.0.0.2"  # stands in for the Supervisor, 172.30.32.2
+LOCAL = "127.0.0.1"
+STRANGER = "127.0.0.3"
+
+
+def _status() -> dict[str, Any]:
+    return {"mqtt": True, "dtus": [{"host": "192.0.2.1", "serial": "4143", "state": "connected"}]}
+
+
+async def _start(**kwargs: Any) -> WebServer:
+    kwargs.setdefault("status", _status)
+    kwargs.setdefault("allowed_peers", None)
+    server = WebServer(LOCAL, 0, **kwargs)
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def open_server() -> AsyncIterator[WebServer]:
+    server = await _start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def ingress_server() -> AsyncIterator[WebServer]:
+    server = await _start(allowed_peers=frozenset({INGRESS}))
+    yield server
+    await server.stop()
+
+
+async def _get(
+    server: WebServer, path: str, *, source: str = LOCAL, method: str = "GET", **kwargs: Any
+) -> tuple[int, str, Any]:
+    connector = aiohttp.TCPConnector(local_addr=(source, 0), force_close=True)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.request(method, f"http://{LOCAL}:{server.port}{path}", **kwargs) as response,
+    ):
+        return response.status, await response.text(), response.headers
+
+
+async def test_health_reports_the_bridge(open_server: WebServer) -> None:
+    status, text, headers = await _get(open_server, "/health")
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/json")
+    body = json.loads(text)
+    assert body == {"status": "ok", "version": __version__, **_status()}
+
+
+async def test_index_is_a_placeholder_with_relative_links(open_server: WebServer) -> None:
+    status, text, headers = await _get(open_server, "/")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert "Hoymiles DTU Bridge" in text
+    assert "web UI coming" in text
+    links = re.findall(r'(?:href|src|action)="([^"]*)"', text)
+    assert links
+    assert all(not link.startswith(("/", "http:", "https:")) for link in links)
+    assert "X-Frame-Options" not in headers  # ingress shows the UI in an iframe
+
+
+async def test_ingress_peer_check_uses_the_tcp_peer(ingress_server: WebServer) -> None:
+    assert (await _get(ingress_server, "/", source=INGRESS))[0] == 200
+    assert (await _get(ingress_server, "/health", source=INGRESS))[0] == 200
+    status, text, _ = await _get(ingress_server, "/", source=LOCAL)
+    assert status == 403
+    assert "ingress" in text
+    # Headers do not count: only the TCP peer does.
+    spoofed = {"X-Forwarded-For": INGRESS, "X-Real-IP": INGRESS, "X-Hass-Source": "core.ingress"}
+    assert (await _get(ingress_server, "/", source=LOCAL, headers=spoofed))[0] == 403
+    # The container's own HEALTHCHECK (127.0.0.1) may ask /health, nothing else.
+    assert (await _get(ingress_server, "/health", source=LOCAL))[0] == 200
+    assert (await _get(ingress_server, "/health/", source=LOCAL))[0] == 403
+    assert (await _get(ingress_server, "/health", source=STRANGER))[0] == 403
+    # Unknown paths: 403 for strangers (nothing leaks), 404 for the ingress peer.
+    assert (await _get(ingress_server, "/nope", source=STRANGER))[0] == 403
+    assert (await _get(ingress_server, "/nope", source=INGRESS))[0] == 404
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+async def test_basic_auth() -> None:
+    server = await _start(credentials=("admin", "s3cret:with:colons"))
+    try:
+        status, _, headers = await _get(server, "/")
+        assert status == 401
+        assert headers["WWW-Authenticate"].startswith("Basic ")
+        for headers_ in (
+            _basic("admin", "wrong"),
+            _basic("root", "s3cret:with:colons"),
+            _basic("admin", ""),
+            {"Authorization": "Basic !!!not-base64"},
+            {"Authorization": "Bearer s3cret:with:colons"},
+            {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
+        ):
+            assert (await _get(server, "/health", headers=headers_))[0] == 401, headers_
+        good = _basic("admin", "s3cret:with:colons")
+        assert (await _get(server, "/", headers=good))[0] == 200
+        assert (await _get(server, "/health", headers=good))[0] == 200
+    finally:
+        await server.stop()
+
+
+async def test_unknown_paths_and_methods(open_server: WebServer) -> None:
+    assert (await _get(open_server, "/missing"))[0] == 404
+    assert (await _get(open_server, "/health", method="POST"))[0] == 405
+
+
+async def test_a_failing_status_is_a_500_without_traceback() -> None:
+    calls = 0
+
+    def broken() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("secret internals")
+        return _status()
+
+    server = await _start(status=broken)
+    try:
+        status, text, _ = await _get(server, "/health")
+        assert status == 500
+        assert "Traceback" not in text
+        assert "secret internals" not in text
+        assert (await _get(server, "/health"))[0] == 200  # still serving
+    finally:
+        await server.stop()
+
+
+async def test_garbage_requests_do_not_crash_the_server(
+    open_server: WebServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    for junk in (b"\x00\xff garbage\r\n\r\n", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", b"GET\r\n\r\n"):
+        reader, writer = await asyncio.open_connection(LOCAL, open_server.port)
+        writer.write(junk)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(4096), 5)
+        writer.close()
+        await writer.wait_closed()
+        assert b"Traceback" not in answer
+        if answer:  # a 4xx answer, or just a closed connection
+            status_line = answer.split(b"\r\n")[0]
+            assert re.match(rb"HTTP/1\.[01] 4\d\d ", status_line), status_line
+    assert (await _get(open_server, "/health"))[0] == 200
+    assert not [r for r in caplog.records if r.exc_info]  # no tracebacks in the log either
+
+
+async def test_port_in_use_raises_oserror(open_server: WebServer) -> None:
+    clash = WebServer(LOCAL, open_server.port, status=_status, allowed_peers=None)
+    with pytest.raises(OSError, match="(?i)address already in use"):
+        await clash.start()
+    assert not clash.running
+
+
+def test_peer_lists_must_be_addresses() -> None:
+    with pytest.raises(InvalidArgumentError):
+        WebServer(LOCAL, 0, status=_status, allowed_peers=frozenset({"supervisor"}))
+    server = WebServer(LOCAL, 0, status=_status, allowed_peers=frozenset({"::ffff:172.30.32.2"}))
+    assert server.allowed_peers == frozenset({"172.30.32.2"})
+
+
+def test_addon_web_config() -> None:
+    default = addon_web_config({})
+    assert (default.host, default.port) == ("0.0.0.0", 8099)
+    assert default.allowed_peers == frozenset({SUPERVISOR_INGRESS_PEER})
+    assert default.credentials is None
+    harness = addon_web_config(
+        {
+            "HOYMILES_BRIDGE_INGRESS_PEER": "127.0.0.2, 127.0.0.4",
+            "HOYMILES_BRIDGE_INGRESS_PORT": "18099",
+        }
+    )
+    assert harness.allowed_peers == frozenset({"127.0.0.2", "127.0.0.4"})
+    assert harness.port == 18099
+    for bad in (
+        {"HOYMILES_BRIDGE_INGRESS_PEER": "supervisor"},
+        {"HOYMILES_BRIDGE_INGRESS_PORT": "x"},
+    ):
+        with pytest.raises(InvalidArgumentError):
+            addon_web_config(bad)
+
+
+def test_standalone_web_config(caplog: pytest.LogCaptureFixture) -> None:
+    dtus = [{"host": "192.0.2.1"}]
+    local = standalone_web_config(validate({"dtus": dtus}))
+    assert (local.host, local.port, local.allowed_peers, local.credentials) == (
+        "127.0.0.1",
+        8099,
+        None,
+        None,
+    )
+    # On loopback the credentials are not needed.
+    loop_creds = validate({"dtus": dtus, "web": {"username": "u", "password": "p"}})
+    assert standalone_web_config(loop_creds).credentials is None
+    wide = validate(
+        {"dtus": dtus, "web": {"host": "0.0.0.0", "port": 8100, "username": "u", "password": "p"}}
+    )
+    assert standalone_web_config(wide).credentials == ("u", "p")
+    open_wide = validate({"dtus": dtus, "web": {"host": "0.0.0.0"}})
+    assert standalone_web_config(open_wide).credentials is None
+    assert "without web.username/web.password" in caplog.text
+
+
+def test_bridge_status_before_the_bridge_exists() -> None:
+    options = validate({"dtus": [{"host": "192.0.2.1"}, {"host": "192.0.2.2"}]})
+    status = bridge_status(options, None)
+    assert status == {
+        "mqtt": False,
+        "dtus": [
+            {"host": "192.0.2.1", "serial": None, "state": "starting"},
+            {"host": "192.0.2.2", "serial": None, "state": "starting"},
+        ],
+    }
