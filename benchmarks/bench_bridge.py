@@ -50,7 +50,9 @@ import os
 import platform
 import pstats
 import resource
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +61,8 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+import aiomqtt
 
 from hoymiles_bridge.addon.options import validate
 from hoymiles_bridge.dtu.models import RealData
@@ -148,15 +152,6 @@ def emit(event: str, **data: Any) -> None:
     sys.stdout.flush()
 
 
-def quiet_logging(stream: Any = sys.stderr) -> None:
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=stream,
-        format="%(asctime)s %(levelname)s (%(name)s) %(message)s",
-        force=True,
-    )
-
-
 # --- the fleet -------------------------------------------------------------------------------
 
 
@@ -233,8 +228,32 @@ async def _drain(bridge: Bridge, samples: list[float]) -> None:
             samples.append(latencies.popleft())
 
 
+def apply_client_experiments(cfg: dict[str, Any]) -> list[str]:
+    """Experiments only: give MqttLink's aiomqtt.Client options it does not set today."""
+    extra: dict[str, Any] = {}
+    if cfg.get("mqtt_inflight"):
+        extra["max_inflight_messages"] = cfg["mqtt_inflight"]
+    if cfg.get("mqtt_max_calls"):
+        extra["max_concurrent_outgoing_calls"] = cfg["mqtt_max_calls"]
+    if cfg.get("tcp_nodelay"):
+        extra["socket_options"] = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+    if not extra:
+        return []
+    original = aiomqtt.Client
+
+    class ExperimentClient(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            for key, value in extra.items():
+                kwargs.setdefault(key, value)
+            super().__init__(*args, **kwargs)
+
+    aiomqtt.Client = ExperimentClient  # type: ignore[misc]  # link.py reads aiomqtt.Client
+    return [f"{key}={value!r}" for key, value in extra.items()]
+
+
 async def measure_bridge(cfg: dict[str, Any]) -> None:
     rss_base_kb = proc_status_kb("self", "VmRSS")
+    experiments = apply_client_experiments(cfg)
     interval = cfg["interval"]
     options = validate(
         {
@@ -254,26 +273,30 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
     try:
         # Warm-up: every DTU polled and published once, nothing left in the offline queue.
         next_report = started + 10
-        async with asyncio.timeout(cfg["warmup_timeout"]):
-            while (
-                len(bridge.bench_seen) < len(sessions)
-                or not bridge.link.connected
-                or bridge.link.queued
-            ):
-                if task.done():
-                    task.result()
-                if time.monotonic() >= next_report:
-                    next_report += 10
-                    emit(
-                        "progress",
-                        polled=len(bridge.bench_seen),
-                        connected=sum(s.state is SessionState.CONNECTED for s in sessions),
-                        published=bridge.link.published,
-                        queued=bridge.link.queued,
-                    )
-                await asyncio.sleep(0.05)
+        warmed = True
+        try:
+            async with asyncio.timeout(cfg["warmup_timeout"]):
+                while (
+                    len(bridge.bench_seen) < len(sessions)
+                    or not bridge.link.connected
+                    or bridge.link.queued
+                ):
+                    if task.done():
+                        task.result()
+                    if time.monotonic() >= next_report:
+                        next_report += 10
+                        emit(
+                            "progress",
+                            polled=len(bridge.bench_seen),
+                            connected=sum(s.state is SessionState.CONNECTED for s in sessions),
+                            published=bridge.link.published,
+                            queued=bridge.link.queued,
+                        )
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            warmed = False  # measure anyway: the report says the bridge never settled
         warmup = time.monotonic() - started
-        emit("warm", warmup_s=warmup)
+        emit("warm", warmup_s=warmup, warmed=warmed)
 
         latencies: list[float] = []
         lags: list[float] = []
@@ -339,6 +362,9 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
                 "disconnects": bridge.link.disconnects,
             },
             "warmup_s": warmup,
+            "warmed": warmed,
+            "client_experiments": experiments,
+            "polled_once": len(bridge.bench_seen),
         }
         if profiler is not None:
             result["profile"] = write_profile(profiler, cfg["profile"])
@@ -438,6 +464,56 @@ class Child:
                 await proc.wait()
 
 
+class NoDelayBroker(LocalBroker):
+    """Experiment only: LocalBroker's Mosquitto with ``set_tcp_nodelay true``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._nodelay_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._nodelay_proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        binary = find_mosquitto()
+        if binary is None:
+            raise RuntimeError("Mosquitto is not installed")
+        self._nodelay_dir = tempfile.TemporaryDirectory(prefix="bench-mosquitto-")
+        conf = Path(self._nodelay_dir.name) / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
+            "set_tcp_nodelay true\n",
+            encoding="utf-8",
+        )
+        self._nodelay_proc = await asyncio.create_subprocess_exec(
+            binary,
+            "-c",
+            str(conf),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection(self.host, self.port)
+                except OSError:
+                    await asyncio.sleep(0.05)
+                else:
+                    writer.close()
+                    return
+
+    async def stop(self) -> None:
+        proc, self._nodelay_proc = self._nodelay_proc, None
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._nodelay_dir is not None:
+            self._nodelay_dir.cleanup()
+            self._nodelay_dir = None
+
+
 def child_pids(name: str) -> list[int]:
     """Direct children of this process whose command name is ``name``."""
     found = []
@@ -469,7 +545,7 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
     lifetime = warmup_timeout + args.duration + 120
     start = local_midnight(time.time()) + SIM_START_HOUR * 3600
     children: list[Child] = []
-    broker = LocalBroker()
+    broker = NoDelayBroker() if args.broker_nodelay else LocalBroker()
     try:
         sims = await Child.start(
             "simulators",
@@ -490,6 +566,9 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
             "duration": args.duration,
             "warmup_timeout": warmup_timeout,
             "profile": profile_stem,
+            "mqtt_inflight": args.mqtt_inflight,
+            "tcp_nodelay": args.tcp_nodelay,
+            "mqtt_max_calls": args.mqtt_max_calls,
         }
         config_path = workdir / f"bridge-{dtus}.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
@@ -512,7 +591,9 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
             )
         before, t0 = cpu_snapshot(pids), time.monotonic()
         print(
-            f"[{dtus} DTUs] warm after {warm['warmup_s']:.1f} s; measuring {args.duration:g} s...",
+            f"[{dtus} DTUs] "
+            + ("warm after" if warm["warmed"] else "NOT settled (see the report) after")
+            + f" {warm['warmup_s']:.1f} s; measuring {args.duration:g} s...",
             file=sys.stderr,
         )
         result = await bridge.event(timeout=args.duration + 120)
@@ -533,6 +614,8 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
             polls_expected=round(dtus * args.duration / args.interval),
             publishes_per_s=result["published"] / result["wall_s"],
             cpu_percent_from_proc=others,
+            experiments=result["client_experiments"]
+            + (["broker set_tcp_nodelay true"] if args.broker_nodelay else []),
             warnings_logged=count_warnings(log),
         )
         return result
@@ -609,6 +692,17 @@ def markdown(run: dict[str, Any]) -> str:
         f"### {run['dtus']} DTUs x {run['inverters_per_dtu']} inverters, "
         f"poll every {run['interval_s']:g} s, {run['wall_s']:.0f} s measured",
         "",
+    ]
+    if run.get("experiments"):
+        lines += [f"Experiment: {', '.join(run['experiments'])}", ""]
+    if not run["warmed"]:
+        lines += [
+            f"**The bridge never settled**: after {run['warmup_s']:.0f} s of warm-up "
+            f"{run['polled_once']} of {run['dtus']} DTUs had published once and the MQTT "
+            "link still had messages in its offline queue; measured anyway.",
+            "",
+        ]
+    lines += [
         "| DTUs | inverters | interval | CPU % (1 core) | RSS MB (end / peak) "
         "| p50 / p99 ms | polls done / expected | publishes/s |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -630,6 +724,7 @@ def markdown(run: dict[str, Any]) -> str:
         f"- RSS before the bridge started {run['rss_base_mb']:.1f} MB "
         f"(~{per_dtu_kb:.0f} kB per DTU after it); {run['topics_known']:,} retained topics "
         f"tracked; warm-up {run['warmup_s']:.1f} s",
+        f"- MQTT link at the end: {run['mqtt']['queued']:,} messages in the offline queue",
         "- CPU % from /proc over the same window: "
         + ", ".join(f"{name} {value:.1f}" for name, value in others.items()),
     ]
@@ -673,16 +768,27 @@ def machine_line(env: dict[str, Any]) -> str:
 async def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One run per DTU count; a failed run is reported and the next one still runs."""
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
+    keep = False
+    try:
         for dtus in args.dtus:
+            log = tmp / f"children-{dtus}.log"
             try:
-                runs.append(await run_one(dtus, args, Path(tmp)))
+                runs.append(await run_one(dtus, args, tmp))
             except (RuntimeError, TimeoutError, OSError) as err:
-                log = Path(tmp) / f"children-{dtus}.log"
+                keep = True
                 tail = log.read_text(errors="replace").splitlines()[-20:] if log.exists() else []
                 print(f"[{dtus} DTUs] FAILED: {err!r}", file=sys.stderr)
                 print("\n".join(tail), file=sys.stderr)
-                runs.append({"dtus": dtus, "failed": repr(err)})
+                print(f"[{dtus} DTUs] the children's log: {log}", file=sys.stderr)
+                runs.append({"dtus": dtus, "failed": repr(err), "log": str(log)})
+            else:
+                keep = keep or args.keep_logs
+                if args.keep_logs:
+                    print(f"[{dtus} DTUs] the children's log: {log}", file=sys.stderr)
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
     return runs
 
 
@@ -696,14 +802,20 @@ async def parent(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("_sims", "_bridge"):
+        level = os.environ.get("BENCH_BRIDGE_LOG_LEVEL", "warning").upper()
+        logging.basicConfig(
+            level=getattr(logging, level, logging.WARNING),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s (%(name)s) %(message)s",
+            force=True,
+        )
     if argv and argv[0] == "_sims":
-        quiet_logging()
         fleet, speed, start, lifetime = argv[1:5]
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_simulators(fleet, float(speed), float(start), float(lifetime)))
         return 0
     if argv and argv[0] == "_bridge":
-        quiet_logging()
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(bridge_child(argv[1]))
         return 0
@@ -722,12 +834,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-timeout", type=float, default=None, help="seconds (auto)")
     parser.add_argument("--profile", action="store_true", help="cProfile the measured window")
     parser.add_argument("--json", action="store_true", help=f"also write {RESULTS_PATH}")
+    parser.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning"], help="children's"
+    )
+    parser.add_argument("--keep-logs", action="store_true", help="keep the children's logs")
+    experiments = parser.add_argument_group(
+        "experiments", "not the shipped configuration: what a proposed change would give"
+    )
+    experiments.add_argument(
+        "--mqtt-inflight", type=int, default=None, help="paho max_inflight_messages (default 20)"
+    )
+    experiments.add_argument(
+        "--mqtt-max-calls",
+        type=int,
+        default=None,
+        help="aiomqtt max_concurrent_outgoing_calls (default unbounded)",
+    )
+    experiments.add_argument(
+        "--tcp-nodelay", action="store_true", help="TCP_NODELAY on the bridge's MQTT socket"
+    )
+    experiments.add_argument(
+        "--broker-nodelay", action="store_true", help="Mosquitto with set_tcp_nodelay true"
+    )
     args = parser.parse_args(argv)
     if args.sim_speed * args.interval <= 30:
         parser.error("--sim-speed x --interval must exceed the DTU's 30 s data cadence")
     if find_mosquitto() is None:
         parser.error("Mosquitto is not installed (apt-get install mosquitto)")
 
+    os.environ["BENCH_BRIDGE_LOG_LEVEL"] = args.log_level  # the children read it
     env = environment()
     try:
         runs = asyncio.run(parent(args))

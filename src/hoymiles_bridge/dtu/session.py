@@ -97,8 +97,11 @@ class DtuSession:
         client_factory: ClientFactory = default_client,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        start_delay: float = 0.0,
     ) -> None:
         self.target = target
+        #: Seconds to wait before the first poll (spreads many DTUs over the interval).
+        self.start_delay = start_delay
         self.policy = policy
         self.listener = listener
         self.client = client_factory(target)
@@ -154,9 +157,14 @@ class DtuSession:
 
     async def run(self) -> None:
         try:
+            if self.start_delay > 0:
+                await self._sleep(self.start_delay)
             while True:
+                began = time.monotonic()
                 wait = await self._cycle()
-                await self._sleep(wait)
+                # Keep a timetable: the next poll is due ``wait`` after this one
+                # began, however long the poll and its publishing took.
+                await self._sleep(max(0.0, wait - (time.monotonic() - began)))
         finally:
             await self.client.close()
             self.state = SessionState.STOPPED

@@ -72,6 +72,8 @@ OFFLINE: Final = "offline"
 _AVAILABLE_STATES: Final = frozenset(
     {SessionState.CONNECTED, SessionState.FROZEN, SessionState.DISPLACED}
 )
+#: Totals (ac/..., dc/...) are republished at most this often (seconds).
+TOTALS_INTERVAL: Final = 1.0
 #: Latencies kept for the diagnostics and the benchmark.
 _LATENCY_SAMPLES: Final = 4096
 
@@ -136,10 +138,17 @@ class Bridge:
         self._clock = clock
         self._announce_delay = announce_delay
         self.views: list[_DtuView] = []
-        for dtu in options.dtus:
+        count = len(options.dtus)
+        for index, dtu in enumerate(options.dtus):
             target = DtuTarget(dtu.host, dtu.port, dtu.name)
             session = DtuSession(
-                target, self.policy, self, client_factory=client_factory, clock=clock
+                target,
+                self.policy,
+                self,
+                client_factory=client_factory,
+                clock=clock,
+                # Spread the DTUs over one interval instead of polling all at once.
+                start_delay=self.policy.interval * index / count if count > 1 else 0.0,
             )
             self.views.append(_DtuView(session))
         self._by_session = {id(v.session): v for v in self.views}
@@ -159,6 +168,8 @@ class Bridge:
         self._deferred: dict[tuple[str, bool], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
+        self._totals_at = -float("inf")
+        self._totals_task: asyncio.Task[None] | None = None
         self.commands_done = 0
         self.commands_failed = 0
 
@@ -180,6 +191,8 @@ class Bridge:
         finally:
             for task in list(self._tasks):
                 task.cancel()
+            if self._totals_task is not None:
+                self._totals_task.cancel()
 
     async def stop(self) -> None:
         await self.link.stop()
@@ -359,6 +372,29 @@ class Bridge:
             items.append((layout.inverter(serial, "status/last_update"), str(int(last_update))))
         return items
 
+    def _totals_now_or_soon(self) -> list[tuple[str, str]]:
+        """The totals, at most once per TOTALS_INTERVAL; a later update is scheduled.
+
+        With many DTUs every poll would otherwise recompute and republish them.
+        """
+        now = time.monotonic()
+        if now - self._totals_at >= TOTALS_INTERVAL:
+            self._totals_at = now
+            return self._totals()
+        if self._totals_task is None:
+            task = asyncio.ensure_future(self._totals_later(self._totals_at + TOTALS_INTERVAL))
+            task.set_name("publish-totals")
+            self._totals_task = task
+        return []
+
+    async def _totals_later(self, due: float) -> None:
+        try:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            self._totals_at = time.monotonic()
+            await self._publish(self._totals())
+        finally:
+            self._totals_task = None
+
     def _totals(self) -> list[tuple[str, str]]:
         ac = dc = day = total = 0.0
         rated = 0.0
@@ -433,7 +469,7 @@ class Bridge:
                     )
                 )
                 items.append((self.layout.inverter_available(inverter.serial), ONLINE))
-            items += self._totals()
+            items += self._totals_now_or_soon()
             await self._announce(view)
         await self._publish(items)
         self.latencies.append(time.monotonic() - started)

@@ -61,6 +61,10 @@ DEFAULT_OPERATION_TIMEOUT: Final = 10.0
 _GOODBYE_TIMEOUT: Final = 2.0
 #: The largest payload MQTT can carry (the remaining-length limit).
 _MAX_PAYLOAD: Final = 268_435_455
+#: Concurrent publish calls handed to aiomqtt at once (more wait their turn).
+_MAX_CONCURRENT_CALLS: Final = 256
+#: Unacknowledged QoS-1 messages paho keeps in flight.
+_MAX_INFLIGHT: Final = 1000
 #: Caps the backoff exponent so ``2**n`` stays a small float.
 _MAX_BACKOFF_EXPONENT: Final = 30
 
@@ -285,6 +289,12 @@ class MqttLink:
             except aiomqtt.MqttError as exc:
                 if self._client is not client:
                     continue  # a new session came up while we waited: send it there
+                if self._ready.is_set():
+                    # Still connected: only the wait for the PUBACK ran out. paho
+                    # keeps the message and delivers it; queueing it too would
+                    # send it twice and fill the queue under load.
+                    _LOGGER.debug("PUBACK for %s is late (%s); paho keeps the message", topic, exc)
+                    return
                 _LOGGER.debug("Publish to %s failed (%s), queued for the next connect", topic, exc)
                 self._enqueue(item)
                 return
@@ -326,6 +336,13 @@ class MqttLink:
             timeout=self._operation_timeout,
             logger=_PAHO_LOGGER,
             max_queued_outgoing_messages=self._max_queue,
+            # A poll publishes a few dozen topics at once and many DTUs may
+            # poll together. aiomqtt's bookkeeping of pending calls grows with
+            # the square of their number, so cap them; and let paho keep more
+            # than its default 20 QoS-1 messages in flight (the benchmark in
+            # benchmarks/bench_bridge.py measured both).
+            max_concurrent_outgoing_calls=_MAX_CONCURRENT_CALLS,
+            max_inflight_messages=_MAX_INFLIGHT,
         )
         # A poll publishes dozens of topics at once; aiomqtt warns above 10
         # concurrent publishes, which is normal here.

@@ -59,6 +59,8 @@ class LocalBroker:
         conf = Path(self._dir.name) / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
+            # Without it Mosquitto holds small packets (PUBACKs) back ~40 ms.
+            "set_tcp_nodelay true\n"
             f"log_dest file {Path(self._dir.name) / 'mosquitto.log'}\n"
         )
         self._process = await asyncio.create_subprocess_exec(
