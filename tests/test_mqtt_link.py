@@ -293,3 +293,29 @@ async def test_password_authentication(tmp_path: Path) -> None:
             assert "pw-123" not in (bad.last_error or "")
     finally:
         await broker.stop()
+
+
+async def test_publish_many_larger_than_the_window_and_concurrent(mosquitto: Mosquitto) -> None:
+    # A small window, so that batches several times its size must recycle it
+    # (Mosquitto would drop a slow subscriber's backlog beyond 1000 messages).
+    link = make_link(mosquitto.port, max_outstanding=40)
+    async with Subscriber(mosquitto.port, "hmtest/bulk/#") as sub, running(link):
+        first = [(f"hmtest/bulk/a/{n}", str(n)) for n in range(250)]
+        second = [(f"hmtest/bulk/b/{n}", str(n)) for n in range(150)]
+        await asyncio.wait_for(
+            asyncio.gather(
+                link.publish_many(first, retain=True, qos=1),
+                link.publish_many(second, qos=1),
+                link.publish_many([("hmtest/bulk/c", "x")], qos=0),
+            ),
+            20,
+        )
+        await sub.wait_for("hmtest/bulk/a/249")
+        await sub.wait_for("hmtest/bulk/b/149")
+        await wait_until(lambda: len(sub.messages) == 401)
+        assert link.published >= 401
+        # every credit of the window came back
+        assert not link._outstanding.locked()
+    offline = make_link(mosquitto.port, client_id="offline-link")
+    await offline.publish_many([("hmtest/bulk/d", "1")], qos=1)  # not connected: queued
+    assert offline.queued == 1

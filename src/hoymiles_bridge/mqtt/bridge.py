@@ -215,10 +215,10 @@ class Bridge:
             return
         for topic, payload in fresh:
             self._published[topic] = payload
-        await asyncio.gather(*(self.link.publish(t, p, retain=True, qos=1) for t, p in fresh))
+        await self.link.publish_many(fresh, retain=True, qos=1)
 
     async def _publish_discovery(self, items: list[tuple[str, str]]) -> None:
-        await asyncio.gather(*(self.link.publish(t, p, retain=True, qos=1) for t, p in items))
+        await self.link.publish_many(items, retain=True, qos=1)
 
     async def _on_connect(self) -> None:
         """(Re)announce after every broker (re)connect: discovery, then every state."""
