@@ -22,7 +22,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ if str(HERE) not in sys.path:
 from supervisor_standin import MqttService, SupervisorStandin  # noqa: E402
 from tests.mosquitto import Mosquitto, Subscriber  # noqa: E402
 
+from hoymiles_bridge.mqtt.local_broker import free_port  # noqa: E402
 from hoymiles_bridge.mqtt.topics import TopicLayout  # noqa: E402
 from hoymiles_bridge.simulator import DtuSimulator  # noqa: E402
 
@@ -64,13 +64,6 @@ class HarnessError(AssertionError):
 
 def missing_tools() -> list[str]:
     return [tool for tool in S6_TOOLS if shutil.which(tool) is None]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _shebang(script: Path) -> list[str]:

@@ -36,7 +36,7 @@ shell_scripts() {
 }
 
 step "ruff"
-ruff check src tests benchmarks scripts
+ruff check src tests benchmarks scripts addon
 step "mypy --strict src"
 mypy --strict src
 step "generated protobuf code is up to date"

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import pwd
 import shutil
-import signal
-import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -26,144 +22,47 @@ from typing import Self
 import aiomqtt
 
 from hoymiles_bridge.mqtt.link import MqttMessage
+from hoymiles_bridge.mqtt.local_broker import LocalBroker, find_mosquitto
 
 HOST = "127.0.0.1"
-#: How long start() waits for the broker to accept connections.
-START_TIMEOUT = 10.0
-#: How long stop() waits after SIGTERM before it kills the broker.
-STOP_TIMEOUT = 5.0
 
 
 class MosquittoMissingError(RuntimeError):
     """The mosquitto binary is not installed."""
 
 
-def find_mosquitto() -> str:
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    if os.access("/usr/sbin/mosquitto", os.X_OK):
-        return "/usr/sbin/mosquitto"
-    raise MosquittoMissingError(
-        "the MQTT tests need the mosquitto broker, which is not installed; "
-        "run scripts/test.sh, which installs it (apt package 'mosquitto')"
-    )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Mosquitto:
-    """One mosquitto process; ``port`` stays the same across :meth:`restart`."""
+class Mosquitto(LocalBroker):
+    """The package's private broker, plus an optional password mode for tests."""
 
     def __init__(
         self, workdir: Path, *, username: str | None = None, password: str | None = None
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
-        self.workdir = workdir
+        if find_mosquitto() is None:
+            raise MosquittoMissingError(
+                "the MQTT tests need the mosquitto broker, which is not installed; "
+                "run scripts/test.sh, which installs it (apt package 'mosquitto')"
+            )
+        super().__init__(HOST, workdir=workdir)
         self.username = username
         self.password = password
-        self.port = free_port()
-        self.conf_path = workdir / "mosquitto.conf"
-        self.log_path = workdir / "mosquitto.log"
-        self._binary = find_mosquitto()
-        self._process: asyncio.subprocess.Process | None = None
 
-    def _write_config(self) -> None:
-        lines = [
-            f"listener {self.port} {HOST}",
-            "persistence false",
-            f"log_dest file {self.log_path}",
-            "log_type all",
-            "connection_messages true",
-            # Run as whoever runs the tests: as root, mosquitto would otherwise
-            # switch to the 'mosquitto' user, who cannot write to workdir.
-            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
-        ]
-        if self.username is not None and self.password is not None:
-            passwd_tool = shutil.which("mosquitto_passwd")
-            if passwd_tool is None:
-                raise MosquittoMissingError("mosquitto_passwd is not installed")
-            password_file = self.workdir / "passwords"
-            subprocess.run(
-                [passwd_tool, "-c", "-b", str(password_file), self.username, self.password],
-                check=True,
-                capture_output=True,
-            )
-            lines += ["allow_anonymous false", f"password_file {password_file}"]
-        else:
-            lines.append("allow_anonymous true")
-        self.conf_path.write_text("\n".join(lines) + "\n")
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.returncode is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    async def start(self) -> None:
-        if self.running:
-            raise RuntimeError("mosquitto is already running")
-        if not self.conf_path.exists():
-            self._write_config()
-        self._process = await asyncio.create_subprocess_exec(
-            self._binary,
-            "-c",
-            str(self.conf_path),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+    def config_lines(self) -> list[str]:
+        lines = [*super().config_lines(), "log_type all"]
+        if self.username is None or self.password is None:
+            return lines
+        passwd_tool = shutil.which("mosquitto_passwd")
+        if passwd_tool is None:
+            raise MosquittoMissingError("mosquitto_passwd is not installed")
+        password_file = self.workdir / "passwords"
+        subprocess.run(
+            [passwd_tool, "-c", "-b", str(password_file), self.username, self.password],
+            check=True,
+            capture_output=True,
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        while True:
-            if self._process.returncode is not None:
-                raise RuntimeError(
-                    f"mosquitto exited with {self._process.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                async with asyncio.timeout(0.5):
-                    _, writer = await asyncio.open_connection(HOST, self.port)
-            except (OSError, TimeoutError):
-                if loop.time() > deadline:
-                    await self.stop()
-                    raise RuntimeError(
-                        f"mosquitto did not listen on {HOST}:{self.port} within "
-                        f"{START_TIMEOUT} s:\n{self.log_tail()}"
-                    ) from None
-                await asyncio.sleep(0.05)
-            else:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-                return
-
-    async def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.returncode is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-    async def restart(self, down_for: float = 0.0) -> None:
-        """Stop, stay down ``down_for`` seconds, and start again on the same port."""
-        await self.stop()
-        if down_for:
-            await asyncio.sleep(down_for)
-        await self.start()
+        lines = [line for line in lines if not line.startswith("allow_anonymous")]
+        return [*lines, "allow_anonymous false", f"password_file {password_file}"]
 
 
 class Subscriber:

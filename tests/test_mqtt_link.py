@@ -245,7 +245,7 @@ async def test_handler_bug_propagates(mosquitto: Mosquitto) -> None:
 
 
 async def test_unreachable_broker_keeps_retrying_and_queueing() -> None:
-    from .mosquitto import free_port
+    from hoymiles_bridge.mqtt.local_broker import free_port
 
     link = make_link(free_port())
     async with running(link, connect=False):
