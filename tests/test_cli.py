@@ -132,3 +132,47 @@ async def test_plain_errors_without_traceback(sim: DtuSimulator) -> None:
     assert code == 2 and "port '99999'" in err
     code, _, err = await _cli("dtu", "127.0.0.1", "heartbeat", "--enc-rand", "xyz")
     assert code == 2 and "--enc-rand must be hexadecimal" in err
+
+
+async def test_demo_runs_the_main_job() -> None:
+    """The README's first command: simulator, private Mosquitto, bridge and web server."""
+    import re
+
+    import aiohttp
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hoymiles_bridge.cli.main",
+        "demo",
+        "--web-port",
+        "0",
+        "--interval",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(40):
+            url = None
+            while url is None or not any(
+                line.startswith("[") and "141293320732" in line for line in seen
+            ):
+                line = (await proc.stdout.readline()).decode()
+                assert line, "\n".join(seen)
+                seen.append(line)
+                found = re.search(r"Web UI:\s+(http://\S+/)", line)
+                if found:
+                    url = found.group(1)
+            async with aiohttp.ClientSession() as http, http.get(url + "health") as response:
+                health = await response.json()
+        assert health["mqtt"] is True
+        assert health["dtus"][0]["serial"] == "414393320732"
+        text = "".join(seen)
+        assert "Watch the topics:   mosquitto_sub" in text
+        assert " W (today " in seen[-1]
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)

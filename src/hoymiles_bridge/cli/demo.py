@@ -1,8 +1,9 @@
 """``hoymiles-bridge demo``: the bridge's main job against the built-in simulator.
 
 What ``scripts/demo.sh`` runs: simulated DTUs on localhost, a private
-Mosquitto (unless ``--mqtt`` names a broker), and the real bridge between
-them, publishing topics and Home Assistant discovery. It prints where to look
+Mosquitto (unless ``--mqtt`` names a broker), the real bridge between them,
+publishing topics and Home Assistant discovery, and the web server on
+127.0.0.1:8099 (a free port when that one is taken). It prints where to look
 and a one-line summary after every poll. No hardware, no configuration.
 """
 
@@ -12,14 +13,17 @@ import argparse
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 
-from hoymiles_bridge.addon.options import validate
+from hoymiles_bridge.addon.options import Options, validate
+from hoymiles_bridge.addon.runner import bridge_status
 from hoymiles_bridge.cli.common import host_port
 from hoymiles_bridge.cli.run import configure_logging, mqtt_settings, summary
 from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.local_broker import LocalBroker
 from hoymiles_bridge.simulator import SimulatorGroup, default_fleet, load_fleet, resolve_fleet
+from hoymiles_bridge.web.server import WebServer
 
 
 def _line(bridge: Bridge) -> str:
@@ -39,6 +43,28 @@ async def _printer(bridge: Bridge, every: float) -> None:
     while True:
         await asyncio.sleep(every)
         print(_line(bridge), flush=True)
+
+
+@contextlib.asynccontextmanager
+async def _web_server(options: Options, bridge: Bridge, port: int) -> AsyncIterator[WebServer]:
+    """The web server on localhost: ``port``, or any free port when that one is taken."""
+    for candidate in (port, 0):
+        web = WebServer(
+            "127.0.0.1",
+            candidate,
+            status=lambda: bridge_status(options, bridge),
+            allowed_peers=None,
+        )
+        try:
+            await web.start()
+        except OSError:
+            continue
+        try:
+            yield web
+        finally:
+            await web.stop()
+        return
+    raise HoymilesError("cannot open a port for the web server on 127.0.0.1")
 
 
 async def _demo(args: argparse.Namespace) -> None:
@@ -82,6 +108,8 @@ async def _demo(args: argparse.Namespace) -> None:
             flush=True,
         )
         bridge = Bridge(options, settings)
+        web = await stack.enter_async_context(_web_server(options, bridge, args.web_port))
+        print(f"Web UI:             http://127.0.0.1:{web.port}/  (health: /health)\n", flush=True)
         printer = asyncio.create_task(
             _printer(bridge, max(args.interval, 2.0)), name="demo-printer"
         )
@@ -121,4 +149,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--interval", type=int, default=5, help="seconds between polls")
     parser.add_argument("--encrypt", action="store_true", help="simulate encrypting firmware")
     parser.add_argument("--verbose", action="store_true", help="show the bridge's log")
+    parser.add_argument("--web-port", type=int, default=8099, help="web UI port on localhost")
     parser.set_defaults(func=run)
