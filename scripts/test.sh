@@ -4,8 +4,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # System packages this command needs (installed with apt when missing and run as root).
-# The "add-on lint" step needs shellcheck and apparmor (apparmor_parser).
-export HOYMILES_APT_PACKAGES="${HOYMILES_APT_PACKAGES:-mosquitto shellcheck apparmor s6}"
+# The "add-on lint" step needs shellcheck and apparmor (apparmor_parser); the
+# web UI's browser tests need Chromium (/usr/bin/chromium, driven by Playwright).
+export HOYMILES_APT_PACKAGES="${HOYMILES_APT_PACKAGES:-mosquitto shellcheck apparmor s6 chromium}"
 # shellcheck source=scripts/bootstrap.sh
 source "$ROOT/scripts/bootstrap.sh"
 cd "$ROOT"
