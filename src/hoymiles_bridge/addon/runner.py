@@ -30,6 +30,7 @@ from hoymiles_bridge.addon.supervisor import SupervisorClient, SupervisorError
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.link import MqttSettings
+from hoymiles_bridge.web.hub import WebHub
 from hoymiles_bridge.web.server import WebServer, normalize_address
 
 _LOGGER = logging.getLogger("hoymiles_bridge")
@@ -177,6 +178,9 @@ class Service:
         self._describe = describe
         self._bridge_factory = bridge_factory
         self._stop = asyncio.Event()
+        #: Frames, events and power history for the web UI, fed by the bridge.
+        self.hub = WebHub()
+        self.hub.history_limit(options.poll_interval)
         self.web = WebServer(
             web.host,
             web.port,
@@ -184,6 +188,8 @@ class Service:
             allowed_peers=web.allowed_peers,
             credentials=web.credentials,
             access_log=options.log_level == "debug",
+            hub=self.hub,
+            bridge=lambda: self.bridge,
         )
 
     def status(self) -> dict[str, Any]:
@@ -242,6 +248,7 @@ class Service:
             return EXIT_FAILED
         _LOGGER.info("%s\n  %s", self._describe(broker), self.web_config.describe())
         bridge = self._bridge_factory(self.options, broker)
+        self.hub.attach(bridge)
         self.bridge = bridge
         bridge_task = asyncio.create_task(bridge.run(), name="service-bridge")
         await asyncio.wait({bridge_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)

@@ -23,6 +23,7 @@ from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.local_broker import LocalBroker
 from hoymiles_bridge.simulator import SimulatorGroup, default_fleet, load_fleet, resolve_fleet
+from hoymiles_bridge.web.hub import WebHub
 from hoymiles_bridge.web.server import WebServer
 
 
@@ -48,12 +49,17 @@ async def _printer(bridge: Bridge, every: float) -> None:
 @contextlib.asynccontextmanager
 async def _web_server(options: Options, bridge: Bridge, port: int) -> AsyncIterator[WebServer]:
     """The web server on localhost: ``port``, or any free port when that one is taken."""
+    hub = WebHub()
+    hub.history_limit(options.poll_interval)
+    hub.attach(bridge)
     for candidate in (port, 0):
         web = WebServer(
             "127.0.0.1",
             candidate,
             status=lambda: bridge_status(options, bridge),
             allowed_peers=None,
+            hub=hub,
+            bridge=bridge,
         )
         try:
             await web.start()
@@ -109,7 +115,10 @@ async def _demo(args: argparse.Namespace) -> None:
         )
         bridge = Bridge(options, settings)
         web = await stack.enter_async_context(_web_server(options, bridge, args.web_port))
-        print(f"Web UI:             http://127.0.0.1:{web.port}/  (health: /health)\n", flush=True)
+        print(
+            f"Web UI:             http://127.0.0.1:{web.port}/  (API: api/status)\n",
+            flush=True,
+        )
         printer = asyncio.create_task(
             _printer(bridge, max(args.interval, 2.0)), name="demo-printer"
         )

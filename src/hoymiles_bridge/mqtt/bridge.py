@@ -6,6 +6,14 @@ sessions' listener: each report turns into topics (published only when their
 payload changed, retained), discovery for devices it has not announced yet,
 and availability. Commands arrive on ``<serial>/cmd/...`` and are validated,
 paced, run through the owning session, and answered on ``.../status``.
+The web API sends its commands through the same entry point,
+:meth:`Bridge.submit_command`.
+
+Two optional hooks feed observers such as the web UI's hub: ``on_frame``
+(every frame of every DTU session, with the DTU's label) and ``on_event``
+(:class:`BridgeEvent`: state changes, polls, alarms, commands, MQTT). Both
+are called synchronously and must not block; an observer's failure is logged
+and never reaches the bridge.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from hoymiles_bridge import __version__
 from hoymiles_bridge.addon.options import Options
 from hoymiles_bridge.dtu.alarms import alarm_text
 from hoymiles_bridge.dtu.client import DtuClient
+from hoymiles_bridge.dtu.connection import FrameEvent
 from hoymiles_bridge.dtu.devices import inverter_type, parse_serial
 from hoymiles_bridge.dtu.models import AppInfo, DtuConfig, NetworkInfo, RealData, Warnings
 from hoymiles_bridge.dtu.policy import PollPolicy
@@ -76,6 +85,53 @@ _AVAILABLE_STATES: Final = frozenset(
 TOTALS_INTERVAL: Final = 1.0
 #: Latencies kept for the diagnostics and the benchmark.
 _LATENCY_SAMPLES: Final = 4096
+#: What an observer's failure may raise without stopping the bridge.
+_OBSERVER_ERRORS: Final = (
+    HoymilesError,
+    ArithmeticError,
+    AttributeError,
+    LookupError,
+    RuntimeError,
+    TypeError,
+    ValueError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeEvent:
+    """Something that happened, for observers (the web UI's event log and live view).
+
+    ``kind`` is one of ``start``, ``mqtt``, ``state``, ``dtu_info``, ``poll``,
+    ``alarm`` and ``command``; ``dtu`` is the DTU's label ("" for the bridge
+    itself). ``data`` holds JSON-able details and never a secret.
+    """
+
+    kind: str
+    dtu: str
+    serial: str | None
+    text: str
+    level: str = "info"  # info | warning | error
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """How a command ended: ``ok``, ``pending`` (paced, sent later), ``refused``
+    (invalid, never sent) or ``failed`` (the DTU did not take it)."""
+
+    status: str
+    message: str = ""
+
+    @property
+    def text(self) -> str:
+        """The ``.../status`` payload: ``ok``, ``pending`` or ``failed: <reason>``."""
+        if self.status in {"ok", "pending"}:
+            return self.status
+        return f"failed: {self.message}"
+
+
+FrameHook = Callable[[str, FrameEvent], None]
+EventHook = Callable[[BridgeEvent], None]
 
 
 def _fmt(value: float | int | str | bool) -> str:
@@ -121,8 +177,11 @@ class Bridge:
         announce_delay: float = 2.0,
         policy: PollPolicy | None = None,
         mqtt_backoff: float = 1.0,
+        on_frame: FrameHook | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
         self.options = options
+        self.started_at = time.time()
         self.layout = TopicLayout(options.base_topic, several_dtus=len(options.dtus) > 1)
         self.discovery = DiscoveryContext(
             prefix=options.discovery_prefix, layout=self.layout, bridge_version=__version__
@@ -172,6 +231,61 @@ class Bridge:
         self._totals_task: asyncio.Task[None] | None = None
         self.commands_done = 0
         self.commands_failed = 0
+        self._on_frame: FrameHook | None = None
+        self.on_event: EventHook | None = on_event
+        self._seen_disconnects = 0
+        self._alarms_seen: dict[str, set[tuple[str, int, int]]] = {}
+        self.on_frame = on_frame
+
+    # --- observers ----------------------------------------------------------
+
+    @property
+    def on_frame(self) -> FrameHook | None:
+        return self._on_frame
+
+    @on_frame.setter
+    def on_frame(self, hook: FrameHook | None) -> None:
+        """Observe every frame of every session's client (set before :meth:`run`)."""
+        self._on_frame = hook
+        for view in self.views:
+            client = view.session.client
+            observer = None if hook is None else self._frame_observer(view.session.target.label)
+            client.on_frame = observer
+            if client.connection is not None:
+                client.connection.on_frame = observer
+
+    def _frame_observer(self, label: str) -> Callable[[FrameEvent], None]:
+        def observe(event: FrameEvent) -> None:
+            hook = self._on_frame
+            if hook is not None:
+                hook(label, event)
+
+        return observe
+
+    def _emit(
+        self,
+        kind: str,
+        dtu: str,
+        serial: str | None,
+        text: str,
+        *,
+        level: str = "info",
+        **data: Any,
+    ) -> None:
+        hook = self.on_event
+        if hook is None:
+            return
+        if self.link.disconnects != self._seen_disconnects:
+            self._seen_disconnects = self.link.disconnects
+            self._call(hook, BridgeEvent("mqtt", "", None, "MQTT connection lost", "warning"))
+        self._call(hook, BridgeEvent(kind, dtu, serial, text, level, data))
+
+    @staticmethod
+    def _call(hook: EventHook, event: BridgeEvent) -> None:
+        try:
+            hook(event)
+        except _OBSERVER_ERRORS:
+            _LOGGER.exception("A bridge observer failed on %s", event.kind)
 
     @property
     def ha_status_topic(self) -> str:
@@ -181,6 +295,8 @@ class Bridge:
 
     async def run(self) -> None:
         """Run until cancelled; a DTU problem never ends it."""
+        self.started_at = time.time()
+        self._emit("start", "", None, f"bridge {__version__} started with {len(self.views)} DTU(s)")
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.link.run(), name="mqtt-link")
@@ -206,6 +322,24 @@ class Bridge:
     def view_for(self, session: DtuSession) -> _DtuView:
         return self._by_session[id(session)]
 
+    # --- read-only views for the web API ----------------------------------
+
+    def published(self, topic: str) -> str | None:
+        """The last payload published (retained) on ``topic``, if any."""
+        return self._published.get(topic)
+
+    def totals(self) -> dict[str, str]:
+        """The totals as published: ``{"ac/power": "123.4", ...}``."""
+        prefix = self.layout.total("")
+        return {topic.removeprefix(prefix): payload for topic, payload in self._totals()}
+
+    def requested_limit(self, serial: str) -> float | None:
+        """The last persistent limit (%) asked for ``serial``: pending, else last sent."""
+        pacer = self._pacers.get((serial, True))
+        if pacer is None:
+            return None
+        return pacer.pending if pacer.pending is not None else pacer.last_value
+
     # --- publishing -------------------------------------------------------
 
     async def _publish(self, items: list[tuple[str, str]], *, force: bool = False) -> None:
@@ -222,6 +356,7 @@ class Bridge:
 
     async def _on_connect(self) -> None:
         """(Re)announce after every broker (re)connect: discovery, then every state."""
+        self._emit("mqtt", "", None, "MQTT connected")
         await self._announce_all()
         await self._publish(list(self._published.items()), force=True)
 
@@ -250,6 +385,17 @@ class Bridge:
     async def on_state(self, session: DtuSession) -> None:
         view = self.view_for(session)
         serial = view.serial
+        now = session.state
+        reason = f" ({session.state_reason})" if session.state_reason else ""
+        self._emit(
+            "state",
+            session.target.label,
+            serial,
+            f"{now.value}{reason}",
+            level="info" if now in {SessionState.CONNECTED, SessionState.NIGHT} else "warning",
+            state=now.value,
+            displaced=now is SessionState.DISPLACED,
+        )
         if serial is None:
             return
         night_zero = session.state is SessionState.NIGHT and self.options.night_policy == "zero"
@@ -339,6 +485,13 @@ class Bridge:
                 items += self._limit_items(view, inverter)
         await self._announce(view)
         await self._publish(items)
+        self._emit(
+            "dtu_info",
+            target.label,
+            serial,
+            f"DTU {serial} ({info.dtu_model}, firmware {info.dtu_firmware}, "
+            f"{'encrypted' if info.encrypted else 'not encrypted'})",
+        )
         await self.on_state(session)
 
     def _limit_items(self, view: _DtuView, serial: str) -> list[tuple[str, str]]:
@@ -473,6 +626,15 @@ class Bridge:
             await self._announce(view)
         await self._publish(items)
         self.latencies.append(time.monotonic() - started)
+        if fresh:
+            self._emit(
+                "poll",
+                session.target.label,
+                serial,
+                "poll",
+                time=session.last_poll or self._clock(),
+                power={s: v.values.get("power", 0.0) for s, v in view.values.items()},
+            )
 
     async def on_alarms(self, session: DtuSession, warnings: Warnings) -> None:
         view = self.view_for(session)
@@ -487,6 +649,7 @@ class Bridge:
                     "active": entry.active,
                 }
             )
+        self._note_new_alarms(session, warnings)
         items: list[tuple[str, str]] = []
         for serial, alarms in by_inverter.items():
             active = [a for a in alarms if a["active"]]
@@ -497,6 +660,31 @@ class Bridge:
                 (self.layout.inverter(serial, "alarms/last"), latest["text"] if latest else ""),
             ]
         await self._publish(items)
+
+    def _note_new_alarms(self, session: DtuSession, warnings: Warnings) -> None:
+        """Tell observers about alarms not seen before (by inverter, code and start)."""
+        label = session.target.label
+        first = label not in self._alarms_seen
+        seen = self._alarms_seen.setdefault(label, set())
+        for entry in warnings.warnings:
+            marker = (entry.inverter_serial, entry.code, entry.start)
+            if marker in seen:
+                continue
+            seen.add(marker)
+            if first and not entry.active:
+                continue  # old history at startup is not news
+            self._emit(
+                "alarm",
+                label,
+                entry.inverter_serial,
+                f"{entry.inverter_serial}: {alarm_text(entry.code)} (code {entry.code})"
+                + ("" if entry.active else ", ended"),
+                level="warning" if entry.active else "info",
+                code=entry.code,
+                start=entry.start,
+                end=entry.end,
+                active=entry.active,
+            )
 
     # --- commands ---------------------------------------------------------
 
@@ -515,12 +703,63 @@ class Bridge:
             )
         except CommandError as err:
             _LOGGER.warning("command on %s refused: %s", message.topic, err)
-            await self._status(message.topic, f"failed: {err}")
+            await self._refused(message.topic, where[2], where[1], str(err))
             return
         if command is None:
             _LOGGER.info("ignoring retained one-shot command on %s", message.topic)
             return
         self._spawn(self._execute(message.topic, command), f"command-{command.name}")
+
+    def command_topic(self, target: Target, serial: str, name: str) -> str:
+        """The MQTT topic a command would arrive on (its status goes to ``<topic>/status``)."""
+        base = self.layout.base
+        if target is Target.DTU:
+            return f"{base}/dtu/{serial}/cmd/{name}" if serial else f"{base}/dtu/cmd/{name}"
+        return f"{base}/{serial}/cmd/{name}"
+
+    async def submit_command(
+        self, target: Target, serial: str, name: str, payload: str
+    ) -> CommandOutcome:
+        """Validate, pace and run a command as if it had arrived on MQTT; wait for the outcome.
+
+        The web API's entry point. The status is published on the command's
+        ``.../status`` topic too, exactly as for an MQTT command. A paced limit
+        answers ``pending`` and is written later.
+        """
+        if (serial or target is Target.INVERTER) and not serial.isalnum():
+            return CommandOutcome("refused", f"{serial!r} is not a serial number")
+        topic = self.command_topic(target, serial.upper(), name)
+        try:
+            command = parse_command(
+                self.layout.base, topic, payload.encode("utf-8"), retained=False
+            )
+        except CommandError as err:
+            return await self._refused(topic, name, serial, str(err))
+        if command is None:  # parse_command only ignores retained messages
+            return CommandOutcome("refused", f"command {name!r} was ignored")
+        return await self._execute(topic, command)
+
+    async def _refused(self, topic: str, name: str, serial: str, reason: str) -> CommandOutcome:
+        outcome = CommandOutcome("refused", reason)
+        self._command_event(name, serial, outcome)
+        await self._status(topic, outcome.text)
+        return outcome
+
+    def _command_event(self, name: str, serial: str, outcome: CommandOutcome) -> None:
+        view = next((v for v in self.views if serial and serial in v.inverters), None)
+        if view is None:
+            view = next((v for v in self.views if v.serial == serial), None)
+        label = view.session.target.label if view is not None else ""
+        self._emit(
+            "command",
+            label,
+            serial or None,
+            f"{name} for {serial or 'the DTU'}: {outcome.text}",
+            level="info" if outcome.status in {"ok", "pending"} else "warning",
+            command=name,
+            status=outcome.status,
+            message=outcome.message,
+        )
 
     async def _reannounce(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -528,6 +767,17 @@ class Bridge:
 
     async def _status(self, command_topic: str, text: str) -> None:
         await self.link.publish(f"{command_topic}/status", text, retain=False, qos=1)
+
+    async def _finish(
+        self, topic: str, command: Command, outcome: CommandOutcome
+    ) -> CommandOutcome:
+        if outcome.status == "ok":
+            self.commands_done += 1
+        elif outcome.status != "pending":
+            self.commands_failed += 1
+        self._command_event(command.name, command.serial, outcome)
+        await self._status(topic, outcome.text)
+        return outcome
 
     def _find_inverter(self, serial: str) -> _DtuView:
         view = next((v for v in self.views if serial in v.inverters), None)
@@ -545,7 +795,7 @@ class Bridge:
             raise CommandError(f"no DTU {serial} is known")
         return view
 
-    async def _execute(self, topic: str, command: Command) -> None:
+    async def _execute(self, topic: str, command: Command) -> CommandOutcome:
         try:
             if command.target is Target.DTU:
                 view = self._find_dtu(command.serial)
@@ -554,20 +804,18 @@ class Bridge:
             else:
                 view = self._find_inverter(command.serial)
                 if command.is_limit:
-                    await self._limit(topic, view, command)
-                    return
+                    return await self._limit(topic, view, command)
                 await self._status(topic, "pending")
                 await self._run_inverter_command(view, command)
-        except (CommandError, InvalidArgumentError, DtuRejectedError) as err:
-            self.commands_failed += 1
-            await self._status(topic, f"failed: {err}")
-            return
+        except (CommandError, InvalidArgumentError) as err:
+            return await self._finish(topic, command, CommandOutcome("refused", str(err)))
+        except DtuRejectedError as err:
+            return await self._finish(topic, command, CommandOutcome("failed", str(err)))
         except (DtuConnectionError, DtuTimeoutError, ProtocolError) as err:
-            self.commands_failed += 1
-            await self._status(topic, f"failed: the DTU did not take it ({err})")
-            return
-        self.commands_done += 1
-        await self._status(topic, "ok")
+            return await self._finish(
+                topic, command, CommandOutcome("failed", f"the DTU did not take it ({err})")
+            )
+        return await self._finish(topic, command, CommandOutcome("ok"))
 
     async def _run_dtu_command(self, view: _DtuView, command: Command) -> None:
         if command.name == "reboot":
@@ -606,25 +854,34 @@ class Bridge:
             raise CommandError(f"limit {command.value:g} W is above the rated {rated} W")
         return command.value
 
-    async def _limit(self, topic: str, view: _DtuView, command: Command) -> None:
+    async def _limit(self, topic: str, view: _DtuView, command: Command) -> CommandOutcome:
+        """Raises like :meth:`_execute`'s commands; answers ``ok`` or ``pending``."""
         value = self._limit_request(view, command)
         key = (command.serial, command.persistent)
         pacer = self._pacers.setdefault(key, LimitPacer(self.options.limit_interval))
         now = time.monotonic()
         decision = pacer.offer(value, now)
         if decision is Decision.UNCHANGED:
-            await self._status(topic, "ok")
-            return
+            outcome = CommandOutcome("ok", "unchanged")
+            self._command_event(command.name, command.serial, outcome)
+            await self._status(topic, outcome.text)
+            return outcome
         if decision is Decision.PENDING:
-            await self._status(topic, "pending")
             if key not in self._deferred:
                 task = asyncio.ensure_future(self._deferred_limit(topic, view, command, pacer))
                 task.set_name(f"deferred-limit-{command.serial}")
                 self._deferred[key] = task
                 task.add_done_callback(self._forget_deferred)
-            return
+            return await self._finish(
+                topic,
+                command,
+                CommandOutcome(
+                    "pending", f"paced: sent in {max(0.0, pacer.due - now):.0f} s at the latest"
+                ),
+            )
         await self._status(topic, "pending")
-        await self._write_limit(topic, view, command, value, pacer)
+        await self._write_limit(view, command, value, pacer)
+        return await self._finish(topic, command, CommandOutcome("ok"))
 
     def _forget_deferred(self, task: asyncio.Task[None]) -> None:
         for key, known in list(self._deferred.items()):
@@ -640,14 +897,20 @@ class Bridge:
             return
         pacer.pending = None
         try:
-            await self._write_limit(topic, view, command, value, pacer)
-        except (CommandError, InvalidArgumentError, DtuRejectedError) as err:
-            await self._status(topic, f"failed: {err}")
+            await self._write_limit(view, command, value, pacer)
+        except (CommandError, InvalidArgumentError) as err:
+            await self._finish(topic, command, CommandOutcome("refused", str(err)))
+        except DtuRejectedError as err:
+            await self._finish(topic, command, CommandOutcome("failed", str(err)))
         except (DtuConnectionError, DtuTimeoutError, ProtocolError) as err:
-            await self._status(topic, f"failed: the DTU did not take it ({err})")
+            await self._finish(
+                topic, command, CommandOutcome("failed", f"the DTU did not take it ({err})")
+            )
+        else:
+            await self._finish(topic, command, CommandOutcome("ok"))
 
     async def _write_limit(
-        self, topic: str, view: _DtuView, command: Command, value: float, pacer: LimitPacer
+        self, view: _DtuView, command: Command, value: float, pacer: LimitPacer
     ) -> None:
         serial = command.serial
         pacer.sent(value, time.monotonic())
@@ -663,9 +926,7 @@ class Bridge:
         except HoymilesError:
             pacer.failed()
             raise
-        self.commands_done += 1
         await self._publish(self._limit_items(view, serial))
-        await self._status(topic, "ok")
 
 
 def build_client_factory(
@@ -684,4 +945,11 @@ def build_client_factory(
     return factory
 
 
-__all__ = ["Bridge", "build_client_factory"]
+__all__ = [
+    "Bridge",
+    "BridgeEvent",
+    "CommandOutcome",
+    "EventHook",
+    "FrameHook",
+    "build_client_factory",
+]

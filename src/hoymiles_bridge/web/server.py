@@ -1,4 +1,4 @@
-"""The bridge's small HTTP server: ``/health`` now, the ingress web UI at ``/`` later.
+"""The bridge's small HTTP server: ``/health``, the JSON API ``api/...``, the web UI at ``/``.
 
 In the add-on the server listens on the ingress port and serves only the
 Supervisor's ingress proxy (``172.30.32.2``), judged by the TCP peer address
@@ -6,6 +6,10 @@ and never by headers such as ``X-Forwarded-For``, which any client can send.
 Home Assistant authenticates the user before the proxy forwards anything.
 ``/health`` is also open to ``127.0.0.1``, where the container's own Docker
 ``HEALTHCHECK`` asks.
+
+With a :class:`~hoymiles_bridge.web.hub.WebHub` and the bridge, the server
+also answers the JSON API of :mod:`hoymiles_bridge.web.api` (the bridge may be
+given as a callable while the service is still starting it).
 
 Standalone, the server has no peer restriction; with ``credentials`` it asks
 for HTTP basic auth (the caller does that when it listens beyond loopback).
@@ -29,6 +33,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
+from hoymiles_bridge.mqtt.bridge import Bridge
+from hoymiles_bridge.web.api import WebApi
+from hoymiles_bridge.web.hub import WebHub
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -123,6 +130,8 @@ class WebServer:
         health_peers: frozenset[str] = DEFAULT_HEALTH_PEERS,
         credentials: tuple[str, str] | None = None,
         access_log: bool = False,
+        hub: WebHub | None = None,
+        bridge: Bridge | Callable[[], Bridge | None] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -136,6 +145,13 @@ class WebServer:
         )
         self._access_log = access_log
         self._runner: web.AppRunner | None = None
+        self.hub = hub
+        #: The JSON API (``api/...``), when a hub and a bridge were given.
+        self.api = (
+            None
+            if hub is None or bridge is None
+            else WebApi(hub, bridge, trust_forwarded_host=self.allowed_peers is not None)
+        )
         self.app = self._build_app()
 
     def __repr__(self) -> str:
@@ -158,6 +174,8 @@ class WebServer:
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._index)
         app.router.add_get(HEALTH_PATH, self._health)
+        if self.api is not None:
+            self.api.register(app)
         app.on_response_prepare.append(self._security_headers)
         return app
 
@@ -182,6 +200,8 @@ class WebServer:
         _LOGGER.debug("Web server listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
+        if self.hub is not None:
+            self.hub.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

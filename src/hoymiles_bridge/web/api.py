@@ -1,0 +1,620 @@
+"""The JSON API behind the web UI, under the relative prefix ``api/`` (see DOCS.md, "Web API").
+
+Every route is relative to where the app is mounted, so it works under the
+ingress prefix. GETs have no side effects. Every POST must be same-origin: an
+``Origin`` header, when present, must name the request's host, and the custom
+header ``X-Requested-With: hoymiles-bridge`` is required (a cross-site form
+cannot set it). A bad request is answered 4xx with ``{"error": "<sentence>"}``
+naming the field. No response or websocket message carries a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import WSMsgType, web
+from google.protobuf.message import Message
+from yarl import URL
+
+from hoymiles_bridge import __version__
+from hoymiles_bridge.cli.decode import _clean_hex, _frames, frame_record
+from hoymiles_bridge.dtu.client import APP_OFFSET
+from hoymiles_bridge.errors import (
+    DtuConnectionError,
+    DtuRejectedError,
+    DtuTimeoutError,
+    HoymilesError,
+    ProtocolError,
+)
+from hoymiles_bridge.mqtt.bridge import Bridge
+from hoymiles_bridge.mqtt.commands import Target
+from hoymiles_bridge.mqtt.topics import DTU_COMMAND_NAMES, INVERTER_COMMAND_NAMES
+from hoymiles_bridge.protocol.codec import decode_frame
+from hoymiles_bridge.protocol.jsonify import MASK
+from hoymiles_bridge.protocol.pb import (
+    appinfo_pb2,
+    config_pb2,
+    heartbeat_pb2,
+    history_pb2,
+    network_pb2,
+    realdata_pb2,
+    warn_pb2,
+)
+from hoymiles_bridge.web.hub import Encoded, WebHub, encode, masked_copy
+
+CSRF_HEADER: Final = "X-Requested-With"
+CSRF_VALUE: Final = "hoymiles-bridge"
+#: Biggest request body the API reads (a pasted frame is at most 16 KiB of bytes).
+MAX_BODY: Final = 64 * 1024
+DEFAULT_FRAME_LIMIT: Final = 200
+_SECRET_KEYS: Final = frozenset({"password", "token", "enc_rand"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _ymd_hms(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _read_requests() -> dict[str, Callable[[int], Message]]:
+    """Reads the console may send, by registry name: a builder taking the time."""
+    return {
+        "AppInfoToDtu": lambda now: appinfo_pb2.AppInfoToDtu(
+            ymd_hms=_ymd_hms(now), offset=APP_OFFSET, time=now
+        ),
+        "HeartbeatToDtu": lambda now: heartbeat_pb2.HeartbeatToDtu(
+            offset=APP_OFFSET, time=now, ymd_hms=_ymd_hms(now)
+        ),
+        "RealDataNewToDtu": lambda now: realdata_pb2.RealDataNewToDtu(
+            ymd_hms=_ymd_hms(now), cp=0, oft=APP_OFFSET, time=now
+        ),
+        "WarnToDtu": lambda now: warn_pb2.WarnToDtu(
+            ymd_hms=_ymd_hms(now), package_now=0, offset=APP_OFFSET, time=now
+        ),
+        "GetConfigToDtu": lambda now: config_pb2.GetConfigToDtu(offset=APP_OFFSET, time=now),
+        "NetworkInfoToDtu": lambda now: network_pb2.NetworkInfoToDtu(offset=APP_OFFSET, time=now),
+        "HistPowerToDtu": lambda now: history_pb2.HistPowerToDtu(cp=0, oft=APP_OFFSET, time=now),
+        "HistEnergyToDtu": lambda now: history_pb2.HistEnergyToDtu(cp=0, oft=APP_OFFSET, time=now),
+    }
+
+
+READ_REQUESTS: Final = _read_requests()
+
+
+class BadRequest(Exception):  # noqa: N818 - reads better at the raise sites
+    """Answered with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _json(text: str, **headers: str) -> web.Response:
+    return web.Response(text=text, content_type="application/json", headers=headers or None)
+
+
+def mask_secrets(value: Any) -> Any:
+    """``value`` with every secret-looking key's non-empty value replaced by the mask."""
+    if isinstance(value, dict):
+        return {
+            k: (MASK if k in _SECRET_KEYS and v not in (None, "") else mask_secrets(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bool(value: str | None) -> bool | None:
+    return None if value is None else value == "1"
+
+
+def _process() -> dict[str, Any]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss_kib = None
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/self/status", encoding="ascii", errors="replace") as status,
+    ):
+        for line in status:
+            if line.startswith("VmRSS:"):
+                rss_kib = int(line.split()[1])
+    return {
+        "pid": os.getpid(),
+        "rss_bytes": rss_kib * 1024 if rss_kib is not None else usage.ru_maxrss * 1024,
+        "max_rss_bytes": usage.ru_maxrss * 1024,
+        "cpu_user_s": round(usage.ru_utime, 3),
+        "cpu_system_s": round(usage.ru_stime, 3),
+    }
+
+
+def _percentiles(samples: list[float]) -> dict[str, float | int | None]:
+    if not samples:
+        return {"count": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
+    ordered = sorted(samples)
+
+    def at(share: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000, 3)
+
+    return {
+        "count": len(ordered),
+        "p50_ms": round(statistics.median(ordered) * 1000, 3),
+        "p90_ms": at(0.9),
+        "p99_ms": at(0.99),
+        "max_ms": round(ordered[-1] * 1000, 3),
+    }
+
+
+class WebApi:
+    """The ``api/...`` routes for one bridge and hub."""
+
+    def __init__(
+        self,
+        hub: WebHub,
+        bridge: Bridge | Callable[[], Bridge | None],
+        *,
+        trust_forwarded_host: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.hub = hub
+        self._bridge = bridge
+        self.trust_forwarded_host = trust_forwarded_host
+        self._clock = clock
+        self._sockets: set[web.WebSocketResponse] = set()
+        hub.status_source = self.status
+
+    @property
+    def bridge(self) -> Bridge:
+        """The bridge; answers 503 while the service is still starting it."""
+        bridge = self._bridge if isinstance(self._bridge, Bridge) else self._bridge()
+        if bridge is None:
+            raise BadRequest("the bridge is still starting; try again shortly", status=503)
+        return bridge
+
+    def __repr__(self) -> str:
+        return f"WebApi(clients={self.hub.clients})"
+
+    def register(self, app: web.Application) -> None:
+        router = app.router
+        router.add_get("/api/status", self._status)
+        router.add_get("/api/frames", self._frames)
+        router.add_get("/api/frames.jsonl", self._frames_jsonl)
+        router.add_post("/api/decode", self._decode)
+        router.add_get("/api/events", self._events)
+        router.add_get("/api/history", self._history)
+        router.add_get("/api/diagnostics", self._diagnostics)
+        router.add_get("/api/diagnostics/download", self._diagnostics_download)
+        router.add_get("/api/config", self._config)
+        router.add_post("/api/command", self._command)
+        router.add_post("/api/read", self._read)
+        router.add_get("/api/ws", self._websocket)
+        app.middlewares.append(self._same_origin)
+        app.on_shutdown.append(self._close_sockets)
+
+    # --- guards ---------------------------------------------------------------
+
+    @web.middleware
+    async def _same_origin(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/api/"):
+            if request.method not in {"GET", "HEAD", "OPTIONS"}:
+                problem = self._cross_site(request)
+                if problem is not None:
+                    return _error(403, problem)
+            try:
+                return await handler(request)
+            except BadRequest as err:
+                return _error(err.status, err.message)
+        return await handler(request)
+
+    def _cross_site(self, request: web.Request) -> str | None:
+        if request.headers.get(CSRF_HEADER, "").strip().lower() != CSRF_VALUE:
+            return f"the {CSRF_HEADER}: {CSRF_VALUE} header is required"
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return None
+        hosts = {request.host.lower()}
+        forwarded = request.headers.get("X-Forwarded-Host")
+        if self.trust_forwarded_host and forwarded:
+            hosts.add(forwarded.split(",")[0].strip().lower())
+        try:
+            url = URL(origin)
+            origin_host = url.raw_authority.lower() if url.absolute else ""
+        except ValueError:
+            origin_host = ""
+        if origin_host not in hosts:
+            return "the request's Origin is not this bridge"
+        return None
+
+    async def _close_sockets(self, _app: web.Application) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
+
+    # --- helpers --------------------------------------------------------------
+
+    @staticmethod
+    async def _body(request: web.Request) -> dict[str, Any]:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise BadRequest(f"the body is larger than {MAX_BODY} bytes", status=413)
+        text = await request.text()
+        if len(text) > MAX_BODY:
+            raise BadRequest(f"the body is larger than {MAX_BODY} bytes", status=413)
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError:
+            raise BadRequest("the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object")
+        return body
+
+    @staticmethod
+    def _text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+        value = body.get(name)
+        if value is None or value == "":
+            if required:
+                raise BadRequest(f"the field {name!r} is required")
+            return None
+        if not isinstance(value, str):
+            raise BadRequest(f"the field {name!r} must be text")
+        return value.strip()
+
+    def _view(self, dtu: str | None) -> Any:
+        views = self.bridge.views
+        if not dtu:
+            if len(views) == 1:
+                return views[0]
+            raise BadRequest("the field 'dtu' is required when there are several DTUs")
+        for view in views:
+            if dtu in {view.serial, view.session.target.label, view.session.target.host}:
+                return view
+        raise BadRequest(f"the field 'dtu' names no known DTU ({dtu!r})", status=404)
+
+    # --- status ---------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The overview: every DTU, its inverters, the totals (no secrets)."""
+        now = self._clock()
+        try:
+            bridge = self.bridge
+        except BadRequest:
+            return {"time": now, "version": __version__, "starting": True, "dtus": []}
+        dtus = []
+        for view in bridge.views:
+            session = view.session
+            info = session.app_info
+            interval = session.interval
+            last = session.last_poll
+            stale = last is None or now - last > 2 * interval
+            inverters = []
+            for serial, device in view.inverters.items():
+                values = view.values.get(serial)
+                layout = bridge.layout
+                alarms_text = bridge.published(layout.inverter_alarms(serial))
+                try:
+                    alarms = json.loads(alarms_text) if alarms_text else []
+                except json.JSONDecodeError:
+                    alarms = []
+                inverters.append(
+                    {
+                        "serial": serial,
+                        "model": device.model,
+                        "firmware": device.firmware,
+                        "rated_power": device.rated_power,
+                        "ports_count": device.ports,
+                        "values": dict(values.values) if values else {},
+                        "ports": {str(p): dict(f) for p, f in values.ports.items()}
+                        if values
+                        else {},
+                        "reachable": values.reachable if values else None,
+                        "producing": values.producing if values else None,
+                        "limit_applied": view.limits.get(serial),
+                        "limit_requested": bridge.requested_limit(serial),
+                        "last_update": _number(
+                            bridge.published(layout.inverter(serial, "status/last_update"))
+                        ),
+                        "alarms": alarms,
+                        "stale": stale,
+                    }
+                )
+            dtus.append(
+                {
+                    "label": session.target.label,
+                    "name": session.target.name,
+                    "host": session.target.host,
+                    "port": session.target.port,
+                    "serial": view.serial,
+                    "state": session.state.value,
+                    "state_reason": session.state_reason,
+                    "available": view.available,
+                    "model": info.dtu_model if info else None,
+                    "firmware": info.dtu_firmware if info else None,
+                    "hardware": info.dtu_hardware if info else None,
+                    "encrypted": session.client.encrypted,
+                    "rssi": info.signal_strength if info else None,
+                    "last_poll": last,
+                    "next_poll": session.next_poll,
+                    "rtt_ms": round(session.rtt * 1000) if session.rtt is not None else None,
+                    "interval": interval,
+                    "policy": bridge.policy.describe(info.dtu_firmware_raw if info else None),
+                    "performance_mode": session.performance_mode,
+                    "stale": stale,
+                    "inverters": inverters,
+                }
+            )
+        totals = bridge.totals()
+        return {
+            "time": now,
+            "version": __version__,
+            "mqtt": {"connected": bridge.link.connected},
+            "dtus": dtus,
+            "totals": {
+                "ac_power": _number(totals.get("ac/power")),
+                "ac_yieldday": _number(totals.get("ac/yieldday")),
+                "ac_yieldtotal": _number(totals.get("ac/yieldtotal")),
+                "dc_power": _number(totals.get("dc/power")),
+                "dc_irradiation": _number(totals.get("dc/irradiation")),
+                "valid": totals.get("ac/is_valid") == "1",
+            },
+        }
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return _json(encode(self.status()))
+
+    # --- frames ---------------------------------------------------------------
+
+    def _frame_query(
+        self, request: web.Request, default_limit: int | None = DEFAULT_FRAME_LIMIT
+    ) -> list[Encoded]:
+        query = request.query
+        direction = query.get("direction") or None
+        if direction not in {None, "to_dtu", "from_dtu"}:
+            raise BadRequest("the parameter 'direction' must be 'to_dtu' or 'from_dtu'")
+        limit = default_limit
+        if "limit" in query:
+            text = query["limit"]
+            if not text.isdigit() or int(text) < 1:
+                raise BadRequest("the parameter 'limit' must be a whole number above 0")
+            limit = int(text)
+        since = None
+        try:
+            if "since" in query:
+                since = int(query["since"])
+        except ValueError:
+            raise BadRequest("the parameter 'since' must be a frame id") from None
+        return self.hub.frame_records(
+            dtu=query.get("dtu") or None,
+            direction=direction,
+            message=query.get("message") or None,
+            since=since,
+            limit=limit,
+        )
+
+    async def _frames(self, request: web.Request) -> web.Response:
+        items = self._frame_query(request)
+        return _json('{"frames":[' + ",".join(i.json for i in items) + "]}")
+
+    async def _frames_jsonl(self, request: web.Request) -> web.Response:
+        items = self._frame_query(request, default_limit=None)
+        body = "".join(i.json + "\n" for i in items)
+        return web.Response(
+            text=body,
+            content_type="application/x-ndjson",
+            headers={"Content-Disposition": 'attachment; filename="frames.jsonl"'},
+        )
+
+    async def _decode(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        text = self._text_field(body, "hex")
+        assert text is not None
+        try:
+            frames = _frames(_clean_hex(text), None)
+            records = []
+            for frame in frames:
+                decoded = decode_frame(frame, None)
+                if decoded.message is not None:
+                    decoded = decoded._replace(message=masked_copy(decoded.message))
+                records.append(mask_secrets(frame_record(decoded)))
+        except ValueError as err:
+            raise BadRequest(f"the field 'hex' cannot be decoded: {err}") from None
+        except HoymilesError as err:
+            raise BadRequest(f"the field 'hex' cannot be decoded: {err}") from None
+        if len(records) == 1:
+            return _json(encode(records[0]))
+        return _json(encode({"frames": records}))
+
+    # --- events, history ------------------------------------------------------
+
+    async def _events(self, request: web.Request) -> web.Response:
+        return _json('{"events":[' + ",".join(i.json for i in self.hub.events) + "]}")
+
+    async def _history(self, request: web.Request) -> web.Response:
+        return _json(
+            encode(
+                {
+                    "points_max": self.hub.history_points,
+                    "series": self.hub.history_data(),
+                }
+            )
+        )
+
+    # --- diagnostics, config ----------------------------------------------------
+
+    def diagnostics(self) -> dict[str, Any]:
+        bridge, hub = self.bridge, self.hub
+        link = bridge.link
+        reconnects = sum(v.session.client.reconnects for v in bridge.views)
+        stale = sum(
+            v.session.client.connection.stale_replies
+            for v in bridge.views
+            if v.session.client.connection is not None
+        )
+        return {
+            "version": __version__,
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "uptime_s": round(self._clock() - bridge.started_at, 1),
+            "process": _process(),
+            "poll_latency": _percentiles(list(bridge.latencies)),
+            "mqtt": {
+                "connected": link.connected,
+                "connects": link.connects,
+                "disconnects": link.disconnects,
+                "published": link.published,
+                "dropped": link.dropped,
+                "queued": link.queued,
+                "last_error": link.last_error,
+            },
+            "counters": {
+                "frames": hub.frame_count,
+                "frame_errors": hub.frame_errors,
+                "reconnects": reconnects,
+                "displacements": hub.displacements,
+                "stale_replies": stale,
+                "commands_done": bridge.commands_done,
+                "commands_failed": bridge.commands_failed,
+                "websocket_clients": hub.clients,
+                "websocket_dropped": hub.dropped,
+            },
+            "dtus": [
+                {
+                    "label": v.session.target.label,
+                    "serial": v.serial,
+                    "state": v.session.state.value,
+                    "polls": v.session.polls,
+                    "failures": v.session.failures,
+                }
+                for v in bridge.views
+            ],
+            "options": self.config(),
+        }
+
+    async def _diagnostics(self, request: web.Request) -> web.Response:
+        return _json(encode(mask_secrets(self.diagnostics())))
+
+    async def _diagnostics_download(self, request: web.Request) -> web.Response:
+        name = time.strftime("hoymiles-bridge-diagnostics-%Y%m%d-%H%M%S.json")
+        return _json(
+            json.dumps(mask_secrets(self.diagnostics()), indent=2, ensure_ascii=False),
+            **{"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    def config(self) -> dict[str, Any]:
+        """The effective options, secrets masked."""
+        data: dict[str, Any] = mask_secrets(dataclasses.asdict(self.bridge.options))
+        return data
+
+    async def _config(self, request: web.Request) -> web.Response:
+        return _json(encode(self.config()))
+
+    # --- commands and reads -----------------------------------------------------
+
+    async def _command(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        name = self._text_field(body, "command")
+        assert name is not None
+        serial = self._text_field(body, "serial", required=False) or ""
+        dtu = self._text_field(body, "dtu", required=False)
+        value = body.get("value")
+        if isinstance(value, bool):
+            payload = "1" if value else "0"
+        elif isinstance(value, int | float | str):
+            payload = str(value)
+        elif value is None:
+            raise BadRequest("the field 'value' is required")
+        else:
+            raise BadRequest("the field 'value' must be a number, text or true/false")
+        if name in INVERTER_COMMAND_NAMES:
+            target = Target.INVERTER
+            if not serial:
+                known = [s for v in self.bridge.views for s in v.inverters]
+                if len(known) != 1:
+                    raise BadRequest("the field 'serial' is required (the inverter's serial)")
+                serial = known[0]
+        elif name in DTU_COMMAND_NAMES:
+            target = Target.DTU
+            if dtu and not serial:
+                serial = self._view(dtu).serial or ""
+        else:
+            known_names = ", ".join(sorted(INVERTER_COMMAND_NAMES | DTU_COMMAND_NAMES))
+            raise BadRequest(f"the field 'command' must be one of: {known_names}")
+        outcome = await self.bridge.submit_command(target, serial, name, payload)
+        result = {"status": outcome.status, "message": outcome.message, "text": outcome.text}
+        if outcome.status == "refused":
+            return web.json_response({"error": outcome.message, **result}, status=400)
+        if outcome.status == "failed":
+            return web.json_response({"error": outcome.message, **result}, status=502)
+        return web.json_response(result)
+
+    async def _read(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        name = self._text_field(body, "request")
+        assert name is not None
+        builder = READ_REQUESTS.get(name)
+        if builder is None:
+            raise BadRequest(f"the field 'request' must be one of: {', '.join(READ_REQUESTS)}")
+        view = self._view(self._text_field(body, "dtu", required=False))
+        client = view.session.client
+        try:
+            decoded = await client.raw_request(builder(int(self._clock())))
+        except (DtuConnectionError, DtuTimeoutError, DtuRejectedError, ProtocolError) as err:
+            return _error(502, f"the DTU did not answer the read: {err}")
+        if decoded.message is not None:
+            decoded = decoded._replace(message=masked_copy(decoded.message))
+        return _json(encode(mask_secrets(frame_record(decoded))))
+
+    # --- live -----------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(max_msg_size=64 * 1024)
+        await socket.prepare(request)
+        subscription = self.hub.subscribe()
+        self._sockets.add(socket)
+        sender = asyncio.create_task(self._send_loop(socket, subscription), name="web-ws-sender")
+        try:
+            first = self.hub.state_message()
+            if first is not None:
+                subscription.offer(first)
+            async for message in socket:
+                if message.type in {WSMsgType.ERROR, WSMsgType.CLOSE}:
+                    break
+        finally:
+            subscription.close()
+            sender.cancel()
+            await asyncio.wait({sender})
+            self._sockets.discard(socket)
+            await socket.close()
+        return socket
+
+    @staticmethod
+    async def _send_loop(socket: web.WebSocketResponse, subscription: Any) -> None:
+        while not socket.closed:
+            message = await subscription.get()
+            try:
+                await socket.send_str(message)
+            except (ConnectionError, RuntimeError):
+                return
+
+
+__all__ = ["CSRF_HEADER", "CSRF_VALUE", "READ_REQUESTS", "WebApi", "mask_secrets"]

@@ -1,0 +1,451 @@
+"""What the web UI shows, kept in the bridge process: frames, events, power history, live pushes.
+
+:class:`WebHub` is fed by the bridge's hooks (``Bridge.on_frame`` and
+``Bridge.on_event``, see :meth:`WebHub.attach`) and keeps bounded ring buffers:
+
+* frames: every frame in and out of every DTU session (default 2,000);
+* events: state changes, displacement, new alarms, commands and their outcome,
+  bridge start, MQTT connect and disconnect (default 500);
+* power history: ``(time, W)`` per inverter and in total, one point per fresh
+  poll, bounded to about 24 h at the poll interval (at most 20,000 points).
+
+Each frame and event is turned into a JSON-able dict and encoded ONCE; the
+same string goes into the ring buffer, the export and every websocket client.
+
+Live clients :meth:`subscribe` and get a bounded queue of pre-encoded messages
+``{"type": "frame"|"event"|"state", "data": ...}``. Publishing never waits for
+a client: when a client's queue is full its OLDEST message is dropped and
+counted, so a lagging browser can never slow the bridge.
+
+Secrets never enter a record. Payloads are decoded with secret fields masked
+(:mod:`hoymiles_bridge.protocol.jsonify`). Frames whose payload holds a secret
+(the config reply ``GetConfigFromDtu``, the config write ``SetConfigToDtu``
+and an app-info reply carrying ``enc_rand``) get ``"redacted": true`` and a
+``hex`` that is NOT the wire bytes: the same message with its secret fields
+replaced by the mask (bytes fields emptied), re-encoded as a plain frame with
+the same tag and sequence. That hex reveals nothing and still decodes with
+``hoymiles-bridge decode``. When such a frame could not be decoded at all, only
+its header is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from hoymiles_bridge.dtu.connection import FrameEvent
+from hoymiles_bridge.errors import FrameError
+from hoymiles_bridge.mqtt.bridge import Bridge, BridgeEvent
+from hoymiles_bridge.protocol.frame import (
+    EXTENDED_HEADER_SIZE,
+    HEADER_SIZE,
+    MAGIC,
+    encode_frame,
+    is_extended_tag,
+)
+from hoymiles_bridge.protocol.jsonify import MASK, SECRET_FIELDS, message_to_dict
+from hoymiles_bridge.protocol.registry import spec_for
+
+_LOGGER = logging.getLogger(__name__)
+
+FRAME_BUFFER: Final = 2000
+EVENT_BUFFER: Final = 500
+#: Per-client queue of live messages; the oldest is dropped when it is full.
+CLIENT_QUEUE: Final = 500
+#: Power history: about a day at the poll interval, never more points than this.
+HISTORY_SECONDS: Final = 24 * 3600
+HISTORY_MAX_POINTS: Final = 20000
+#: Live state pushes are coalesced to at most one per this many seconds.
+STATE_THROTTLE: Final = 0.5
+#: Tags whose payload carries secrets (config reply and write, app info with enc_rand).
+SECRET_TAGS: Final = frozenset({0xA201, 0xA209, 0xA310})
+
+StatusSource = Callable[[], dict[str, Any]]
+
+
+def encode(data: Any) -> str:
+    """Compact JSON, the one encoding used for records and messages."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _has_secret(message: Message) -> bool:
+    for field, value in message.ListFields():
+        if field.name in SECRET_FIELDS:
+            return True
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            items = value if field.is_repeated else [value]
+            if any(_has_secret(item) for item in items):
+                return True
+    return False
+
+
+def _mask_in_place(message: Message) -> None:
+    for field, value in message.ListFields():
+        if field.name in SECRET_FIELDS:
+            if field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
+                setattr(message, field.name, MASK)
+            else:
+                message.ClearField(field.name)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for item in value if field.is_repeated else [value]:
+                _mask_in_place(item)
+
+
+def masked_copy(message: Message) -> Message:
+    """A copy of ``message`` with secret strings set to the mask and other secrets cleared."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    _mask_in_place(copy)
+    return copy
+
+
+def _peek_tag(raw: bytes) -> int | None:
+    if len(raw) >= 4 and raw[:2] == MAGIC:
+        return int.from_bytes(raw[2:4], "big")
+    return None
+
+
+def safe_hex(event: FrameEvent) -> tuple[str, bool]:
+    """The frame's hex for people and exports, and whether it was redacted (module docs)."""
+    frame, decoded, raw = event.frame, event.decoded, event.raw
+    message = decoded.message if decoded is not None else None
+    tag = frame.tag if frame is not None else _peek_tag(raw)
+    secret = message is not None and _has_secret(message)
+    if not secret and (tag not in SECRET_TAGS or message is not None):
+        return raw.hex(), False
+    if frame is not None and message is not None:
+        try:
+            masked = masked_copy(message).SerializeToString()
+            return encode_frame(
+                frame.tag, frame.sequence, masked, extended=frame.extended
+            ).hex(), True
+        except FrameError:
+            pass
+    header = EXTENDED_HEADER_SIZE if tag is not None and is_extended_tag(tag) else HEADER_SIZE
+    return raw[:header].hex(), True
+
+
+def build_frame_record(frame_id: int, dtu: str, event: FrameEvent) -> dict[str, Any]:
+    """The inspector's record of one frame (see DOCS.md, "Web API")."""
+    frame, decoded = event.frame, event.decoded
+    message = decoded.message if decoded is not None else None
+    hex_text, redacted = safe_hex(event)
+    tag = frame.tag if frame is not None else _peek_tag(event.raw)
+    if decoded is not None:
+        name: str | None = decoded.name
+    elif tag is not None:
+        spec = spec_for(tag)
+        name = spec.name if spec is not None else f"Unknown_{tag:04X}"
+    else:
+        name = None
+    return {
+        "id": frame_id,
+        "time": round(event.timestamp, 3),
+        "dtu": dtu,
+        "direction": event.direction.value,
+        "tag": f"{tag:04X}" if tag is not None else None,
+        "message": name,
+        "sequence": frame.sequence if frame is not None else None,
+        "length": frame.length if frame is not None else len(event.raw),
+        "crc_ok": frame.crc_ok if frame is not None else None,
+        "encrypted": frame.encrypted if frame is not None else None,
+        "hex": hex_text,
+        "redacted": redacted,
+        "payload": message_to_dict(message) if message is not None else None,
+        "error": str(event.error) if event.error is not None else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A record and its JSON, encoded once."""
+
+    data: dict[str, Any]
+    json: str
+
+
+class Subscription:
+    """One live client's bounded queue of pre-encoded messages (drop-oldest)."""
+
+    def __init__(self, hub: WebHub, size: int) -> None:
+        self._hub = hub
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=size)
+        self.dropped = 0
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"Subscription(queued={self.queued}, dropped={self.dropped})"
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def offer(self, message: str) -> None:
+        """Queue ``message`` without waiting; a full queue loses its oldest message."""
+        if self.closed:
+            return
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+            self._hub.dropped += 1
+        self._queue.put_nowait(message)
+
+    async def get(self) -> str:
+        return await self._queue.get()
+
+    def get_nowait(self) -> str | None:
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    def close(self) -> None:
+        self.closed = True
+        self._hub.unsubscribe(self)
+
+
+class WebHub:
+    """Ring buffers and live fan-out for the web UI; see the module docs."""
+
+    def __init__(
+        self,
+        *,
+        frames: int = FRAME_BUFFER,
+        events: int = EVENT_BUFFER,
+        queue_size: int = CLIENT_QUEUE,
+        history_points: int = HISTORY_MAX_POINTS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.frames: deque[Encoded] = deque(maxlen=frames)
+        self.events: deque[Encoded] = deque(maxlen=events)
+        self.queue_size = queue_size
+        self.history_points = history_points
+        self.history: dict[str, deque[tuple[float, float]]] = {}
+        self._latest_power: dict[str, float] = {}
+        self._clock = clock
+        self._subscribers: set[Subscription] = set()
+        self._next_frame = 1
+        self._next_event = 1
+        self._state_timer: asyncio.TimerHandle | None = None
+        self._state_at = -float("inf")
+        #: Builds the "state" message (the api/status body); set by the API.
+        self.status_source: StatusSource | None = None
+        self.started_at = clock()
+        # Counters for the diagnostics.
+        self.frame_count = 0
+        self.frame_errors = 0
+        self.displacements = 0
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"WebHub(frames={len(self.frames)}, events={len(self.events)}, "
+            f"clients={len(self._subscribers)})"
+        )
+
+    # --- wiring -------------------------------------------------------------
+
+    def attach(self, bridge: Bridge) -> None:
+        """Become ``bridge``'s frame and event observer (call before ``bridge.run()``)."""
+        bridge.on_frame = self.on_frame
+        bridge.on_event = self.on_event
+
+    def history_limit(self, interval: float) -> None:
+        """Size the power history for ``interval`` s polls (24 h, at most the cap)."""
+        points = int(HISTORY_SECONDS / max(interval, 1.0)) + 1
+        self.history_points = max(2, min(points, HISTORY_MAX_POINTS))
+        for key, ring in list(self.history.items()):
+            self.history[key] = deque(ring, maxlen=self.history_points)
+
+    # --- subscribers --------------------------------------------------------
+
+    @property
+    def clients(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self) -> Subscription:
+        subscription = Subscription(self, self.queue_size)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    def close(self) -> None:
+        """Forget every client and the pending state push."""
+        for subscription in list(self._subscribers):
+            subscription.close()
+        if self._state_timer is not None:
+            self._state_timer.cancel()
+            self._state_timer = None
+
+    def _publish(self, kind: str, data_json: str) -> None:
+        message = f'{{"type":"{kind}","data":{data_json}}}'
+        for subscription in tuple(self._subscribers):
+            subscription.offer(message)
+
+    # --- frames -------------------------------------------------------------
+
+    def on_frame(self, dtu: str, event: FrameEvent) -> None:
+        record = build_frame_record(self._next_frame, dtu, event)
+        self._next_frame += 1
+        self.frame_count += 1
+        if event.error is not None:
+            self.frame_errors += 1
+        item = Encoded(record, encode(record))
+        self.frames.append(item)
+        self._publish("frame", item.json)
+
+    def frame_records(
+        self,
+        *,
+        dtu: str | None = None,
+        direction: str | None = None,
+        message: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+    ) -> list[Encoded]:
+        """Buffered frames, oldest first, filtered; ``limit`` keeps the newest."""
+        wanted = message.lower() if message else None
+        out: list[Encoded] = []
+        for item in self.frames:
+            data = item.data
+            if dtu and data["dtu"] != dtu:
+                continue
+            if direction and data["direction"] != direction:
+                continue
+            if since is not None and data["id"] <= since:
+                continue
+            if (
+                wanted
+                and wanted not in (data["message"] or "").lower()
+                and wanted != (data["tag"] or "").lower()
+            ):
+                continue
+            out.append(item)
+        if limit is not None and len(out) > limit:
+            out = out[len(out) - limit :]
+        return out
+
+    # --- events -------------------------------------------------------------
+
+    def log(
+        self,
+        kind: str,
+        text: str,
+        *,
+        dtu: str = "",
+        serial: str | None = None,
+        level: str = "info",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Add an entry to the event log and push it to the clients."""
+        record = {
+            "id": self._next_event,
+            "time": round(self._clock(), 3),
+            "kind": kind,
+            "level": level,
+            "dtu": dtu,
+            "serial": serial,
+            "text": text,
+            "data": data or {},
+        }
+        self._next_event += 1
+        item = Encoded(record, encode(record))
+        self.events.append(item)
+        self._publish("event", item.json)
+
+    def on_event(self, event: BridgeEvent) -> None:
+        if event.kind == "poll":
+            self._record_power(event)
+            self.state_changed()
+            return
+        if event.kind == "state" and event.data.get("displaced"):
+            self.displacements += 1
+        self.log(
+            event.kind,
+            event.text,
+            dtu=event.dtu,
+            serial=event.serial,
+            level=event.level,
+            data=event.data,
+        )
+        if event.kind in {"state", "dtu_info", "mqtt", "command", "alarm"}:
+            self.state_changed()
+
+    # --- power history --------------------------------------------------------
+
+    def _ring(self, key: str) -> deque[tuple[float, float]]:
+        ring = self.history.get(key)
+        if ring is None:
+            ring = deque(maxlen=self.history_points)
+            self.history[key] = ring
+        return ring
+
+    def _record_power(self, event: BridgeEvent) -> None:
+        when = float(event.data.get("time") or self._clock())
+        power = event.data.get("power") or {}
+        for serial, watts in power.items():
+            self._latest_power[serial] = float(watts)
+            self._ring(serial).append((round(when, 1), round(float(watts), 1)))
+        self._ring("total").append((round(when, 1), round(sum(self._latest_power.values()), 1)))
+
+    def history_data(self, keys: Iterable[str] | None = None) -> dict[str, list[list[float]]]:
+        chosen = self.history if keys is None else {k: self.history[k] for k in keys}
+        return {key: [[t, w] for t, w in ring] for key, ring in chosen.items()}
+
+    # --- live state -----------------------------------------------------------
+
+    def state_changed(self) -> None:
+        """Push the status to the clients soon (coalesced, at most every STATE_THROTTLE s)."""
+        if self.status_source is None or not self._subscribers or self._state_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        delay = max(0.0, self._state_at + STATE_THROTTLE - time.monotonic())
+        self._state_timer = loop.call_later(delay, self._push_state)
+
+    def _push_state(self) -> None:
+        self._state_timer = None
+        self._state_at = time.monotonic()
+        source = self.status_source
+        if source is None:
+            return
+        try:
+            status = source()
+        except (LookupError, AttributeError, TypeError, ValueError):
+            _LOGGER.exception("Building the live status failed")
+            return
+        self._publish("state", encode(status))
+
+    def state_message(self) -> str | None:
+        """The current state as a ready-to-send message (for a client that just connected)."""
+        if self.status_source is None:
+            return None
+        return f'{{"type":"state","data":{encode(self.status_source())}}}'
+
+
+__all__ = [
+    "CLIENT_QUEUE",
+    "EVENT_BUFFER",
+    "FRAME_BUFFER",
+    "SECRET_TAGS",
+    "Encoded",
+    "Subscription",
+    "WebHub",
+    "build_frame_record",
+    "encode",
+    "masked_copy",
+    "safe_hex",
+]
