@@ -73,16 +73,23 @@ async def test_health_reports_the_bridge(open_server: WebServer) -> None:
     assert body == {"status": "ok", "version": __version__, **_status()}
 
 
-async def test_index_is_a_placeholder_with_relative_links(open_server: WebServer) -> None:
+async def test_index_is_the_ui_shell_with_relative_links(open_server: WebServer) -> None:
     status, text, headers = await _get(open_server, "/")
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
-    assert "Hoymiles DTU Bridge" in text
-    assert "web UI coming" in text
+    assert "Hoymiles DTU Bridge" in text and "{{" not in text
     links = re.findall(r'(?:href|src|action)="([^"]*)"', text)
     assert links
     assert all(not link.startswith(("/", "http:", "https:")) for link in links)
     assert "X-Frame-Options" not in headers  # ingress shows the UI in an iframe
+    # assets are cache-busted by a hash of their content, and cached for good
+    assets = re.findall(r'"(static/app\.(?:js|css)\?v=[0-9a-f]{12})"', text)
+    assert len(assets) == 2
+    for asset in assets:
+        status, _, headers = await _get(open_server, "/" + asset)
+        assert status == 200 and "immutable" in headers["Cache-Control"]
+    for missing in ("/static/index.html", "/static/nope.js", "/static/..%2Fserver.py"):
+        assert (await _get(open_server, missing))[0] == 404
 
 
 async def test_ingress_peer_check_uses_the_tcp_peer(ingress_server: WebServer) -> None:

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
+import html
 import ipaddress
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
@@ -60,19 +64,37 @@ _HANDLER_ERRORS: Final = (
     ValueError,
 )
 
-_INDEX: Final = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Hoymiles DTU Bridge</title>
-</head>
-<body>
-<h1>Hoymiles DTU Bridge &mdash; web UI coming</h1>
-<p>Version {version}. Meanwhile, the bridge's state is at <a href="health">health</a>.</p>
-</body>
-</html>
-"""
+#: The UI's files (package data), served under the relative ``static/``.
+STATIC_DIR: Final = Path(__file__).with_name("static")
+_STATIC_TYPES: Final = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+}
+_IMMUTABLE: Final = "public, max-age=31536000, immutable"
+
+
+def asset_versions(directory: Path = STATIC_DIR) -> dict[str, str]:
+    """Each static file's name and a short hash of its content, for cache-busting URLs."""
+    versions: dict[str, str] = {}
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and path.suffix in _STATIC_TYPES:
+            versions[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return versions
+
+
+def render_index(
+    directory: Path = STATIC_DIR, versions: dict[str, str] | None = None, *, api: bool = True
+) -> str:
+    """The shell page with its asset URLs versioned (relative, so ingress keeps its prefix)."""
+    versions = asset_versions(directory) if versions is None else versions
+    template = (directory / "index.html").read_text(encoding="utf-8")
+    page = template.replace("{{version}}", html.escape(__version__))
+    page = page.replace("{{api}}", "1" if api else "0")
+    for name, digest in versions.items():
+        page = page.replace("{{" + name + "}}", f"static/{name}?v={digest}")
+    return page
 
 
 class _DropBadRequests(logging.Filter):
@@ -118,7 +140,10 @@ def peer_address(request: web.Request) -> str | None:
 
 
 class WebServer:
-    """``GET /health`` and ``GET /`` on ``host:port``; see the module docs for who may ask."""
+    """``GET /health``, the UI (``/``, ``static/...``) and ``api/...`` on ``host:port``.
+
+    See the module docs for who may ask.
+    """
 
     def __init__(
         self,
@@ -132,6 +157,7 @@ class WebServer:
         access_log: bool = False,
         hub: WebHub | None = None,
         bridge: Bridge | Callable[[], Bridge | None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -150,8 +176,12 @@ class WebServer:
         self.api = (
             None
             if hub is None or bridge is None
-            else WebApi(hub, bridge, trust_forwarded_host=self.allowed_peers is not None)
+            else WebApi(
+                hub, bridge, trust_forwarded_host=self.allowed_peers is not None, clock=clock
+            )
         )
+        self._assets = asset_versions()
+        self._index_html = render_index(versions=self._assets, api=self.api is not None)
         self.app = self._build_app()
 
     def __repr__(self) -> str:
@@ -174,6 +204,7 @@ class WebServer:
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._index)
         app.router.add_get(HEALTH_PATH, self._health)
+        app.router.add_get("/static/{name}", self._static)
         if self.api is not None:
             self.api.register(app)
         app.on_response_prepare.append(self._security_headers)
@@ -264,8 +295,19 @@ class WebServer:
     # --- pages ------------------------------------------------------------
 
     async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(text=self._index_html, content_type="text/html", charset="utf-8")
+
+    async def _static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in self._assets or name == "index.html":
+            raise web.HTTPNotFound()
+        path = STATIC_DIR / name
+        headers = {"Cache-Control": _IMMUTABLE if request.query.get("v") else "no-cache"}
         return web.Response(
-            text=_INDEX.format(version=__version__), content_type="text/html", charset="utf-8"
+            body=path.read_bytes(),
+            content_type=_STATIC_TYPES[path.suffix],
+            charset="utf-8",
+            headers=headers,
         )
 
     async def _health(self, request: web.Request) -> web.Response:

@@ -1,0 +1,181 @@
+"""The web UI's overview and frame inspector in Chromium, through the ingress stand-in.
+
+A real bridge polls a simulated DTU and publishes to a real Mosquitto; the
+browser only sees the UI under a random ingress prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest_asyncio
+from playwright.async_api import Page, expect
+
+from hoymiles_bridge.cli.main import main as cli_main
+from hoymiles_bridge.dtu.devices import format_serial
+from hoymiles_bridge.simulator import DtuSimulator, SimClock, default_fleet
+from hoymiles_bridge.web.hub import WebHub
+from hoymiles_bridge.web.server import WebServer
+from tests.browser.helpers import ConsoleErrors, IngressProxies
+from tests.browser.ingress_proxy import IngressProxy
+
+from .bridge_env import running_bridge
+from .conftest_mqtt import mosquitto_fixture  # noqa: F401
+from .interop_helpers import noon_today
+from .mosquitto import Mosquitto
+
+pytest_plugins = ["tests.browser.fixtures"]
+
+#: A HistPowerToDtu request (tag A315) as the S-Miles app sends it.
+HIST_POWER = "484da3150009404900141080e10118b8ddc6a806"
+
+
+@dataclass
+class Ui:
+    proxy: IngressProxy
+    sim: DtuSimulator
+    clock: SimClock
+    server: WebServer
+
+
+@pytest_asyncio.fixture
+async def ui(mosquitto: Mosquitto, ingress_proxy: IngressProxies) -> AsyncIterator[Ui]:
+    clock = SimClock(start=noon_today())
+    spec = default_fleet().dtus[0]
+    async with (
+        DtuSimulator(spec, port=0, clock=clock) as sim,  # type: ignore[arg-type]
+        running_bridge(mosquitto, [sim], clock=clock) as env,
+    ):
+        hub = WebHub()
+        hub.attach(env.bridge)
+        server = WebServer(
+            "127.0.0.1",
+            0,
+            status=dict,
+            allowed_peers=None,
+            hub=hub,
+            bridge=env.bridge,
+            clock=clock.now,  # the bridge's clock: last_poll is in simulated time
+        )
+        await server.start()
+        try:
+            proxy = await ingress_proxy(f"http://127.0.0.1:{server.port}")
+            yield Ui(proxy, sim, clock, server)
+        finally:
+            await server.stop()
+
+
+def _decode_cli(hex_text: str) -> dict[str, Any]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli_main(["decode", hex_text]) == 0
+    record: dict[str, Any] = json.loads(out.getvalue().splitlines()[0])
+    return record
+
+
+async def test_overview_live(ui: Ui, browser_page: Page, screenshot: Any) -> None:
+    page = browser_page
+    response = await page.goto(ui.proxy.url)
+    assert response is not None and response.ok
+    # assets are versioned and relative
+    scripts = await page.eval_on_selector_all(
+        "script[src], link[rel=stylesheet]",
+        "els => els.map(e => e.getAttribute('src') || e.getAttribute('href'))",
+    )
+    assert scripts and all(
+        re.fullmatch(r"static/app\.(js|css)\?v=[0-9a-f]{12}", s) for s in scripts
+    )
+
+    serial = format_serial(ui.sim.dtu.inverters[0].serial)
+    inverter = page.locator(f'[data-serial="{serial}"]')
+    await expect(inverter).to_be_visible()
+    await expect(inverter).to_contain_text(serial)
+    power = inverter.locator(".power .value")
+    await expect(power).to_have_text(re.compile(r"^[\d,.]+ W$"))
+    await expect(page.locator("#link-state")).to_have_text("live")
+
+    # live: the last poll moves on, and a jump of the clock changes the power, no reload
+    last_poll = page.locator(".dtu .last-poll .value")
+    first_poll = await last_poll.get_attribute("data-ts")
+    first_power = await power.inner_text()
+    await page.evaluate("window.__marker = 'same page'")
+    ui.clock.advance(2 * 3600)
+    await expect(last_poll).not_to_have_attribute("data-ts", first_poll or "")
+    await expect(power).not_to_have_text(first_power)
+    assert await page.evaluate("window.__marker") == "same page"
+    await expect(page.locator(".dtu")).not_to_contain_text("stale", timeout=5000)
+
+    await screenshot(page, "overview")
+    await page.emulate_media(color_scheme="dark")
+    await screenshot(page, "overview")
+    assert ui.proxy.absolute_redirects == [] and ui.proxy.stray_requests == []
+
+
+async def test_inspector(
+    ui: Ui, browser_page: Page, screenshot: Any, console_errors: ConsoleErrors
+) -> None:
+    # the paste box's bad frame is answered 400, which Chromium logs
+    console_errors.allow(r"status of 400")
+    page = browser_page
+    await page.goto(ui.proxy.url_for("#inspector"))
+    await expect(page.locator("#view-inspector")).to_be_visible()
+    await expect(page.locator("#view-overview")).to_be_hidden()
+    rows = page.locator("#frames tr.frame")
+    await expect(rows.first).to_be_visible()
+    await expect(rows.filter(has_text="RealDataNewFromDtu").first).to_be_visible()
+
+    # expand one: header bytes marked, the payload as a tree
+    reply = rows.filter(has_text="RealDataNewFromDtu").first
+    await reply.click()
+    detail = page.locator(".detail-row").first
+    await expect(detail.locator(".hex .hx-magic")).to_have_text("48 4d")
+    await expect(detail.locator(".hex .hx-tag")).to_be_visible()
+    await expect(detail.locator(".tree")).to_contain_text("RealDataNewFromDtu")
+
+    # direction filter hides the other direction
+    await page.select_option("#filter-direction", "from_dtu")
+    await expect(rows.first).to_be_visible()
+    directions = await rows.evaluate_all("rs => rs.map(r => r.dataset.direction)")
+    assert directions and set(directions) == {"from_dtu"}
+
+    # pause holds the list, resume catches up
+    await page.click("#pause")
+    held = await rows.count()
+    await page.wait_for_timeout(1500)
+    assert await rows.count() == held
+    await expect(page.locator("#frame-count")).to_contain_text("paused")
+    await page.click("#pause")
+    await expect(page.locator("#pause")).to_have_text("Pause")
+    assert await rows.count() > held
+
+    # export the filtered view; decode reads it back
+    href = await page.locator("#export").get_attribute("href")
+    assert href == "api/frames.jsonl?direction=from_dtu"
+    export_url = await page.evaluate("document.getElementById('export').href")
+    assert export_url.startswith(ui.proxy.url)
+    response = await page.request.get(export_url)
+    assert response.ok
+    lines = [json.loads(line) for line in (await response.text()).splitlines() if line]
+    assert lines and all(r["direction"] == "from_dtu" for r in lines)
+    for record in lines[-3:]:
+        assert _decode_cli(record["hex"])["message"] == record["message"]
+
+    # the paste box
+    await page.fill("#decode-hex", HIST_POWER)
+    await page.click("#decode-form button")
+    await expect(page.locator(".decoded-message")).to_have_text("HistPowerToDtu")
+    await page.fill("#decode-hex", "zz")
+    await page.click("#decode-form button")
+    await expect(page.locator(".decode-error")).to_contain_text("'hex'")
+
+    await page.select_option("#filter-direction", "")
+    await screenshot(page, "inspector")
+    await page.emulate_media(color_scheme="dark")
+    await screenshot(page, "inspector")
+    assert ui.proxy.absolute_redirects == [] and ui.proxy.stray_requests == []
