@@ -253,14 +253,24 @@ class MqttLink:
                 )
                 self._session_task = session
                 try:
-                    await session
+                    # Shielded: a cancellation of run() must not depend on the
+                    # session passing it on (inside aiomqtt a cancellation can be
+                    # taken for a disconnect and swallowed); _end() makes sure.
+                    await asyncio.shield(session)
                 except asyncio.CancelledError:
                     if run_task.cancelling() or not self._stop_requested.is_set():
+                        await self._end(session)
                         raise
                     break  # stop() ended the session
                 except (aiomqtt.MqttError, OSError) as exc:
+                    if run_task.cancelling():
+                        # Our cancellation reached the session, which ended as a
+                        # "disconnect" instead of passing it on: honour it here.
+                        raise asyncio.CancelledError from exc
                     delay = self._note_failure(exc)
                 else:
+                    if run_task.cancelling():
+                        raise asyncio.CancelledError
                     delay = self._note_failure(None)
                 if not self._stop_requested.is_set():
                     await self._sleep_unless_stopped(delay)
@@ -268,6 +278,16 @@ class MqttLink:
             self._session_task = None
             self._run_task = None
             self._finished.set()
+
+    async def _end(self, session: asyncio.Task[None]) -> None:
+        """Cancel the session and wait (bounded) until it is really over."""
+        for _ in range(3):
+            if session.done():
+                break
+            session.cancel()
+            await asyncio.wait({session}, timeout=_GOODBYE_TIMEOUT + 1)
+        if session.done() and not session.cancelled() and session.exception() is not None:
+            _LOGGER.debug("MQTT session ended with %r", session.exception())
 
     async def publish(
         self, topic: str, payload: str | bytes, *, retain: bool = False, qos: int = 0
