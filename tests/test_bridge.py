@@ -154,11 +154,9 @@ async def test_commands_round_trip(mosquitto: Mosquitto) -> None:
                 await asyncio.sleep(0.05)
             assert sim.dtu.boot_count == 1
             # the session comes back by itself after the reboot
-            before = sub.last[env.topic(INV, "status", "last_update")]
+            before = sub.last[env.topic(INV, "json")]
             sim.clock.advance(120)
-            await sub.wait_for(
-                env.topic(INV, "status", "last_update"), lambda p: p != before, timeout=15
-            )
+            await sub.wait_for(env.topic(INV, "json"), lambda p: p != before, timeout=15)
             # the non-persistent limit is refused by this (older) DTU firmware
             await _command(
                 sub, env.topic(INV, "cmd", "limit_nonpersistent_absolute"), "100", "failed"
@@ -230,9 +228,9 @@ async def test_garbage_on_every_command_topic(mosquitto: Mosquitto) -> None:
             assert inverter.limit_permille == 1000 and inverter.on
             assert sim.dtu.boot_count == 0
             # nothing reached the DTU, and the bridge still works
-            before = sub.last[env.topic(INV, "status", "last_update")]
+            before = sub.last[env.topic(INV, "json")]
             sim.clock.advance(31)
-            await sub.wait_for(env.topic(INV, "status", "last_update"), lambda p: p != before)
+            await sub.wait_for(env.topic(INV, "json"), lambda p: p != before)
 
 
 async def test_retained_one_shot_commands_are_ignored(mosquitto: Mosquitto) -> None:
@@ -262,7 +260,7 @@ async def test_broker_restart_reconnects_and_reannounces(mosquitto: Mosquitto) -
                 await sub.wait_for(env.topic("bridge", "status"), lambda p: p == b"online")
                 await sub.wait_for(env.topic(INV, "0", "power"))
                 await sub.wait_for(env.topic("dtu", "status"), lambda p: p == b"online")
-                assert any(t.startswith("homeassistant/") for t in sub.last)
+                await sub.wait_for(f"homeassistant/sensor/hoymiles_inv_{INV}/power/config")
                 await _command(sub, env.topic(INV, "cmd", "limit_persistent_relative"), "30")
                 assert sim.dtu.inverters[0].limit_permille == 300
             assert env.bridge.link.connects >= 2
@@ -301,7 +299,9 @@ async def test_home_assistant_birth_triggers_reannounce(mosquitto: Mosquitto) ->
 async def test_bridge_recovers_from_every_fault(mosquitto: Mosquitto, fault: str) -> None:
     async with _sim() as sim, Subscriber(mosquitto.port, "#") as sub:
         async with running_bridge(mosquitto, [sim]) as env:
-            topic = env.topic(INV, "status", "last_update")
+            # The JSON topic carries the DTU's data timestamp: it changes with every
+            # fresh snapshot (last_update has only one-second resolution).
+            topic = env.topic(INV, "json")
             await sub.wait_for(topic)
             setattr(sim.faults, fault, 3)
             for _ in range(3):
@@ -371,7 +371,7 @@ async def test_two_dtus_one_failing(mosquitto: Mosquitto) -> None:
                 env.topic(pro_inverter, "status", "available"), lambda p: p == b"offline"
             )
             # the healthy DTU keeps flowing, undisturbed
-            topic = env.topic(INV, "status", "last_update")
+            topic = env.topic(INV, "json")
             for _ in range(3):
                 before = sub.last[topic]
                 clock.advance(31)
