@@ -480,7 +480,6 @@ class Bridge:
             ]
         if config is not None and config.power_limit > 0:
             for inverter in current:
-                view.limits.setdefault(inverter, config.power_limit)
                 view.limits[inverter] = config.power_limit
                 items += self._limit_items(view, inverter)
         await self._announce(view)
