@@ -10,65 +10,21 @@ import contextlib
 import io
 import json
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import pytest_asyncio
 from playwright.async_api import Page, expect
 
 from hoymiles_bridge.cli.main import main as cli_main
 from hoymiles_bridge.dtu.devices import format_serial
-from hoymiles_bridge.simulator import DtuSimulator, SimClock, default_fleet
-from hoymiles_bridge.web.hub import WebHub
-from hoymiles_bridge.web.server import WebServer
-from tests.browser.helpers import ConsoleErrors, IngressProxies
-from tests.browser.ingress_proxy import IngressProxy
+from tests.browser.helpers import ConsoleErrors
 
-from .bridge_env import running_bridge
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
-from .interop_helpers import noon_today
-from .mosquitto import Mosquitto
+from .web_env import Ui, ui_fixture  # noqa: F401
 
 pytest_plugins = ["tests.browser.fixtures"]
 
 #: A HistPowerToDtu request (tag A315) as the S-Miles app sends it.
 HIST_POWER = "484da3150009404900141080e10118b8ddc6a806"
-
-
-@dataclass
-class Ui:
-    proxy: IngressProxy
-    sim: DtuSimulator
-    clock: SimClock
-    server: WebServer
-
-
-@pytest_asyncio.fixture
-async def ui(mosquitto: Mosquitto, ingress_proxy: IngressProxies) -> AsyncIterator[Ui]:
-    clock = SimClock(start=noon_today())
-    spec = default_fleet().dtus[0]
-    async with (
-        DtuSimulator(spec, port=0, clock=clock) as sim,  # type: ignore[arg-type]
-        running_bridge(mosquitto, [sim], clock=clock) as env,
-    ):
-        hub = WebHub()
-        hub.attach(env.bridge)
-        server = WebServer(
-            "127.0.0.1",
-            0,
-            status=dict,
-            allowed_peers=None,
-            hub=hub,
-            bridge=env.bridge,
-            clock=clock.now,  # the bridge's clock: last_poll is in simulated time
-        )
-        await server.start()
-        try:
-            proxy = await ingress_proxy(f"http://127.0.0.1:{server.port}")
-            yield Ui(proxy, sim, clock, server)
-        finally:
-            await server.stop()
 
 
 def _decode_cli(hex_text: str) -> dict[str, Any]:
@@ -89,7 +45,7 @@ async def test_overview_live(ui: Ui, browser_page: Page, screenshot: Any) -> Non
         "els => els.map(e => e.getAttribute('src') || e.getAttribute('href'))",
     )
     assert scripts and all(
-        re.fullmatch(r"static/app\.(js|css)\?v=[0-9a-f]{12}", s) for s in scripts
+        re.fullmatch(r"static/[a-z]+\.(js|css)\?v=[0-9a-f]{12}", s) for s in scripts
     )
 
     serial = format_serial(ui.sim.dtu.inverters[0].serial)

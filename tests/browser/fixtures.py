@@ -22,7 +22,10 @@ bridge, the simulator, the web server and the browser in one loop.
   redirect or a request outside the prefix fails the test.
 - ``screenshot``: ``await screenshot(page, "overview")`` saves
   ``tests/artifacts/screenshots/<test>-overview-<light|dark>.png`` (the label is
-  optional; the scheme is read from the page itself).
+  optional; the scheme is read from the page itself). With
+  ``HOYMILES_DOCS_SCREENSHOTS=1`` in the environment, a labelled screenshot is
+  also written to ``docs/screenshots/<label>-<light|dark>.png``, the pictures
+  DOCS.md and the README show (``bash scripts/screenshots.sh`` refreshes them).
 
 Playwright never downloads a browser here: ``PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD``
 is set and Chromium is launched from ``executable_path`` (``/usr/bin/chromium``,
@@ -52,6 +55,7 @@ from playwright.async_api import (
 from tests.browser.helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    DOCS_SCREENSHOT_DIR,
     SCREENSHOT_DIR,
     TIMEOUT_MS,
     VIEWPORT,
@@ -145,6 +149,10 @@ def screenshot(request: pytest.FixtureRequest) -> Callable[..., Awaitable[Path]]
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOT_DIR / ("-".join(parts) + ".png")
         await page.screenshot(path=str(path), full_page=True, animations="disabled")
+        if name and os.environ.get("HOYMILES_DOCS_SCREENSHOTS") == "1":
+            DOCS_SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+            docs = DOCS_SCREENSHOT_DIR / f"{parts[1]}-{parts[-1]}.png"
+            docs.write_bytes(path.read_bytes())
         return path
 
     return save

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR: Final = ROOT / "tests" / "artifacts" / "screenshots"
+#: Where the documentation's screenshots live (written only when asked, see fixtures.py).
+DOCS_SCREENSHOT_DIR: Final = ROOT / "docs" / "screenshots"
 CHROMIUM: Final = os.environ.get("HOYMILES_CHROMIUM", "/usr/bin/chromium")
 #: Headless, no sandbox (root in a container), and no traffic of Chromium's own:
 #: this machine's network is closed and refused connections slow every start.

@@ -51,6 +51,7 @@ from hoymiles_bridge.protocol.pb import (
     realdata_pb2,
     warn_pb2,
 )
+from hoymiles_bridge.web import config_api, console_api, history_api
 from hoymiles_bridge.web.hub import Encoded, WebHub, encode, masked_copy
 
 CSRF_HEADER: Final = "X-Requested-With"
@@ -211,6 +212,9 @@ class WebApi:
         router.add_post("/api/command", self._command)
         router.add_post("/api/read", self._read)
         router.add_get("/api/ws", self._websocket)
+        # Each page's own routes live next to this module.
+        for module in (config_api, console_api, history_api):
+            module.register(app, self)
         app.middlewares.append(self._same_origin)
         app.on_shutdown.append(self._close_sockets)
 

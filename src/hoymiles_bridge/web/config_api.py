@@ -1,0 +1,17 @@
+"""Routes for the configuration page: api/config (options, validation, saving, restart).
+
+Registered by :meth:`hoymiles_bridge.web.api.WebApi.register`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from hoymiles_bridge.web.api import WebApi
+
+
+def register(app: web.Application, api: WebApi) -> None:
+    """Add this module's routes to ``app``."""

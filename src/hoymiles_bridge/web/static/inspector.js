@@ -1,0 +1,236 @@
+// Hoymiles DTU Bridge web UI: the frame inspector page.
+"use strict";
+
+(() => {
+  const { $, el, clock, post } = window.HB;
+  const MAX_FRAMES = 2000;
+
+  const frames = [];
+  const frameIds = new Set();
+  const pending = [];
+  let paused = false;
+  const expanded = new Set();
+
+  function filters() {
+    return {
+      dtu: $("filter-dtu").value,
+      direction: $("filter-direction").value,
+      message: $("filter-message").value.trim(),
+    };
+  }
+
+  function matches(frame, f) {
+    if (f.dtu && frame.dtu !== f.dtu) return false;
+    if (f.direction && frame.direction !== f.direction) return false;
+    if (f.message) {
+      const wanted = f.message.toLowerCase();
+      if (!(frame.message || "").toLowerCase().includes(wanted)
+        && !(frame.tag || "").toLowerCase().includes(wanted)) return false;
+    }
+    return true;
+  }
+
+  function updateExport() {
+    const f = filters();
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(f)) if (value) params.set(key, value);
+    const query = params.toString();
+    $("export").setAttribute("href", query ? `api/frames.jsonl?${query}` : "api/frames.jsonl");
+  }
+
+  function headerSpans(hex) {
+    // Standard header: magic 2, tag 2, seq 2, crc 2, length 2; gateway tags add 14 bytes.
+    const bytes = hex.match(/../g) || [];
+    const tag = bytes.length >= 4 ? parseInt(bytes[2], 16) : -1;
+    const extended = [0xdb, 0xda, 0xc3, 0xc2].includes(tag);
+    const parts = [["hx-magic", 2, "magic"], ["hx-tag", 2, "tag"], ["hx-seq", 2, "sequence"],
+      ["hx-crc", 2, "CRC"], ["hx-len", 2, "length"]];
+    if (extended) parts.push(["hx-ext", 14, "extended header"]);
+    const out = [];
+    let at = 0;
+    for (const [cls, size, name] of parts) {
+      if (at >= bytes.length) break;
+      out.push(el("span", { class: cls, title: name, text: bytes.slice(at, at + size).join(" ") }), " ");
+      at += size;
+    }
+    const rest = bytes.slice(at);
+    for (let i = 0; i < rest.length; i += 16) {
+      out.push(`${i === 0 ? "\n" : ""}${rest.slice(i, i + 16).join(" ")}\n`);
+    }
+    return out;
+  }
+
+  function tree(value, name, depth) {
+    const label = name === undefined ? null : el("span", { class: "key", text: `${name}: ` });
+    if (value !== null && typeof value === "object") {
+      const entries = Array.isArray(value) ? value.map((v, i) => [i, v]) : Object.entries(value);
+      const kind = Array.isArray(value) ? `[${entries.length}]` : `{${entries.length}}`;
+      return el("li", {}, el("details", { open: depth < 2 },
+        el("summary", {}, label, kind),
+        el("ul", {}, entries.map(([k, v]) => tree(v, k, depth + 1)))));
+    }
+    const text = typeof value === "string" ? JSON.stringify(value) : String(value);
+    return el("li", {}, label, el("span", { class: typeof value === "string" ? "str" : "", text }));
+  }
+
+  function frameDetail(frame) {
+    return el("div", { class: "frame-detail" },
+      el("div", { class: "legend" }, ["magic", "tag", "seq", "crc", "len"].map((n) =>
+        el("span", { class: `hx-${n}`, text: n }))),
+      el("pre", { class: "hex" }, headerSpans(frame.hex || "")),
+      frame.redacted ? el("p", { class: "muted", text: "Secrets masked: this is the redacted frame, not the wire bytes." }) : null,
+      frame.error ? el("p", { class: "error-text", text: frame.error }) : null,
+      frame.payload ? el("ul", { class: "tree" }, tree(frame.payload, frame.message || "payload", 0))
+        : el("p", { class: "muted", text: "No decoded payload." }),
+    );
+  }
+
+  function frameRow(frame) {
+    const incoming = frame.direction === "from_dtu";
+    const row = el("tr", {
+      class: `frame${frame.crc_ok === false || frame.error ? " bad" : ""}`,
+      "data-id": frame.id, "data-direction": frame.direction,
+      onclick: () => toggle(frame, row),
+    },
+    el("td", { text: clock(frame.time, true) }),
+    el("td", { text: frame.dtu }),
+    el("td", { class: incoming ? "dir-in" : "dir-out", title: frame.direction, text: incoming ? "←" : "→" }),
+    el("td", { text: `${frame.tag || "????"} ${frame.message || ""}` }),
+    el("td", { text: frame.sequence ?? "–" }),
+    el("td", { text: frame.length ?? "–" }),
+    el("td", { text: frame.crc_ok === null || frame.crc_ok === undefined ? "–" : (frame.crc_ok ? "ok" : "bad") }),
+    el("td", { text: frame.encrypted ? "yes" : "no" }),
+    );
+    return row;
+  }
+
+  function toggle(frame, row) {
+    const next = row.nextElementSibling;
+    if (next && next.classList.contains("detail-row")) {
+      next.remove();
+      expanded.delete(frame.id);
+      return;
+    }
+    expanded.add(frame.id);
+    row.after(el("tr", { class: "detail-row" }, el("td", { class: "detail", colspan: 8 }, frameDetail(frame))));
+  }
+
+  function renderFrames() {
+    const f = filters();
+    const body = $("frames");
+    const rows = [];
+    for (const frame of frames) {
+      if (!matches(frame, f)) continue;
+      const row = frameRow(frame);
+      rows.push(row);
+      if (expanded.has(frame.id)) {
+        rows.push(el("tr", { class: "detail-row" }, el("td", { class: "detail", colspan: 8 }, frameDetail(frame))));
+      }
+    }
+    body.replaceChildren(...rows);
+    updateCount();
+  }
+
+  function updateCount() {
+    const shown = $("frames").querySelectorAll("tr.frame").length;
+    const extra = paused ? ` · paused, ${pending.length} waiting` : "";
+    $("frame-count").textContent = `${shown} of ${frames.length} frames${extra}`;
+  }
+
+  function addFrame(frame, render) {
+    if (frameIds.has(frame.id)) return;
+    frameIds.add(frame.id);
+    frames.push(frame);
+    let trimmed = false;
+    while (frames.length > MAX_FRAMES) {
+      const old = frames.shift();
+      frameIds.delete(old.id);
+      expanded.delete(old.id);
+      trimmed = true;
+    }
+    if (!render) return;
+    const body = $("frames");
+    if (trimmed) {
+      const first = body.querySelector("tr.frame");
+      if (first && !frameIds.has(Number(first.dataset.id))) {
+        const next = first.nextElementSibling;
+        if (next && next.classList.contains("detail-row")) next.remove();
+        first.remove();
+      }
+    }
+    if (matches(frame, filters())) body.append(frameRow(frame));
+    updateCount();
+  }
+
+  function onFrame(frame) {
+    if (paused) {
+      pending.push(frame);
+      if (pending.length > MAX_FRAMES) pending.shift();
+      updateCount();
+      return;
+    }
+    addFrame(frame, true);
+  }
+
+  async function loadFrames() {
+    const { ok, body } = await window.HB.get(`api/frames?limit=${MAX_FRAMES}`);
+    if (!ok || !body) return;
+    for (const frame of body.frames || []) addFrame(frame, false);
+    frames.sort((a, b) => a.id - b.id);
+    renderFrames();
+  }
+
+  function setPaused(value) {
+    paused = value;
+    $("pause").textContent = paused ? "Resume" : "Pause";
+    if (!paused) {
+      for (const frame of pending.splice(0)) addFrame(frame, false);
+      renderFrames();
+    }
+    updateCount();
+  }
+
+  async function decode(event) {
+    event.preventDefault();
+    const out = $("decode-result");
+    out.replaceChildren(el("p", { class: "muted", text: "Decoding…" }));
+    const { body } = await post("api/decode", { hex: $("decode-hex").value });
+    if (!body || body.error) {
+      out.replaceChildren(el("p", { class: "error-text decode-error", text: body ? body.error : "The bridge sent no answer." }));
+      return;
+    }
+    const records = body.frames || [body];
+    out.replaceChildren(...records.map((r) => el("div", { class: "decoded" },
+      el("p", {}, el("strong", { class: "decoded-message", text: r.message || "?" }),
+        ` · tag ${r.tag ?? "–"} · seq ${r.sequence ?? "–"} · ${r.length ?? "–"} bytes · CRC ${r.crc_ok === false ? "bad" : "ok"}`),
+      frameDetail({ ...r, hex: r.hex || "" }))));
+  }
+
+  function knowDtus(status) {
+    const select = $("filter-dtu");
+    const known = new Set([...select.options].map((o) => o.value));
+    for (const dtu of status.dtus || []) {
+      if (!known.has(dtu.label)) select.append(el("option", { value: dtu.label, text: dtu.label }));
+    }
+  }
+
+  function init() {
+    for (const id of ["filter-dtu", "filter-direction", "filter-message"]) {
+      $(id).addEventListener("input", () => { updateExport(); renderFrames(); });
+    }
+    $("frame-filters").addEventListener("submit", (e) => e.preventDefault());
+    $("pause").addEventListener("click", () => setPaused(!paused));
+    $("clear").addEventListener("click", () => {
+      frames.length = 0; frameIds.clear(); pending.length = 0; expanded.clear(); renderFrames();
+    });
+    $("decode-form").addEventListener("submit", decode);
+    updateExport();
+  }
+
+  // Frames are collected from the start, whichever page is shown.
+  window.HB.on("start", init);
+  window.HB.on("open", loadFrames);
+  window.HB.on("frame", onFrame);
+  window.HB.on("state", knowDtus);
+  window.HB.page("inspector", {});
+})();

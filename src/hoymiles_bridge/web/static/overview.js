@@ -1,0 +1,115 @@
+// Hoymiles DTU Bridge web UI: the overview page (DTUs, inverters, totals, live).
+"use strict";
+
+(() => {
+  const { $, el, num, unit, clock, relative, badge, fact } = window.HB;
+
+  const STATE_KIND = {
+    connected: "ok", connecting: "warn", night: "warn", frozen: "warn",
+    displaced: "warn", backoff: "warn", error: "error", disconnected: "error",
+  };
+
+  // --- overview ---------------------------------------------------------------------
+  function renderTotals(status) {
+    const t = status.totals || {};
+    const mqtt = status.mqtt || {};
+    $("totals").replaceChildren(
+      el("div", { class: "card-head" }, el("h3", { text: "Totals" }),
+        badge(mqtt.connected ? "MQTT connected" : "MQTT disconnected",
+          mqtt.connected ? "ok" : "error")),
+      el("div", { class: `facts${t.valid === false ? " stale-data" : ""}` },
+        fact("AC power", unit(t.ac_power, 1, "W"), "big"),
+        fact("Yield today", unit(t.ac_yieldday, 0, "Wh")),
+        fact("Yield total", unit(t.ac_yieldtotal, 3, "kWh")),
+        fact("DC power", unit(t.dc_power, 1, "W")),
+      ),
+    );
+  }
+
+  function renderInverter(inv, now) {
+    const v = inv.values || {};
+    const stale = Boolean(inv.stale);
+    const state = [];
+    if (inv.reachable === true) state.push(badge("reachable", "ok"));
+    else if (inv.reachable === false) state.push(badge("unreachable", "error"));
+    if (inv.producing === true) state.push(badge("producing", "ok"));
+    else if (inv.producing === false) state.push(badge("not producing", "warn"));
+    if (stale) state.push(badge("stale", "stale"));
+    const alarms = Array.isArray(inv.alarms) ? inv.alarms.length : 0;
+    const limit = inv.limit_applied === null || inv.limit_applied === undefined
+      ? "–" : `${num(inv.limit_applied, 1)} %`;
+    const requested = inv.limit_requested === null || inv.limit_requested === undefined
+      ? "" : ` (requested ${num(inv.limit_requested, 1)} %)`;
+    const ports = Object.entries(inv.ports || {}).sort((a, b) => Number(a[0]) - Number(b[0]));
+    return el("div", {
+      class: `inverter${stale ? " stale-data" : ""}`, "data-serial": inv.serial,
+    },
+    el("div", { class: "card-head" },
+      el("h4", { text: `${inv.model || "Inverter"} ${inv.serial}` }), state),
+    el("div", { class: "facts" },
+      fact("AC power", unit(v.power, 1, "W"), "big power"),
+      fact("AC voltage", unit(v.voltage, 1, "V")),
+      fact("AC current", unit(v.current, 2, "A")),
+      fact("Frequency", unit(v.frequency, 2, "Hz")),
+      fact("Temperature", unit(v.temperature, 1, "°C")),
+      fact("Yield today", unit(v.yieldday, 0, "Wh")),
+      fact("Limit applied", limit + requested),
+      fact("Alarms", String(alarms)),
+      fact("Last update", inv.last_update ? `${clock(inv.last_update)} (${relative(inv.last_update, now)})` : "–"),
+    ),
+    ports.length ? el("div", { class: "ports" }, el("table", {},
+      el("thead", {}, el("tr", {}, ["Port", "Power", "Voltage", "Current", "Yield day"]
+        .map((h) => el("th", { text: h })))),
+      el("tbody", {}, ports.map(([port, p]) => el("tr", {},
+        el("td", { text: port }),
+        el("td", { text: unit(p.power, 1, "W") }),
+        el("td", { text: unit(p.voltage, 1, "V") }),
+        el("td", { text: unit(p.current, 2, "A") }),
+        el("td", { text: unit(p.yieldday, 0, "Wh") }),
+      ))),
+    )) : null,
+    );
+  }
+
+  function renderDtu(dtu, now) {
+    const stale = Boolean(dtu.stale);
+    const title = dtu.name || dtu.label || dtu.host;
+    const state = dtu.state || "unknown";
+    return el("div", { class: `card dtu${stale ? " stale" : ""}`, "data-dtu": dtu.label },
+      el("div", { class: "card-head" },
+        el("h3", { text: title }),
+        badge(state, STATE_KIND[state] || ""),
+        dtu.encrypted ? badge("encrypted", "") : null,
+        stale ? badge("stale", "stale") : null),
+      dtu.state_reason ? el("p", { class: "policy", text: dtu.state_reason }) : null,
+      el("div", { class: `facts${stale ? " stale-data" : ""}` },
+        fact("Serial", dtu.serial || "–"),
+        fact("Model", dtu.model || "–"),
+        fact("Firmware", dtu.firmware || "–"),
+        fact("Encrypted", dtu.encrypted ? "yes" : "no"),
+        fact("RSSI", dtu.rssi === null || dtu.rssi === undefined ? "–" : `${dtu.rssi} %`),
+        el("div", { class: "fact last-poll" },
+          el("span", { class: "label", text: "Last poll" }),
+          el("span", { class: "value", "data-ts": dtu.last_poll ?? "",
+            text: dtu.last_poll ? `${clock(dtu.last_poll)} (${relative(dtu.last_poll, now)})` : "–" })),
+        fact("Round trip", unit(dtu.rtt_ms, 0, "ms")),
+        fact("Next poll", dtu.next_poll ? `${clock(dtu.next_poll)} (${relative(dtu.next_poll, now)})` : "–"),
+        fact("Interval", unit(dtu.interval, 0, "s")),
+        fact("Address", dtu.host ? `${dtu.host}:${dtu.port}` : "–"),
+      ),
+      dtu.policy ? el("p", { class: "policy", text: dtu.policy }) : null,
+      (dtu.inverters || []).map((inv) => renderInverter(inv, now)),
+    );
+  }
+
+  function renderOverview(status) {
+    renderTotals(status);
+    const dtus = status.dtus || [];
+    $("dtus").replaceChildren(...(dtus.length
+      ? dtus.map((d) => renderDtu(d, status.time))
+      : [el("div", { class: "card muted", text: status.starting ? "The bridge is starting…" : "No DTU configured." })]));
+  }
+
+  window.HB.on("state", renderOverview);
+  window.HB.page("overview", {});
+})();
