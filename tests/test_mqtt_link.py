@@ -319,3 +319,31 @@ async def test_publish_many_larger_than_the_window_and_concurrent(mosquitto: Mos
     offline = make_link(mosquitto.port, client_id="offline-link")
     await offline.publish_many([("hmtest/bulk/d", "1")], qos=1)  # not connected: queued
     assert offline.queued == 1
+
+
+async def test_stop_while_the_broker_has_not_answered_the_connect() -> None:
+    """A broker that accepts TCP but never sends CONNACK: stop() still ends run()."""
+    accepted = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        accepted.set()
+        await reader.read(1 << 16)  # the CONNECT, never answered
+
+    server = await asyncio.start_server(silent, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    link = make_link(port, operation_timeout=30.0)
+    task = asyncio.create_task(link.run(), name="test-link-silent-broker")
+    try:
+        await asyncio.wait_for(accepted.wait(), 10)
+        await asyncio.wait_for(link.stop(), 20)
+        await asyncio.wait_for(asyncio.shield(task), 5)
+        assert not link.connected
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -412,14 +412,13 @@ class MqttLink:
         self._stop_requested.set()
         client = self._client
         if client is not None:
-            try:
-                await client.publish(self._will_topic, self._will_payload, qos=1, retain=True)
-            except aiomqtt.MqttError as exc:
-                _LOGGER.debug("Could not publish %r before stopping: %s", self._will_payload, exc)
+            await self._say_goodbye(client)  # bounded: a busy link must not hold up a stop
         current = asyncio.current_task()
         session = self._session_task
         if session is not None and session is not current:
-            session.cancel()
+            # Cancel until it is really over: a cancellation that lands while
+            # aiomqtt is still connecting can be swallowed (bounded, see _end).
+            await self._end(session)
         if self._run_task is not None and current not in (self._run_task, session):
             await self._finished.wait()
 
@@ -481,6 +480,11 @@ class MqttLink:
                 self._disconnects += 1
 
     async def _serve(self, client: aiomqtt.Client) -> None:
+        if self._stop_requested.is_set():
+            # stop() came while we were connecting: our clean DISCONNECT will
+            # discard the will, so say it ourselves.
+            await self._say_goodbye(client)
+            return
         await client.publish(self._will_topic, self._online_payload, qos=1, retain=True)
         for topic in self._subscriptions:
             await client.subscribe(topic, qos=1)
