@@ -452,32 +452,35 @@ class MqttLink:
         # A poll publishes dozens of topics at once; aiomqtt warns above 10
         # concurrent publishes, which is normal here.
         client.pending_calls_threshold = self._max_queue
-        async with client:
-            self._client = client
-            self._connects += 1
-            self._failures = 0
-            self._drop_warned = False
-            _LOGGER.info(
-                "Connected to MQTT broker %s:%d as %s",
-                settings.host,
-                settings.port,
-                settings.client_id,
-            )
-            lost = False
-            try:
-                await self._serve(client)
-            except aiomqtt.MqttError:
-                lost = True
-                raise
-            finally:
-                if not lost and not self._stop_requested.is_set():
-                    # Cancelled without stop(), or a bug in a handler: the
-                    # clean DISCONNECT that follows would discard the will,
-                    # so say it ourselves.
-                    await self._say_goodbye(client)
-                self._client = None
-                self._ready.clear()
-                self._disconnects += 1
+        try:
+            async with client:
+                self._client = client
+                self._connects += 1
+                self._failures = 0
+                self._drop_warned = False
+                _LOGGER.info(
+                    "Connected to MQTT broker %s:%d as %s",
+                    settings.host,
+                    settings.port,
+                    settings.client_id,
+                )
+                lost = False
+                try:
+                    await self._serve(client)
+                except aiomqtt.MqttError:
+                    lost = True
+                    raise
+                finally:
+                    if not lost and not self._stop_requested.is_set():
+                        # Cancelled without stop(), or a bug in a handler: the
+                        # clean DISCONNECT that follows would discard the will,
+                        # so say it ourselves.
+                        await self._say_goodbye(client)
+                    self._client = None
+                    self._ready.clear()
+                    self._disconnects += 1
+        finally:
+            _read_disconnect_error(client)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         if self._stop_requested.is_set():
@@ -592,6 +595,19 @@ class MqttLink:
             self._max_queue,
             item.topic,
         )
+
+
+def _read_disconnect_error(client: aiomqtt.Client) -> None:
+    """Mark an ended session's disconnect error as seen.
+
+    When the connection drops, aiomqtt stores the error in a future that only
+    a later ``__aexit__`` or message wait would read; once the session is over
+    nobody does, and asyncio logs "Future exception was never retrieved" at
+    exit. The link has already handled the disconnect, so read it here.
+    """
+    future = getattr(client, "_disconnected", None)
+    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+        future.exception()
 
 
 def _check_topic(topic: str) -> None:
