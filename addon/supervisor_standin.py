@@ -10,7 +10,10 @@ Serves what the bridge uses, with the documented shapes (addon.md 3.1-3.3):
 * ``GET /addons/self/options/config`` (the Supervisor's read endpoint) and,
   for convenience, ``GET /addons/self/options`` - the stored options.
 * ``POST /addons/self/options`` with ``{"options": {...}}`` - validated with
-  the bridge's own schema and stored (400 with a message when invalid).
+  the bridge's own schema and stored (400 with a message when invalid, or
+  ``refuse_options`` when set, as the real Supervisor refuses what its own
+  schema does not take). ``saved`` lists every stored options document.
+* ``POST /addons/self/restart`` - recorded in ``restarts`` (nothing restarts).
 
 Every request must carry the token (``Authorization: Bearer`` or
 ``X-Supervisor-Token``); others get 401. ``requests`` records, per path, how
@@ -96,6 +99,12 @@ class SupervisorStandin:
         self.requests: Counter[str] = Counter()
         self.bad_tokens = 0
         self.service_answers: list[int] = []
+        #: Every options document that POST /addons/self/options stored, in order.
+        self.saved: list[dict[str, Any]] = []
+        #: When set, POST /addons/self/options answers 400 with this message.
+        self.refuse_options: str | None = None
+        #: How many times POST /addons/self/restart was asked.
+        self.restarts = 0
         self._runner: web.AppRunner | None = None
 
     @property
@@ -116,6 +125,7 @@ class SupervisorStandin:
         app.router.add_get("/addons/self/options/config", self._get_options)
         app.router.add_get("/addons/self/options", self._get_options)
         app.router.add_post("/addons/self/options", self._set_options)
+        app.router.add_post("/addons/self/restart", self._restart)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -186,11 +196,18 @@ class SupervisorStandin:
             return _error(400, "Invalid JSON body")
         if not isinstance(body, dict) or not isinstance(body.get("options"), dict):
             return _error(400, "Missing option 'options'")
+        if self.refuse_options is not None:
+            return _error(400, self.refuse_options)
         try:
             validate(body["options"])
         except OptionsError as err:
             return _error(400, f"Invalid options: {err}")
         self.options = body["options"]
+        self.saved.append(body["options"])
+        return _ok()
+
+    async def _restart(self, request: web.Request) -> web.Response:
+        self.restarts += 1
         return _ok()
 
 

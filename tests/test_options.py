@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import voluptuous as vol
+import yaml
 
-from hoymiles_bridge.addon.options import OptionsError, load_options, validate
+from hoymiles_bridge.addon.options import (
+    FORM_FIELDS,
+    SCHEMA,
+    SECRET_KEYS,
+    FormField,
+    OptionsError,
+    form_description,
+    form_values,
+    load_options,
+    normalize,
+    storable,
+    validate,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults() -> None:
@@ -97,3 +116,173 @@ def test_run_with_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -
         "error: dtus[0].port: expected a port number from 1 to 65535",
         "error: poll_interval: value must be at least 1",
     ]
+
+
+# --- per-field messages and the configuration form ---------------------------------
+
+_BASE: dict[str, Any] = {"dtus": [{"host": "192.0.2.1"}]}
+
+
+def test_problems_by_field() -> None:
+    with pytest.raises(OptionsError) as info:
+        validate(
+            {"dtus": [{"host": "bad host", "port": 0}], "poll_interval": 0, "mqtt": {"port": 0}}
+        )
+    fields = info.value.fields
+    assert set(fields) == {"dtus[0].host", "dtus[0].port", "poll_interval", "mqtt.port"}
+    assert fields["poll_interval"] == "value must be at least 1"
+    assert info.value.problems == sorted(f"{k}: {v}" for k, v in fields.items())
+    assert info.value.sentence() == "4 options are invalid: " + ", ".join(fields) + "."
+    with pytest.raises(OptionsError) as one:
+        validate({**_BASE, "poll_interval": "often"})
+    assert one.value.sentence() == "The option poll_interval is invalid: expected a whole number."
+
+
+def _schema_paths(schema: Any, prefix: str = "") -> set[str]:
+    """Every option path of a voluptuous schema: ``mqtt.port``, ``dtus[].host``."""
+    paths: set[str] = set()
+    mapping = schema.schema if isinstance(schema, vol.Schema) else schema
+    for key, value in mapping.items():
+        name = prefix + str(key.schema if isinstance(key, vol.Marker) else key)
+        paths.add(name)
+        inner = value
+        if isinstance(inner, vol.All):
+            inner = inner.validators[0]
+        if isinstance(inner, list):
+            paths |= _schema_paths(inner[0], name + "[].")
+        elif isinstance(inner, vol.Schema) and isinstance(inner.schema, dict):
+            paths |= _schema_paths(inner, name + ".")
+    return paths
+
+
+def _form_paths() -> set[str]:
+    paths: set[str] = set()
+    for field in FORM_FIELDS:
+        paths.add(field.key)
+        if "." in field.key:
+            paths.add(field.key.split(".")[0])
+        paths |= {f"{field.key}[].{sub.key}" for sub in field.fields}
+    return paths
+
+
+def test_the_form_covers_every_option_of_the_schema() -> None:
+    assert _form_paths() == _schema_paths(SCHEMA)
+
+
+def _addon_schema_paths(schema: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, value in schema.items():
+        name = prefix + key
+        if isinstance(value, list):
+            found |= _addon_schema_paths(value[0], name + "[].")
+        elif isinstance(value, dict):
+            found |= _addon_schema_paths(value, name + ".")
+        else:
+            found[name] = value
+    return found
+
+
+def _form_field(path: str) -> FormField:
+    if "[]." in path:
+        parent, _, sub = path.partition("[].")
+        return next(s for f in FORM_FIELDS if f.key == parent for s in f.fields if s.key == sub)
+    return next(f for f in FORM_FIELDS if f.key == path)
+
+
+def test_the_form_matches_config_yaml() -> None:
+    """Every add-on option has a form field of the same kind, bounds and choices."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    addon = _addon_schema_paths(config["schema"])
+    assert {f.key for f in FORM_FIELDS if f.addon and f.kind != "dtus"} == {
+        p for p in addon if "[]" not in p
+    }
+    assert not any(f.addon for f in FORM_FIELDS if f.key.startswith("web"))
+    for path, spec in addon.items():
+        field = _form_field(path)
+        match = re.fullmatch(r"(\w+)(?:\((.*)\))?(\?)?", spec)
+        assert match, spec
+        kind, args, optional = match.groups()
+        expected = {"int": "int", "port": "port", "bool": "bool", "list": "choice"}
+        expected |= {"password": "secret", "str": field.kind if field.kind != "secret" else ""}
+        assert field.kind == expected[kind], path
+        if kind == "int":
+            low, _, high = (args or ",").partition(",")
+            assert field.min == (int(low) if low else None), path
+            assert field.max == (int(high) if high else None), path
+        if kind == "list":
+            assert tuple(args.split("|")) == field.choices, path
+        if kind == "str" and args:
+            assert (field.min, field.max) == tuple(int(a) for a in args.split(",")), path
+        if optional is not None and path not in ("mqtt.port", "mqtt.tls", "dtus[].port"):
+            assert field.optional, path
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(_BASE)
+    if path.startswith("dtus[0]."):
+        doc["dtus"][0][path.split(".", 1)[1]] = value
+    elif "." in path:
+        section, key = path.split(".")
+        doc[section] = {key: value}
+    else:
+        doc[path] = value
+    return doc
+
+
+def _numeric_fields() -> list[tuple[str, FormField]]:
+    found = []
+    for field in FORM_FIELDS:
+        if field.kind in ("int", "port"):
+            found.append((field.key, field))
+        found += [(f"dtus[0].{s.key}", s) for s in field.fields if s.kind in ("int", "port")]
+    return found
+
+
+@pytest.mark.parametrize(("path", "field"), _numeric_fields(), ids=lambda x: str(x))
+def test_the_form_states_the_bounds_validate_accepts(path: str, field: FormField) -> None:
+    low = 1 if field.kind == "port" else field.min
+    high = 65535 if field.kind == "port" else field.max
+    assert low is not None
+    validate(_with(path, low))
+    with pytest.raises(OptionsError) as below:
+        validate(_with(path, low - 1))
+    assert set(below.value.fields) == {path}
+    if high is None:
+        validate(_with(path, 10**9))
+    else:
+        validate(_with(path, high))
+        with pytest.raises(OptionsError) as above:
+            validate(_with(path, high + 1))
+        assert set(above.value.fields) == {path}
+    if field.default is not None:
+        assert validate(_BASE) == validate(_with(path, field.default))
+
+
+def test_choices_and_defaults_match_validate() -> None:
+    defaults = validate(_BASE)
+    for field in FORM_FIELDS:
+        for choice in field.choices:
+            validate(_with(field.key, choice))
+        if field.choices:
+            with pytest.raises(OptionsError):
+                validate(_with(field.key, "no-such-choice"))
+        if field.kind != "dtus" and not field.optional:
+            section, _, key = field.key.partition(".")
+            value = getattr(getattr(defaults, section), key) if key else getattr(defaults, section)
+            assert value == field.default, field.key
+
+
+def test_form_values_fill_defaults_and_storable_drops_empties() -> None:
+    values = form_values({"dtus": [{"host": "h"}], "mqtt": {"password": "pw"}}, addon=True)
+    assert values["dtus"] == [{"host": "h", "port": 10081, "name": None}]
+    assert values["poll_interval"] == 35 and values["mqtt"]["password"] == "pw"
+    assert "web" not in values and "web" in form_values({}, addon=False)
+    clean = normalize({"dtus": [{"host": "h"}], "web": {"port": 9000}})
+    addon = storable(clean, addon=True)
+    assert "web" not in addon and "min_poll_interval" not in addon
+    assert addon["mqtt"] == {"port": 1883, "tls": False}
+    assert addon["dtus"] == [{"host": "h", "port": 10081}]
+    assert storable(clean, addon=False)["web"] == {"host": "127.0.0.1", "port": 9000}
+    description = form_description(addon=True)
+    assert "web" not in {s["key"] for s in description["sections"]}
+    assert SECRET_KEYS == ("mqtt.password", "web.password")

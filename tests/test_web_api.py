@@ -176,7 +176,7 @@ async def test_status_frames_export_and_decode(mosquitto: Mosquitto) -> None:
         assert code == 400 and "'hex'" in bad["error"]
 
         code, config_body = await api.get("api/config")
-        assert code == 200 and config_body["mqtt"]["password"] == "********"
+        assert code == 200 and config_body["options"]["mqtt"]["password"] == "********"
         code, diag = await api.get("api/diagnostics")
         assert code == 200 and diag["counters"]["frames"] > 0
         assert diag["poll_latency"]["count"] > 0 and diag["process"]["rss_bytes"] > 0

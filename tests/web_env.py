@@ -9,7 +9,8 @@ A test module uses it with::
 and asks for ``ui``: ``ui.proxy.url`` is the UI under a random ingress prefix,
 ``ui.sim`` the simulated DTU (``ui.sim.dtu`` its state), ``ui.clock`` the
 simulated clock (``ui.clock.advance(s)`` moves the sun), ``ui.server`` the
-web server and ``ui.bridge`` the bridge.
+web server and ``ui.bridge`` the bridge. The bridge's MQTT options carry
+:data:`MQTT_PASSWORD` (the broker ignores it), so tests can check it never leaks.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from .bridge_env import running_bridge
 from .interop_helpers import noon_today
 from .mosquitto import Mosquitto
 
+#: The test bridge's MQTT password: no page, API answer or download may show it.
+MQTT_PASSWORD = "ui-mqtt-secret-4711"
+
 
 @dataclass
 class Ui:
@@ -46,7 +50,12 @@ async def ui_fixture(mosquitto: Mosquitto, ingress_proxy: IngressProxies) -> Asy
     spec = default_fleet().dtus[0]
     async with (
         DtuSimulator(spec, port=0, clock=clock) as sim,  # type: ignore[arg-type]
-        running_bridge(mosquitto, [sim], clock=clock) as env,
+        running_bridge(
+            mosquitto,
+            [sim],
+            clock=clock,
+            mqtt={"host": "127.0.0.1", "port": mosquitto.port, "password": MQTT_PASSWORD},
+        ) as env,
     ):
         hub = WebHub()
         hub.attach(env.bridge)

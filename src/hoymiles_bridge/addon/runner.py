@@ -11,6 +11,14 @@ The web server starts first, so ``/health`` answers while the bridge waits
 for the Supervisor's broker. SIGTERM (``docker stop``, s6) or SIGINT stop
 everything cleanly: the bridge says goodbye on MQTT, the server closes, and
 :func:`run_service` returns 0.
+
+The web UI's configuration page saves the options through a
+:class:`~hoymiles_bridge.addon.config_store.ConfigStore`. In the add-on the
+Supervisor restarts the container to apply them. Standalone (``config_file``)
+the service restarts the bridge in-process (:meth:`Service.restart_bridge`):
+it reloads and validates the file first, stops the bridge cleanly and starts a
+new one on the same hub and web server, so the frames and events survive. The
+web server keeps its address: ``web.*`` changes need a restart of the process.
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
-from hoymiles_bridge.addon.options import Options
+from hoymiles_bridge.addon.config_store import ConfigStore, ConfigStoreError, FileConfigStore
+from hoymiles_bridge.addon.options import Options, load_options
 from hoymiles_bridge.addon.supervisor import SupervisorClient, SupervisorError
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
 from hoymiles_bridge.mqtt.bridge import Bridge
@@ -160,7 +170,15 @@ def bridge_status(options: Options, bridge: Bridge | None) -> dict[str, Any]:
 
 
 class Service:
-    """The bridge plus the web server, run by :meth:`run` until :meth:`request_stop`."""
+    """The bridge plus the web server, run by :meth:`run` until :meth:`request_stop`.
+
+    ``describe(broker)`` (or ``summary(options, broker)``, which also fits the
+    options after a restart) is the start-up block logged once the broker is
+    known. ``config_store`` is where the web UI saves the options; with
+    ``config_file`` instead the service saves to that file and restarts the
+    bridge in-process, getting the new broker from ``broker_for(options)``
+    (default: the same broker).
+    """
 
     def __init__(
         self,
@@ -168,19 +186,37 @@ class Service:
         broker: BrokerSource,
         web: WebConfig,
         *,
-        describe: Callable[[MqttSettings], str],
+        describe: Callable[[MqttSettings], str] | None = None,
+        summary: Callable[[Options, MqttSettings], str] | None = None,
         bridge_factory: Callable[[Options, MqttSettings], Bridge] = Bridge,
+        config_store: ConfigStore | None = None,
+        config_file: str | Path | None = None,
+        broker_for: Callable[[Options], BrokerSource] | None = None,
     ) -> None:
+        if config_store is not None and config_file is not None:
+            raise ValueError("give either config_store or config_file")
         self.options = options
         self.web_config = web
         self.bridge: Bridge | None = None
+        self.config_file = None if config_file is None else Path(config_file)
         self._broker = broker
+        self._broker_for = broker_for
         self._describe = describe
+        self._summary = summary
         self._bridge_factory = bridge_factory
         self._stop = asyncio.Event()
+        self._restart = asyncio.Event()
+        self._next_options: Options | None = None
+        #: How many times the bridge was restarted in-process.
+        self.restarts = 0
         #: Frames, events and power history for the web UI, fed by the bridge.
         self.hub = WebHub()
         self.hub.history_limit(options.poll_interval)
+        if self.config_file is not None:
+            config_store = FileConfigStore(
+                self.config_file, restart=self.restart_bridge, web=options.web
+            )
+        self.config_store = config_store
         self.web = WebServer(
             web.host,
             web.port,
@@ -190,6 +226,7 @@ class Service:
             access_log=options.log_level == "debug",
             hub=self.hub,
             bridge=lambda: self.bridge,
+            config_store=config_store,
         )
 
     def status(self) -> dict[str, Any]:
@@ -197,6 +234,18 @@ class Service:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    async def restart_bridge(self) -> None:
+        """Restart the bridge with the options file's current content (in-process).
+
+        The file is read and validated first: invalid options raise
+        :class:`~hoymiles_bridge.addon.options.OptionsError` and the running
+        bridge carries on. The restart itself happens in :meth:`run`.
+        """
+        if self.config_file is None:
+            raise ConfigStoreError("This bridge has no options file to restart from.", status=409)
+        self._next_options = await asyncio.to_thread(load_options, self.config_file)
+        self._restart.set()
 
     async def run(self) -> int:
         """Run until stopped (returns 0) or until something fatal happens (returns 1)."""
@@ -223,6 +272,8 @@ class Service:
             stop_task.cancel()
             await asyncio.wait({stop_task})
             await self.web.stop()
+            if self.config_store is not None:
+                await self.config_store.close()
             for sig in handled:
                 loop.remove_signal_handler(sig)
 
@@ -231,11 +282,55 @@ class Service:
         self._stop.set()
 
     async def _serve(self, stop_task: asyncio.Task[bool]) -> int:
+        while True:
+            code = await self._serve_once(stop_task)
+            if code is not None:
+                return code
+            self._apply_restart()
+
+    def _apply_restart(self) -> None:
+        """Take the reloaded options for the next bridge."""
+        self._restart.clear()
+        options, self._next_options = self._next_options, None
+        if options is None:  # pragma: no cover - restart_bridge always sets them
+            return
+        old, self.options = self.options, options
+        self.restarts += 1
+        if self._broker_for is not None:
+            self._broker = self._broker_for(options)
+        self.hub.history_limit(options.poll_interval)
+        if options.log_level != old.log_level:
+            logging.getLogger().setLevel(getattr(logging, options.log_level.upper()))
+        text = "bridge restarted with the saved options"
+        _LOGGER.info("Restarting the bridge with the options from %s", self.config_file)
+        if isinstance(self.config_store, FileConfigStore) and (
+            options.web != self.config_store.process_web
+        ):
+            text += "; the web.* options apply only when the process restarts"
+            _LOGGER.warning("The web.* options apply only when the process restarts")
+        self.hub.log("config", text)
+
+    async def _serve_once(self, stop_task: asyncio.Task[bool]) -> int | None:
+        """One bridge's life: the exit code, or ``None`` to restart with new options."""
+        restart_task = asyncio.create_task(self._restart.wait(), name="service-restart-signal")
+        try:
+            return await self._run_bridge(stop_task, restart_task)
+        finally:
+            restart_task.cancel()
+            await asyncio.wait({restart_task})
+
+    async def _run_bridge(
+        self, stop_task: asyncio.Task[bool], restart_task: asyncio.Task[bool]
+    ) -> int | None:
         broker_task = asyncio.create_task(self._broker(), name="service-resolve-broker")
-        await asyncio.wait({broker_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {broker_task, stop_task, restart_task}, return_when=asyncio.FIRST_COMPLETED
+        )
         if not broker_task.done():
             broker_task.cancel()
             await asyncio.wait({broker_task})
+            if not stop_task.done():
+                return None  # a restart before the broker was known
             _LOGGER.info("Stopped before the broker was known")
             return EXIT_OK
         try:
@@ -246,13 +341,16 @@ class Service:
         except HoymilesError as err:
             _LOGGER.error("Cannot reach the MQTT broker settings: %s", err)  # noqa: TRY400
             return EXIT_FAILED
-        _LOGGER.info("%s\n  %s", self._describe(broker), self.web_config.describe())
+        _LOGGER.info("%s\n  %s", self._start_block(broker), self.web_config.describe())
         bridge = self._bridge_factory(self.options, broker)
         self.hub.attach(bridge)
         self.bridge = bridge
         bridge_task = asyncio.create_task(bridge.run(), name="service-bridge")
-        await asyncio.wait({bridge_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        code = EXIT_OK
+        await asyncio.wait(
+            {bridge_task, stop_task, restart_task}, return_when=asyncio.FIRST_COMPLETED
+        )
+        restart = restart_task.done() and not stop_task.done() and not bridge_task.done()
+        code: int | None = None if restart else EXIT_OK
         if bridge_task.done():
             code = EXIT_FAILED
             error = None if bridge_task.cancelled() else bridge_task.exception()
@@ -265,9 +363,18 @@ class Service:
         if not bridge_task.done():
             bridge_task.cancel()
             await asyncio.wait({bridge_task})
-        if code == EXIT_OK:
+        if restart:
+            self.bridge = None  # the API says "starting" until the new bridge is there
+        elif code == EXIT_OK:
             _LOGGER.info("Hoymiles DTU Bridge stopped")
         return code
+
+    def _start_block(self, broker: MqttSettings) -> str:
+        if self._summary is not None:
+            return self._summary(self.options, broker)
+        if self._describe is not None:
+            return self._describe(broker)
+        return f"Hoymiles DTU Bridge: broker {broker.host}:{broker.port}"
 
 
 async def run_service(
@@ -275,10 +382,24 @@ async def run_service(
     broker: BrokerSource,
     web: WebConfig,
     *,
-    describe: Callable[[MqttSettings], str],
+    describe: Callable[[MqttSettings], str] | None = None,
+    summary: Callable[[Options, MqttSettings], str] | None = None,
+    config_store: ConfigStore | None = None,
+    config_file: str | Path | None = None,
+    broker_for: Callable[[Options], BrokerSource] | None = None,
 ) -> int:
     """Run a :class:`Service` until SIGTERM/SIGINT; returns the process exit code."""
-    return await Service(options, broker, web, describe=describe).run()
+    service = Service(
+        options,
+        broker,
+        web,
+        describe=describe,
+        summary=summary,
+        config_store=config_store,
+        config_file=config_file,
+        broker_for=broker_for,
+    )
+    return await service.run()
 
 
 __all__ = [

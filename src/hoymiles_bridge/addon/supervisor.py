@@ -2,7 +2,7 @@
 
 The Supervisor is reachable at ``http://supervisor`` and accepts the per-start
 token from the ``SUPERVISOR_TOKEN`` environment variable as a Bearer token.
-The add-on uses three endpoints:
+The add-on uses these endpoints:
 
 * ``GET /services/mqtt`` - the broker that the Mosquitto add-on registered.
   Right after a reboot the add-on may ask before Mosquitto has registered;
@@ -11,6 +11,7 @@ The add-on uses three endpoints:
   backoff with jitter) until a deadline, and only then gives up.
 * ``GET /addons/self/info`` - the add-on's own state (ingress entry, port...).
 * ``POST /addons/self/options`` - replace the add-on's options (the web UI).
+* ``POST /addons/self/restart`` - restart the add-on, so saved options apply.
 
 Neither the token nor the broker password is ever logged or shown in a repr.
 """
@@ -268,6 +269,14 @@ class SupervisorClient:
     async def set_options(self, options: dict[str, Any]) -> None:
         """``POST /addons/self/options``: replace the options (they apply on the next start)."""
         await self.request("POST", "/addons/self/options", {"options": options})
+
+    async def restart(self) -> None:
+        """``POST /addons/self/restart``: the Supervisor stops and starts the add-on.
+
+        The real Supervisor answers only once the add-on is running again, so
+        the caller (this very process) may be stopped before the answer comes.
+        """
+        await self.request("POST", "/addons/self/restart")
 
 
 __all__ = [

@@ -4,7 +4,9 @@ What ``scripts/demo.sh`` runs: simulated DTUs on localhost, a private
 Mosquitto (unless ``--mqtt`` names a broker), the real bridge between them,
 publishing topics and Home Assistant discovery, and the web server on
 127.0.0.1:8099 (a free port when that one is taken). It prints where to look
-and a one-line summary after every poll. No hardware, no configuration.
+and a one-line summary after every poll. No hardware, no configuration: the
+generated options go to a file in a temporary directory, which the web UI's
+Configuration page edits (saving and restarting the bridge in-process).
 """
 
 from __future__ import annotations
@@ -12,19 +14,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from pathlib import Path
 
+import yaml
+
+from hoymiles_bridge.addon.config_store import write_atomically
 from hoymiles_bridge.addon.options import Options, validate
-from hoymiles_bridge.addon.runner import bridge_status
+from hoymiles_bridge.addon.runner import Service, WebConfig, fixed_broker
 from hoymiles_bridge.cli.common import host_port
 from hoymiles_bridge.cli.run import configure_logging, mqtt_settings, summary
 from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.mqtt.bridge import Bridge
+from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.mqtt.local_broker import LocalBroker
 from hoymiles_bridge.simulator import SimulatorGroup, default_fleet, load_fleet, resolve_fleet
-from hoymiles_bridge.web.hub import WebHub
-from hoymiles_bridge.web.server import WebServer
 
 
 def _line(bridge: Bridge) -> str:
@@ -40,40 +45,36 @@ def _line(bridge: Bridge) -> str:
     return f"[{time.strftime('%H:%M:%S')}] " + " | ".join(parts)
 
 
-async def _printer(bridge: Bridge, every: float) -> None:
+async def _printer(service: Service, every: float) -> None:
     while True:
         await asyncio.sleep(every)
-        print(_line(bridge), flush=True)
+        if service.bridge is not None:  # None while the bridge restarts
+            print(_line(service.bridge), flush=True)
 
 
-@contextlib.asynccontextmanager
-async def _web_server(options: Options, bridge: Bridge, port: int) -> AsyncIterator[WebServer]:
-    """The web server on localhost: ``port``, or any free port when that one is taken."""
-    hub = WebHub()
-    hub.history_limit(options.poll_interval)
-    hub.attach(bridge)
+async def _start_service(
+    options: Options, options_file: Path, settings: MqttSettings, port: int
+) -> Service:
+    """The bridge's service with its web server listening on localhost: ``port``, or any
+    free port when that one is taken. The configuration page edits ``options_file``."""
     for candidate in (port, 0):
-        web = WebServer(
-            "127.0.0.1",
-            candidate,
-            status=lambda: bridge_status(options, bridge),
-            allowed_peers=None,
-            hub=hub,
-            bridge=bridge,
+        service = Service(
+            options,
+            fixed_broker(settings),
+            WebConfig("127.0.0.1", candidate),
+            summary=summary,
+            config_file=options_file,
+            broker_for=lambda o: fixed_broker(mqtt_settings(o)),
         )
         try:
-            await web.start()
+            await service.web.start()
         except OSError:
             continue
-        try:
-            yield web
-        finally:
-            await web.stop()
-        return
+        return service
     raise HoymilesError("cannot open a port for the web server on 127.0.0.1")
 
 
-async def _demo(args: argparse.Namespace) -> None:
+async def _demo(args: argparse.Namespace) -> int:
     fleet = load_fleet(resolve_fleet(args.fleet)) if args.fleet else default_fleet()
     async with contextlib.AsyncExitStack() as stack:
         if args.mqtt:
@@ -84,20 +85,23 @@ async def _demo(args: argparse.Namespace) -> None:
         group = await stack.enter_async_context(
             SimulatorGroup(fleet, host="127.0.0.1", port=0, encrypt=args.encrypt, speed=args.speed)
         )
-        options = validate(
-            {
-                "dtus": [
-                    {"host": sim.host, "port": sim.port, "name": f"Simulated {sim.spec.model}"}
-                    for sim in group.simulators
-                ],
-                # The simulator refreshes as often as --speed makes it; a real DTU
-                # needs 35 s or more, which is why the guard exists.
-                "poll_interval": args.interval,
-                "min_poll_interval": args.interval,
-                "mqtt": {"host": mqtt_host, "port": mqtt_port},
-                "log_level": "warning" if not args.verbose else "info",
-            }
-        )
+        document = {
+            "dtus": [
+                {"host": sim.host, "port": sim.port, "name": f"Simulated {sim.spec.model}"}
+                for sim in group.simulators
+            ],
+            # The simulator refreshes as often as --speed makes it; a real DTU
+            # needs 35 s or more, which is why the guard exists.
+            "poll_interval": args.interval,
+            "min_poll_interval": args.interval,
+            "mqtt": {"host": mqtt_host, "port": mqtt_port},
+            "log_level": "warning" if not args.verbose else "info",
+        }
+        options = validate(document)
+        # The configuration page saves here and restarts the bridge in-process.
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hoymiles-demo-")))
+        options_file = directory / "bridge.yaml"
+        write_atomically(options_file, yaml.safe_dump(document, sort_keys=False))
         configure_logging(options.log_level)
         settings = mqtt_settings(options)
         print(summary(options, settings))
@@ -110,23 +114,24 @@ async def _demo(args: argparse.Namespace) -> None:
             f"'{options.base_topic}/<serial>/cmd/limit_persistent_relative' -m 50\n"
             f"Talk to a DTU:      hoymiles-bridge dtu {group.simulators[0].host}:"
             f"{group.simulators[0].port} real-data  (it serves one client at a time)\n"
+            f"Options file:       {options_file}  (the web UI's Configuration page edits it)\n"
             "Ctrl-C stops.\n",
             flush=True,
         )
-        bridge = Bridge(options, settings)
-        web = await stack.enter_async_context(_web_server(options, bridge, args.web_port))
+        service = await _start_service(options, options_file, settings, args.web_port)
         print(
-            f"Web UI:             http://127.0.0.1:{web.port}/  (API: api/status)\n",
+            f"Web UI:             http://127.0.0.1:{service.web.port}/  (API: api/status)\n",
             flush=True,
         )
         printer = asyncio.create_task(
-            _printer(bridge, max(args.interval, 2.0)), name="demo-printer"
+            _printer(service, max(args.interval, 2.0)), name="demo-printer"
         )
         try:
-            await bridge.run()
+            code = await service.run()
         finally:
             printer.cancel()
-            await bridge.stop()
+            await asyncio.wait({printer})
+    return code
 
 
 def _broker_address(text: str) -> tuple[str, int]:
@@ -135,13 +140,14 @@ def _broker_address(text: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        asyncio.run(_demo(args))
+        code = asyncio.run(_demo(args))
     except KeyboardInterrupt:
-        print("\nstopped")
+        code = 0
     except HoymilesError as err:
         print(f"error: {err}")
         return 1
-    return 0
+    print("\nstopped")
+    return code
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,6 +10,10 @@
   format, and the web server serves ingress on port 8099.
 
 Bad options print one line per problem and exit 2, without a traceback.
+
+The web UI's configuration page saves to the ``--config`` file (and restarts
+the bridge in-process) or, in the add-on, through the Supervisor (which
+restarts the add-on).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import os
 import sys
 
 from hoymiles_bridge import __version__
+from hoymiles_bridge.addon.config_store import ConfigStore, SupervisorConfigStore
 from hoymiles_bridge.addon.options import Options, OptionsError, load_options
 from hoymiles_bridge.addon.runner import (
+    BrokerSource,
     WebConfig,
     addon_broker,
     addon_web_config,
@@ -30,6 +36,7 @@ from hoymiles_bridge.addon.runner import (
     run_service,
     standalone_web_config,
 )
+from hoymiles_bridge.addon.supervisor import SupervisorClient, SupervisorError
 from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.link import MqttSettings
@@ -100,12 +107,43 @@ async def run_bridge(options: Options, broker: MqttSettings) -> None:
         await bridge.stop()
 
 
-def _serve(options: Options, broker: MqttSettings | None, web: WebConfig) -> int:
-    source = addon_broker(options) if broker is None else fixed_broker(broker)
+def standalone_broker(options: Options) -> BrokerSource:
+    """The standalone broker: ``mqtt.*``, localhost when ``mqtt.host`` is empty."""
+    return fixed_broker(mqtt_settings(options))
+
+
+def addon_config_store() -> ConfigStore | None:
+    """The Supervisor keeps the add-on's options; ``None`` without its token (read-only)."""
     try:
-        return asyncio.run(
-            run_service(options, source, web, describe=lambda b: summary(options, b))
+        return SupervisorConfigStore(SupervisorClient())
+    except SupervisorError:
+        _LOGGER.info("No Supervisor token: the web UI shows the options read-only")
+        return None
+
+
+def _serve(
+    options: Options,
+    broker: BrokerSource,
+    web: WebConfig,
+    *,
+    addon: bool = False,
+    config_file: str | None = None,
+) -> int:
+    async def main() -> int:
+        # The Supervisor's client lives in the running loop: build it here.
+        store = addon_config_store() if addon else None
+        return await run_service(
+            options,
+            broker,
+            web,
+            summary=summary,
+            config_store=store,
+            config_file=config_file,
+            broker_for=standalone_broker if config_file is not None else None,
         )
+
+    try:
+        return asyncio.run(main())
     except KeyboardInterrupt:
         return 0
 
@@ -131,7 +169,7 @@ def run_addon() -> int:
     except InvalidArgumentError as err:
         _LOGGER.error("%s", err)  # noqa: TRY400 - a sentence for the user, no traceback
         return EXIT_OPTIONS
-    return _serve(options, None, web)
+    return _serve(options, addon_broker(options), web, addon=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,7 +182,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_OPTIONS
     configure_logging(options.log_level)
-    return _serve(options, mqtt_settings(options), standalone_web_config(options))
+    return _serve(
+        options,
+        standalone_broker(options),
+        standalone_web_config(options),
+        config_file=args.config,
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -392,7 +392,15 @@ class Bridge:
             session.target.label,
             serial,
             f"{now.value}{reason}",
-            level="info" if now in {SessionState.CONNECTED, SessionState.NIGHT} else "warning",
+            level="info"
+            if now
+            in {
+                SessionState.STARTING,
+                SessionState.CONNECTED,
+                SessionState.NIGHT,
+                SessionState.STOPPED,
+            }
+            else "warning",
             state=now.value,
             displaced=now is SessionState.DISPLACED,
         )
@@ -633,6 +641,7 @@ class Bridge:
                 "poll",
                 time=session.last_poll or self._clock(),
                 power={s: v.values.get("power", 0.0) for s, v in view.values.items()},
+                yieldday={s: v.values.get("yieldday", 0.0) for s, v in view.values.items()},
             )
 
     async def on_alarms(self, session: DtuSession, warnings: Warnings) -> None:

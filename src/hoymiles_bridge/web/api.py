@@ -28,8 +28,10 @@ from google.protobuf.message import Message
 from yarl import URL
 
 from hoymiles_bridge import __version__
+from hoymiles_bridge.addon.config_store import ConfigStore
 from hoymiles_bridge.cli.decode import _clean_hex, _frames, frame_record
 from hoymiles_bridge.dtu.client import APP_OFFSET
+from hoymiles_bridge.dtu.connection import FrameEvent
 from hoymiles_bridge.errors import (
     DtuConnectionError,
     DtuRejectedError,
@@ -51,8 +53,9 @@ from hoymiles_bridge.protocol.pb import (
     realdata_pb2,
     warn_pb2,
 )
+from hoymiles_bridge.protocol.registry import Direction
 from hoymiles_bridge.web import config_api, console_api, history_api
-from hoymiles_bridge.web.hub import Encoded, WebHub, encode, masked_copy
+from hoymiles_bridge.web.hub import Encoded, WebHub, encode, masked_copy, safe_hex
 
 CSRF_HEADER: Final = "X-Requested-With"
 CSRF_VALUE: Final = "hoymiles-bridge"
@@ -179,9 +182,12 @@ class WebApi:
         *,
         trust_forwarded_host: bool = False,
         clock: Callable[[], float] = time.time,
+        config_store: ConfigStore | None = None,
     ) -> None:
         self.hub = hub
         self._bridge = bridge
+        #: Where the configuration page reads and saves the options (None: read-only).
+        self.config_store = config_store
         self.trust_forwarded_host = trust_forwarded_host
         self._clock = clock
         self._sockets: set[web.WebSocketResponse] = set()
@@ -205,10 +211,8 @@ class WebApi:
         router.add_get("/api/frames.jsonl", self._frames_jsonl)
         router.add_post("/api/decode", self._decode)
         router.add_get("/api/events", self._events)
-        router.add_get("/api/history", self._history)
         router.add_get("/api/diagnostics", self._diagnostics)
         router.add_get("/api/diagnostics/download", self._diagnostics_download)
-        router.add_get("/api/config", self._config)
         router.add_post("/api/command", self._command)
         router.add_post("/api/read", self._read)
         router.add_get("/api/ws", self._websocket)
@@ -453,16 +457,6 @@ class WebApi:
     async def _events(self, request: web.Request) -> web.Response:
         return _json('{"events":[' + ",".join(i.json for i in self.hub.events) + "]}")
 
-    async def _history(self, request: web.Request) -> web.Response:
-        return _json(
-            encode(
-                {
-                    "points_max": self.hub.history_points,
-                    "series": self.hub.history_data(),
-                }
-            )
-        )
-
     # --- diagnostics, config ----------------------------------------------------
 
     def diagnostics(self) -> dict[str, Any]:
@@ -478,7 +472,8 @@ class WebApi:
             "version": __version__,
             "python": sys.version.split()[0],
             "platform": platform.platform(),
-            "uptime_s": round(self._clock() - bridge.started_at, 1),
+            # started_at is wall-clock time (the API clock may be a simulated one)
+            "uptime_s": round(time.time() - bridge.started_at, 1),
             "process": _process(),
             "poll_latency": _percentiles(list(bridge.latencies)),
             "mqtt": {
@@ -528,9 +523,6 @@ class WebApi:
         """The effective options, secrets masked."""
         data: dict[str, Any] = mask_secrets(dataclasses.asdict(self.bridge.options))
         return data
-
-    async def _config(self, request: web.Request) -> web.Response:
-        return _json(encode(self.config()))
 
     # --- commands and reads -----------------------------------------------------
 
@@ -584,9 +576,16 @@ class WebApi:
             decoded = await client.raw_request(builder(int(self._clock())))
         except (DtuConnectionError, DtuTimeoutError, DtuRejectedError, ProtocolError) as err:
             return _error(502, f"the DTU did not answer the read: {err}")
+        # The reply's hex as the inspector shows it (a secret-bearing reply redacted).
+        wire = FrameEvent(
+            self._clock(), Direction.FROM_DTU, decoded.frame.to_bytes(), decoded.frame, decoded
+        )
+        hex_text, redacted = safe_hex(wire)
         if decoded.message is not None:
             decoded = decoded._replace(message=masked_copy(decoded.message))
-        return _json(encode(mask_secrets(frame_record(decoded))))
+        record = mask_secrets(frame_record(decoded))
+        record.update(hex=hex_text, redacted=redacted, encrypted=decoded.frame.encrypted)
+        return _json(encode(record))
 
     # --- live -----------------------------------------------------------------
 

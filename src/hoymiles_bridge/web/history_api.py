@@ -1,17 +1,238 @@
 """Routes for the charts page: api/history (power ring buffer, daily yields, DTU history).
 
 Registered by :meth:`hoymiles_bridge.web.api.WebApi.register`.
+
+* ``GET api/history[?since=<t>]``: the hub's power history per inverter and in
+  total (only points newer than ``since`` when given), the inverters' names and
+  the daily yields the bridge saw.
+* ``GET api/history/dtu[?dtu=<label>]``: the DTU's own power curve for today
+  (``HistPowerToDtu``, all pages), asked on the session's client like
+  ``api/read``. Answers are cached per DTU for :data:`DTU_HISTORY_TTL` seconds
+  (a failure for :data:`DTU_FAILURE_TTL` s) and concurrent requests share one
+  fetch, so a page opened again and again cannot hammer the DTU.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from hoymiles_bridge.dtu.models import HistoryPower
+from hoymiles_bridge.errors import HoymilesError
+from hoymiles_bridge.web.hub import encode
+
 if TYPE_CHECKING:
+    from hoymiles_bridge.mqtt.bridge import _DtuView as DtuView
     from hoymiles_bridge.web.api import WebApi
+
+#: How long a DTU's history answer is reused (seconds).
+DTU_HISTORY_TTL: Final = 180.0
+#: How long a failed DTU history request is remembered before asking again.
+DTU_FAILURE_TTL: Final = 30.0
+#: Hoymiles DTUs report power every 5 minutes; used when a reply has no step.
+DEFAULT_STEP: Final = 300
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=encode(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def _local_midnight(ts: float) -> float:
+    lt = time.localtime(ts)
+    return time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, 0, 0, 0, 0, 0, -1))
+
+
+def history_points(history: HistoryPower, now: float) -> tuple[int, int, list[list[float]]]:
+    """The curve's start, step and ``[[time, W], ...]``.
+
+    A reply without a usable start (0) is taken to begin at local midnight, and
+    one without a step to use the usual 5 minutes, so a quirky DTU still charts.
+    """
+    step = history.step_seconds if history.step_seconds > 0 else DEFAULT_STEP
+    start = history.start if history.start > 0 else int(_local_midnight(now))
+    points = [[start + i * step, watts] for i, watts in enumerate(history.samples)]
+    return start, step, points
+
+
+@dataclass(slots=True)
+class _Answer:
+    """One finished DTU history request: when (monotonic), its status and body."""
+
+    at: float
+    status: int
+    body: dict[str, Any]
+
+
+class HistoryRoutes:
+    """The handlers and the per-DTU cache of the DTU's own history."""
+
+    def __init__(
+        self,
+        api: WebApi,
+        *,
+        ttl: float = DTU_HISTORY_TTL,
+        failure_ttl: float = DTU_FAILURE_TTL,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api = api
+        self.ttl = ttl
+        self.failure_ttl = failure_ttl
+        self._monotonic = monotonic
+        self._answers: dict[str, _Answer] = {}
+        self._fetches: dict[str, asyncio.Task[_Answer]] = {}
+        #: How many times a DTU was actually asked (for tests and diagnostics).
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"HistoryRoutes(cached={len(self._answers)}, fetching={len(self._fetches)})"
+
+    # --- api/history ------------------------------------------------------------
+
+    def _names(self) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """Inverter names ("model serial") and the DTUs, or nothing while the bridge starts."""
+        views = self.api.bridge.views
+        names = {
+            serial: f"{device.model} {serial}".strip()
+            for view in views
+            for serial, device in view.inverters.items()
+        }
+        dtus = [
+            {
+                "label": view.session.target.label,
+                "name": view.session.target.name,
+                "serial": view.serial,
+            }
+            for view in views
+        ]
+        return names, dtus
+
+    async def history(self, request: web.Request) -> web.Response:
+        since: float | None = None
+        if request.query.get("since"):
+            try:
+                since = float(request.query["since"])
+            except ValueError:
+                since = math.nan
+            if not math.isfinite(since):
+                return _error(400, "the parameter 'since' must be a time in seconds")
+        hub = self.api.hub
+        names, dtus = self._names()
+        return _json(
+            {
+                "points_max": hub.history_points,
+                "series": hub.history_data(since=since),
+                "names": names,
+                "dtus": dtus,
+                "daily": hub.daily_data(),
+            }
+        )
+
+    # --- api/history/dtu ---------------------------------------------------------
+
+    def _view(self, wanted: str) -> DtuView | web.Response:
+        views = self.api.bridge.views
+        if not wanted:
+            if len(views) == 1:
+                return views[0]
+            return _error(400, "the parameter 'dtu' is required when there are several DTUs")
+        for view in views:
+            if wanted in {view.serial, view.session.target.label, view.session.target.host}:
+                return view
+        return _error(404, f"the parameter 'dtu' names no known DTU ({wanted!r})")
+
+    async def _fetch(self, view: DtuView) -> _Answer:
+        label = view.session.target.label
+        self.requests += 1
+        try:
+            history = await view.session.client.history_power()
+        except (HoymilesError, OSError) as err:
+            return _Answer(
+                self._monotonic(),
+                502,
+                {"error": f"the DTU {label} did not answer the history-power request: {err}"},
+            )
+        start, step, points = history_points(history, time.time())
+        body = {
+            "dtu": label,
+            "name": view.session.target.name,
+            "serial": history.serial or view.serial,
+            "start": start,
+            "step_seconds": step,
+            "points": points,
+            "energy_daily": history.energy_daily,
+            "energy_total": history.energy_total,
+        }
+        return _Answer(self._monotonic(), 200, body)
+
+    async def dtu_history(self, request: web.Request) -> web.Response:
+        found = self._view(request.query.get("dtu", "").strip())
+        if isinstance(found, web.Response):
+            return found
+        label = found.session.target.label
+        answer = self._answers.get(label)
+        now = self._monotonic()
+        if answer is not None:
+            keep = self.ttl if answer.status == 200 else self.failure_ttl
+            if now - answer.at < keep:
+                return self._respond(answer, cached=True)
+        task = self._fetches.get(label)
+        if task is None:
+            task = asyncio.create_task(self._fetch(found), name=f"web-dtu-history-{label}")
+            self._fetches[label] = task
+            task.add_done_callback(lambda done: self._finished(label, done))
+        # shield: a browser that goes away must not cancel the fetch others wait for
+        answer = await asyncio.shield(task)
+        return self._respond(answer, cached=False)
+
+    def _finished(self, label: str, task: asyncio.Task[_Answer]) -> None:
+        if self._fetches.get(label) is task:
+            del self._fetches[label]
+        if not task.cancelled() and task.exception() is None:
+            self._answers[label] = task.result()
+
+    def _respond(self, answer: _Answer, *, cached: bool) -> web.Response:
+        if answer.status != 200:
+            return _json(answer.body, answer.status)
+        age = max(0.0, self._monotonic() - answer.at)
+        return _json({**answer.body, "cached": cached, "age_s": round(age, 1)})
+
+    async def close(self, _app: web.Application | None = None) -> None:
+        """Cancel the fetches still running (at shutdown)."""
+        tasks = list(self._fetches.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+#: The app's :class:`HistoryRoutes` (tests shorten its cache through it).
+HISTORY_ROUTES: Final = web.AppKey("history_routes", HistoryRoutes)
 
 
 def register(app: web.Application, api: WebApi) -> None:
     """Add this module's routes to ``app``."""
+    routes = HistoryRoutes(api)
+    app[HISTORY_ROUTES] = routes
+    app.router.add_get("/api/history", routes.history)
+    app.router.add_get("/api/history/dtu", routes.dtu_history)
+    app.on_shutdown.append(routes.close)
+
+
+__all__ = [
+    "DTU_FAILURE_TTL",
+    "DTU_HISTORY_TTL",
+    "HISTORY_ROUTES",
+    "HistoryRoutes",
+    "history_points",
+    "register",
+]

@@ -7,7 +7,11 @@
 * events: state changes, displacement, new alarms, commands and their outcome,
   bridge start, MQTT connect and disconnect (default 500);
 * power history: ``(time, W)`` per inverter and in total, one point per fresh
-  poll, bounded to about 24 h at the poll interval (at most 20,000 points).
+  poll, bounded to about 24 h at the poll interval (at most 20,000 points);
+* daily yields: per local day (the bridge's clock) the highest ``yieldday`` each
+  inverter reported that day, for the last 31 days. The bridge's value guard
+  (:mod:`hoymiles_bridge.dtu.values`) already keeps ``yieldday`` from going down
+  during a day and resets it at local midnight, so the maximum is the day's yield.
 
 Each frame and event is turned into a JSON-able dict and encoded ONCE; the
 same string goes into the ring buffer, the export and every websocket client.
@@ -43,6 +47,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from hoymiles_bridge.dtu.connection import FrameEvent
+from hoymiles_bridge.dtu.values import local_day
 from hoymiles_bridge.errors import FrameError
 from hoymiles_bridge.mqtt.bridge import Bridge, BridgeEvent
 from hoymiles_bridge.protocol.frame import (
@@ -64,6 +69,8 @@ CLIENT_QUEUE: Final = 500
 #: Power history: about a day at the poll interval, never more points than this.
 HISTORY_SECONDS: Final = 24 * 3600
 HISTORY_MAX_POINTS: Final = 20000
+#: Daily yields: this many local days are kept.
+DAILY_DAYS: Final = 31
 #: Live state pushes are coalesced to at most one per this many seconds.
 STATE_THROTTLE: Final = 0.5
 #: Tags whose payload carries secrets (config reply and write, app info with enc_rand).
@@ -223,6 +230,7 @@ class WebHub:
         events: int = EVENT_BUFFER,
         queue_size: int = CLIENT_QUEUE,
         history_points: int = HISTORY_MAX_POINTS,
+        daily_days: int = DAILY_DAYS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.frames: deque[Encoded] = deque(maxlen=frames)
@@ -231,6 +239,9 @@ class WebHub:
         self.history_points = history_points
         self.history: dict[str, deque[tuple[float, float]]] = {}
         self._latest_power: dict[str, float] = {}
+        #: "YYYY-MM-DD" (local) -> {inverter serial: Wh}; see daily_data().
+        self.daily: dict[str, dict[str, float]] = {}
+        self.daily_days = max(1, daily_days)
         self._clock = clock
         self._subscribers: set[Subscription] = set()
         self._next_frame = 1
@@ -398,10 +409,52 @@ class WebHub:
             self._latest_power[serial] = float(watts)
             self._ring(serial).append((round(when, 1), round(float(watts), 1)))
         self._ring("total").append((round(when, 1), round(sum(self._latest_power.values()), 1)))
+        yields = event.data.get("yieldday") or {}
+        if yields:
+            self._record_yields(when, yields)
 
-    def history_data(self, keys: Iterable[str] | None = None) -> dict[str, list[list[float]]]:
+    def _record_yields(self, when: float, yields: dict[str, Any]) -> None:
+        year, month, mday = local_day(when)
+        day = f"{year:04d}-{month:02d}-{mday:02d}"
+        seen = self.daily.get(day)
+        if seen is None:
+            seen = self.daily[day] = {}
+            while len(self.daily) > self.daily_days:
+                del self.daily[min(self.daily)]
+        for serial, wh in yields.items():
+            value = float(wh)
+            if value > seen.get(serial, -1.0):
+                seen[serial] = round(value, 1)
+
+    def history_data(
+        self, keys: Iterable[str] | None = None, *, since: float | None = None
+    ) -> dict[str, list[list[float]]]:
+        """Power points per key (serial or "total"), oldest first; only newer than ``since``."""
         chosen = self.history if keys is None else {k: self.history[k] for k in keys}
-        return {key: [[t, w] for t, w in ring] for key, ring in chosen.items()}
+        out: dict[str, list[list[float]]] = {}
+        for key, ring in chosen.items():
+            if since is None:
+                out[key] = [[t, w] for t, w in ring]
+                continue
+            newer: list[list[float]] = []
+            for t, w in reversed(ring):  # the newest are at the end: stop at the first old one
+                if t <= since:
+                    break
+                newer.append([t, w])
+            newer.reverse()
+            out[key] = newer
+        return out
+
+    def daily_data(self) -> list[dict[str, Any]]:
+        """``[{"date", "total", "inverters": {serial: Wh}}]`` per local day, oldest first."""
+        return [
+            {
+                "date": day,
+                "total": round(sum(self.daily[day].values()), 1),
+                "inverters": dict(self.daily[day]),
+            }
+            for day in sorted(self.daily)
+        ]
 
     # --- live state -----------------------------------------------------------
 
@@ -438,6 +491,7 @@ class WebHub:
 
 __all__ = [
     "CLIENT_QUEUE",
+    "DAILY_DAYS",
     "EVENT_BUFFER",
     "FRAME_BUFFER",
     "SECRET_TAGS",

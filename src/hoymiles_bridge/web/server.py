@@ -36,6 +36,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from hoymiles_bridge import __version__
+from hoymiles_bridge.addon.config_store import ConfigStore
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.web.api import WebApi
@@ -158,6 +159,7 @@ class WebServer:
         hub: WebHub | None = None,
         bridge: Bridge | Callable[[], Bridge | None] | None = None,
         clock: Callable[[], float] = time.time,
+        config_store: ConfigStore | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -177,7 +179,11 @@ class WebServer:
             None
             if hub is None or bridge is None
             else WebApi(
-                hub, bridge, trust_forwarded_host=self.allowed_peers is not None, clock=clock
+                hub,
+                bridge,
+                trust_forwarded_host=self.allowed_peers is not None,
+                clock=clock,
+                config_store=config_store,
             )
         )
         self._assets = asset_versions()

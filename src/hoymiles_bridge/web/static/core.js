@@ -78,6 +78,65 @@ window.HB = (() => {
   const fact = (label, value, extra) => el("div", { class: `fact ${extra || ""}` },
     el("span", { class: "label", text: label }), el("span", { class: "value", text: value }));
 
+  // --- frames: the hex dump with its header marked, and the decoded payload as a tree ---
+  // Shared by the frame inspector and the command console.
+  function headerSpans(hex) {
+    // Standard header: magic 2, tag 2, seq 2, crc 2, length 2; gateway tags add 14 bytes.
+    const octets = hex.match(/../g) || [];
+    const tag = octets.length >= 4 ? parseInt(octets[2], 16) : -1;
+    const extended = [0xdb, 0xda, 0xc3, 0xc2].includes(tag);
+    const parts = [["hx-magic", 2, "magic"], ["hx-tag", 2, "tag"], ["hx-seq", 2, "sequence"],
+      ["hx-crc", 2, "CRC"], ["hx-len", 2, "length"]];
+    if (extended) parts.push(["hx-ext", 14, "extended header"]);
+    const out = [];
+    let at = 0;
+    for (const [cls, size, name] of parts) {
+      if (at >= octets.length) break;
+      out.push(el("span", { class: cls, title: name, text: octets.slice(at, at + size).join(" ") }), " ");
+      at += size;
+    }
+    const rest = octets.slice(at);
+    for (let i = 0; i < rest.length; i += 16) {
+      out.push(`${i === 0 ? "\n" : ""}${rest.slice(i, i + 16).join(" ")}\n`);
+    }
+    return out;
+  }
+
+  function tree(value, name, depth = 0) {
+    const label = name === undefined ? null : el("span", { class: "key", text: `${name}: ` });
+    if (value !== null && typeof value === "object") {
+      const entries = Array.isArray(value) ? value.map((v, i) => [i, v]) : Object.entries(value);
+      const kind = Array.isArray(value) ? `[${entries.length}]` : `{${entries.length}}`;
+      return el("li", {}, el("details", { open: depth < 2 },
+        el("summary", {}, label, kind),
+        el("ul", {}, entries.map(([k, v]) => tree(v, k, depth + 1)))));
+    }
+    const text = typeof value === "string" ? JSON.stringify(value) : String(value);
+    return el("li", {}, label, el("span", { class: typeof value === "string" ? "str" : "", text }));
+  }
+
+  // One line about a decoded frame: message name, tag, sequence, length, CRC.
+  function frameSummary(frame) {
+    const crc = frame.crc_ok === false ? "bad" : (frame.crc_ok === true ? "ok" : "–");
+    return el("p", { class: "frame-summary" },
+      el("strong", { class: "decoded-message", text: frame.message || "?" }),
+      ` · tag ${frame.tag ?? "–"} · seq ${frame.sequence ?? "–"} · ${frame.length ?? "–"} bytes · CRC ${crc}`,
+      frame.encrypted ? " · encrypted" : "");
+  }
+
+  // The hex dump (header marked) and the payload tree of a frame record.
+  function frameDetail(frame) {
+    return el("div", { class: "frame-detail" },
+      frame.hex ? el("div", { class: "legend" }, ["magic", "tag", "seq", "crc", "len"].map((n) =>
+        el("span", { class: `hx-${n}`, text: n }))) : null,
+      frame.hex ? el("pre", { class: "hex" }, headerSpans(frame.hex)) : null,
+      frame.redacted ? el("p", { class: "muted", text: "Secrets masked: this is the redacted frame, not the wire bytes." }) : null,
+      frame.error ? el("p", { class: "error-text", text: frame.error }) : null,
+      frame.payload ? el("ul", { class: "tree" }, tree(frame.payload, frame.message || "payload", 0))
+        : el("p", { class: "muted", text: "No decoded payload." }),
+    );
+  }
+
   // --- the JSON API -------------------------------------------------------------------
   // get/post resolve to {ok, status, body}; body.error holds the bridge's sentence on failure.
   async function call(path, init) {
@@ -193,6 +252,7 @@ window.HB = (() => {
 
   return {
     $, el, num, unit, pad, clock, date, relative, duration, bytes, badge, fact,
+    headerSpans, tree, frameSummary, frameDetail,
     get, post, on, page,
     get status() { return lastStatus; },
     get current() { return current; },

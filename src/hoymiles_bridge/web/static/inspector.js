@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { $, el, clock, post } = window.HB;
+  const { $, el, clock, post, frameDetail, frameSummary } = window.HB;
   const MAX_FRAMES = 2000;
 
   const frames = [];
@@ -36,53 +36,6 @@
     for (const [key, value] of Object.entries(f)) if (value) params.set(key, value);
     const query = params.toString();
     $("export").setAttribute("href", query ? `api/frames.jsonl?${query}` : "api/frames.jsonl");
-  }
-
-  function headerSpans(hex) {
-    // Standard header: magic 2, tag 2, seq 2, crc 2, length 2; gateway tags add 14 bytes.
-    const bytes = hex.match(/../g) || [];
-    const tag = bytes.length >= 4 ? parseInt(bytes[2], 16) : -1;
-    const extended = [0xdb, 0xda, 0xc3, 0xc2].includes(tag);
-    const parts = [["hx-magic", 2, "magic"], ["hx-tag", 2, "tag"], ["hx-seq", 2, "sequence"],
-      ["hx-crc", 2, "CRC"], ["hx-len", 2, "length"]];
-    if (extended) parts.push(["hx-ext", 14, "extended header"]);
-    const out = [];
-    let at = 0;
-    for (const [cls, size, name] of parts) {
-      if (at >= bytes.length) break;
-      out.push(el("span", { class: cls, title: name, text: bytes.slice(at, at + size).join(" ") }), " ");
-      at += size;
-    }
-    const rest = bytes.slice(at);
-    for (let i = 0; i < rest.length; i += 16) {
-      out.push(`${i === 0 ? "\n" : ""}${rest.slice(i, i + 16).join(" ")}\n`);
-    }
-    return out;
-  }
-
-  function tree(value, name, depth) {
-    const label = name === undefined ? null : el("span", { class: "key", text: `${name}: ` });
-    if (value !== null && typeof value === "object") {
-      const entries = Array.isArray(value) ? value.map((v, i) => [i, v]) : Object.entries(value);
-      const kind = Array.isArray(value) ? `[${entries.length}]` : `{${entries.length}}`;
-      return el("li", {}, el("details", { open: depth < 2 },
-        el("summary", {}, label, kind),
-        el("ul", {}, entries.map(([k, v]) => tree(v, k, depth + 1)))));
-    }
-    const text = typeof value === "string" ? JSON.stringify(value) : String(value);
-    return el("li", {}, label, el("span", { class: typeof value === "string" ? "str" : "", text }));
-  }
-
-  function frameDetail(frame) {
-    return el("div", { class: "frame-detail" },
-      el("div", { class: "legend" }, ["magic", "tag", "seq", "crc", "len"].map((n) =>
-        el("span", { class: `hx-${n}`, text: n }))),
-      el("pre", { class: "hex" }, headerSpans(frame.hex || "")),
-      frame.redacted ? el("p", { class: "muted", text: "Secrets masked: this is the redacted frame, not the wire bytes." }) : null,
-      frame.error ? el("p", { class: "error-text", text: frame.error }) : null,
-      frame.payload ? el("ul", { class: "tree" }, tree(frame.payload, frame.message || "payload", 0))
-        : el("p", { class: "muted", text: "No decoded payload." }),
-    );
   }
 
   function frameRow(frame) {
@@ -201,9 +154,7 @@
     }
     const records = body.frames || [body];
     out.replaceChildren(...records.map((r) => el("div", { class: "decoded" },
-      el("p", {}, el("strong", { class: "decoded-message", text: r.message || "?" }),
-        ` · tag ${r.tag ?? "–"} · seq ${r.sequence ?? "–"} · ${r.length ?? "–"} bytes · CRC ${r.crc_ok === false ? "bad" : "ok"}`),
-      frameDetail({ ...r, hex: r.hex || "" }))));
+      frameSummary(r), frameDetail(r))));
   }
 
   function knowDtus(status) {

@@ -1,0 +1,254 @@
+"""Where the options are saved: the options file (atomic, with a backup) and the Supervisor."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hoymiles_bridge.addon import config_store
+from hoymiles_bridge.addon.config_store import (
+    ConfigStoreError,
+    FileConfigStore,
+    ReadOnlyConfigStore,
+    SupervisorConfigStore,
+    masked_values,
+    merge_secrets,
+)
+from hoymiles_bridge.addon.options import OptionsError, validate
+from hoymiles_bridge.addon.supervisor import SupervisorClient
+from hoymiles_bridge.protocol.jsonify import MASK
+
+ADDON_DIR = Path(__file__).resolve().parents[1] / "addon"
+if str(ADDON_DIR) not in sys.path:
+    sys.path.insert(0, str(ADDON_DIR))
+
+from supervisor_standin import MqttService, SupervisorStandin  # noqa: E402
+
+TOKEN = "ef01" * 28
+MQTT_SECRET = "mqtt-secret-42"
+WEB_SECRET = "web-secret-43"
+ORIGINAL_YAML = f"""# my bridge
+dtus:
+  - host: 192.0.2.10
+    name: Roof
+poll_interval: 35
+mqtt:
+  host: broker.lan
+  username: solar
+  password: {MQTT_SECRET}
+web:
+  username: admin
+  password: {WEB_SECRET}
+"""
+
+
+def _form(path: Path) -> dict[str, Any]:
+    """What the page would send back unchanged: the masked form values."""
+    return masked_values(yaml.safe_load(path.read_text()), addon=False)
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+async def test_yaml_file_saved_atomically_with_a_backup(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(ORIGINAL_YAML)
+    path.chmod(0o640)
+    store = FileConfigStore(path)
+    form = _form(path)
+    assert form["mqtt"]["password"] == MASK and form["web"]["password"] == MASK
+    assert MQTT_SECRET not in json.dumps(form) and WEB_SECRET not in json.dumps(form)
+    form["poll_interval"] = 60
+    options = await store.save(form)
+    assert options.poll_interval == 60
+    saved = yaml.safe_load(path.read_text())
+    assert saved["poll_interval"] == 60
+    # masked secrets keep the stored values
+    assert saved["mqtt"]["password"] == MQTT_SECRET and saved["web"]["password"] == WEB_SECRET
+    assert saved["dtus"] == [{"host": "192.0.2.10", "port": 10081, "name": "Roof"}]
+    assert "min_poll_interval" not in saved  # empty options are left out
+    assert (tmp_path / "bridge.yaml.bak").read_text() == ORIGINAL_YAML
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert _leftovers(tmp_path) == []
+    # a second save backs up the first one
+    first = path.read_text()
+    form = _form(path)
+    form["mqtt"]["password"] = ""  # an empty secret removes it
+    form["web"]["password"] = "new-web-pw"
+    await store.save(form)
+    saved = yaml.safe_load(path.read_text())
+    assert "password" not in saved["mqtt"] and saved["web"]["password"] == "new-web-pw"
+    assert (tmp_path / "bridge.yaml.bak").read_text() == first
+
+
+async def test_bad_values_are_refused_and_nothing_is_touched(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(ORIGINAL_YAML)
+    store = FileConfigStore(path)
+    form = _form(path)
+    form["poll_interval"] = 0
+    form["mqtt"]["port"] = 70000
+    form["dtus"].append({"host": "", "port": 10081, "name": None})
+    with pytest.raises(OptionsError) as caught:
+        await store.save(form)
+    assert caught.value.fields == {
+        "dtus[1].host": "expected a host name or IP address",
+        "mqtt.port": "expected a port number from 1 to 65535",
+        "poll_interval": "value must be at least 1",
+    }
+    assert MQTT_SECRET not in str(caught.value)
+    assert path.read_text() == ORIGINAL_YAML
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bridge.yaml"]
+    with pytest.raises(OptionsError):
+        await store.save({"dtus": []})
+    assert path.read_text() == ORIGINAL_YAML
+
+
+async def test_a_failed_write_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(ORIGINAL_YAML)
+    store = FileConfigStore(path)
+    form = _form(path)
+    form["poll_interval"] = 90
+    real_replace = os.replace
+
+    def failing_replace(src: Any, dst: Any) -> None:
+        if Path(dst) == path:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(config_store.os, "replace", failing_replace)
+    with pytest.raises(ConfigStoreError) as caught:
+        await store.save(form)
+    assert caught.value.status == 500
+    assert str(path) in caught.value.message and "No space left" in caught.value.message
+    assert path.read_text() == ORIGINAL_YAML
+    assert _leftovers(tmp_path) == []
+
+
+async def test_json_files_and_new_files(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.json"
+    path.write_text(json.dumps({"dtus": [{"host": "192.0.2.10"}], "log_level": "info"}))
+    store = FileConfigStore(path)
+    form = _form(path)
+    form["log_level"] = "DEBUG"
+    await store.save(form)
+    saved = json.loads(path.read_text())
+    assert saved["log_level"] == "debug" and saved["dtus"][0]["host"] == "192.0.2.10"
+    assert (tmp_path / "bridge.json.bak").exists()
+    # a file that does not exist yet is created, readable by its owner only (passwords)
+    fresh = FileConfigStore(tmp_path / "new.yaml")
+    assert await fresh.load() == {}
+    await fresh.save({"dtus": [{"host": "192.0.2.20"}], "mqtt": {"password": "pw"}})
+    assert (tmp_path / "new.yaml").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "new.yaml.bak").exists()
+    assert validate(yaml.safe_load((tmp_path / "new.yaml").read_text())).mqtt.password == "pw"
+
+
+async def test_an_unreadable_file_is_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_text("dtus: [\n")
+    store = FileConfigStore(path)
+    with pytest.raises(ConfigStoreError, match="not valid YAML") as caught:
+        await store.save({"dtus": [{"host": "192.0.2.1"}]})
+    assert caught.value.status == 409
+    assert path.read_text() == "dtus: [\n"
+    with pytest.raises(ConfigStoreError, match="cannot restart"):
+        await store.restart()
+    assert not store.can_restart
+
+
+async def test_symlinked_file_keeps_its_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.yaml"
+    real.write_text(ORIGINAL_YAML)
+    link = tmp_path / "bridge.yaml"
+    link.symlink_to(real)
+    store = FileConfigStore(link)
+    form = _form(link)
+    form["poll_interval"] = 45
+    await store.save(form)
+    assert link.is_symlink()
+    assert yaml.safe_load(real.read_text())["poll_interval"] == 45
+
+
+def test_merge_secrets() -> None:
+    stored = {"mqtt": {"password": "old"}, "web": {"password": "w"}}
+    merged = merge_secrets(
+        {"mqtt": {"password": MASK}, "web": {"password": ""}, "dtus": []}, stored
+    )
+    assert merged["mqtt"]["password"] == "old" and merged["web"]["password"] is None
+    assert merge_secrets({"mqtt": {"password": MASK}}, {})["mqtt"]["password"] is None
+    values = masked_values({"mqtt": {"password": ""}}, addon=True)
+    assert values["mqtt"]["password"] == ""
+
+
+async def test_read_only_store() -> None:
+    options = validate({"dtus": [{"host": "192.0.2.1"}], "mqtt": {"password": "pw"}})
+    store = ReadOnlyConfigStore(lambda: options)
+    loaded = await store.load()
+    assert loaded["dtus"] == [{"host": "192.0.2.1", "port": 10081, "name": None}]
+    with pytest.raises(ConfigStoreError, match="--config") as caught:
+        await store.save({"dtus": [{"host": "192.0.2.2"}]})
+    assert caught.value.status == 409
+    with pytest.raises(OptionsError):
+        await store.save({"dtus": []})
+    assert not store.can_save and not store.can_restart
+
+
+async def test_supervisor_store_saves_and_restarts() -> None:
+    stored = {
+        "dtus": [{"host": "192.0.2.10", "port": 10081}],
+        "poll_interval": 35,
+        "mqtt": {"host": "broker.lan", "password": MQTT_SECRET},
+    }
+    async with SupervisorStandin(TOKEN, MqttService("127.0.0.1", 1883), options=stored) as standin:
+        store = SupervisorConfigStore(SupervisorClient(standin.url, TOKEN))
+        try:
+            form = masked_values(await store.load(), addon=True)
+            assert "web" not in form and form["mqtt"]["password"] == MASK
+            form["poll_interval"] = 60
+            await store.save(form)
+            assert standin.options["poll_interval"] == 60
+            assert standin.options["mqtt"] == {
+                "host": "broker.lan",
+                "port": 1883,
+                "password": MQTT_SECRET,
+                "tls": False,
+            }
+            assert "web" not in standin.options and "min_poll_interval" not in standin.options
+            # invalid options never reach the Supervisor
+            form["poll_interval"] = 0
+            with pytest.raises(OptionsError):
+                await store.save(form)
+            assert len(standin.saved) == 1
+            # the Supervisor's refusal, with any secret it echoes masked
+            form["poll_interval"] = 61
+            standin.refuse_options = f"Invalid value {MQTT_SECRET} for option 'password'"
+            with pytest.raises(ConfigStoreError) as caught:
+                await store.save(form)
+            assert caught.value.status == 502
+            assert caught.value.message.startswith("The Supervisor refused the options:")
+            assert MQTT_SECRET not in caught.value.message and MASK in caught.value.message
+            assert standin.options["poll_interval"] == 60
+            await store.restart()
+            assert standin.restarts == 1
+            assert standin.requests["/addons/self/restart"] == 1
+        finally:
+            await store.close()
+    # the Supervisor is gone
+    store = SupervisorConfigStore(SupervisorClient(standin.url, TOKEN, request_timeout=2))
+    try:
+        with pytest.raises(ConfigStoreError, match="did not answer") as gone:
+            await store.restart()
+    finally:
+        await store.close()
+    assert gone.value.status == 502
