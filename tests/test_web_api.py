@@ -276,3 +276,52 @@ async def test_websocket_streams_and_slow_clients_drop(mosquitto: Mosquitto) -> 
         while (message := slow.get_nowait()) is not None:
             api.seen.append(message)
         slow.close()
+
+
+async def test_no_secret_in_any_route_or_websocket_message(mosquitto: Mosquitto) -> None:
+    """Every GET route, every console read and the websocket, with an encrypting DTU.
+
+    The secrets are the MQTT password of the options, the DTU's WiFi password
+    (in the config reply) and its ``enc_rand`` (in the app-info reply);
+    ``Api.assert_no_secret`` checks every body this test saw when it ends.
+    """
+    async with _api(mosquitto, encrypt=True) as api:
+        async with api.session.ws_connect(api.base + "api/ws") as socket:
+
+            async def drain() -> None:
+                while True:
+                    message = await socket.receive()
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        return
+                    api.seen.append(message.data)
+
+            reader = asyncio.create_task(drain(), name="test-ws-drain")
+            try:
+                await _polled(api)
+                _, catalogue = await api.get("api/commands")
+                for read in catalogue["reads"]:
+                    code, _ = await api.post("api/read", {"request": read["name"]})
+                    assert code in {200, 502}, read["name"]
+                for path in (
+                    "",
+                    "health",
+                    "api/status",
+                    "api/frames?limit=2000",
+                    "api/frames.jsonl",
+                    "api/events",
+                    "api/history",
+                    "api/history/dtu",
+                    "api/diagnostics",
+                    "api/diagnostics/download",
+                    "api/config",
+                    "api/commands",
+                ):
+                    code, _ = await api.get(path)
+                    assert code in {200, 502}, path
+                _, frames = await api.get("api/frames", params={"message": "GetConfigFromDtu"})
+                assert frames["frames"], "the config reply (with the WiFi password) was read"
+            finally:
+                reader.cancel()
+                await asyncio.wait({reader})
+        assert api.sim.dtu.enc_rand, "the simulated DTU encrypts"
+        assert any("api/ws" not in text and "********" in text for text in api.seen)
