@@ -27,24 +27,33 @@ SECRET_FIELDS: Final = frozenset(
 MASK: Final = "********"
 
 
-def _value(field: FieldDescriptor, value: Any, mask: bool) -> Any:
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return message_to_dict(value, mask_secrets=mask)
-    if field.type == FieldDescriptor.TYPE_BYTES:
-        return bytes(value).hex()
-    return value
+_MESSAGE: Final = FieldDescriptor.TYPE_MESSAGE
+_BYTES: Final = FieldDescriptor.TYPE_BYTES
 
 
 def message_to_dict(message: Message, *, mask_secrets: bool = True) -> dict[str, Any]:
     """Every field that is set, recursively. Secrets are masked unless told otherwise."""
+    # The web UI turns every frame into this dict, so the loop stays flat.
     out: dict[str, Any] = {}
     for field, value in message.ListFields():
-        if mask_secrets and field.name in SECRET_FIELDS:
-            out[field.name] = MASK
-        elif field.is_repeated:
-            out[field.name] = [_value(field, item, mask_secrets) for item in value]
+        name = field.name
+        if mask_secrets and name in SECRET_FIELDS:
+            out[name] = MASK
+            continue
+        kind = field.type
+        if field.is_repeated:
+            if kind == _MESSAGE:
+                out[name] = [message_to_dict(item, mask_secrets=mask_secrets) for item in value]
+            elif kind == _BYTES:
+                out[name] = [bytes(item).hex() for item in value]
+            else:
+                out[name] = list(value)
+        elif kind == _MESSAGE:
+            out[name] = message_to_dict(value, mask_secrets=mask_secrets)
+        elif kind == _BYTES:
+            out[name] = bytes(value).hex()
         else:
-            out[field.name] = _value(field, value, mask_secrets)
+            out[name] = value
     return out
 
 

@@ -35,6 +35,7 @@ its header is kept.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -43,7 +44,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from hoymiles_bridge.dtu.connection import FrameEvent
@@ -84,7 +85,24 @@ def encode(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+@functools.cache
+def _may_hold_secret(descriptor: Descriptor) -> bool:
+    """Whether messages of this type can hold a secret field at all (at any depth)."""
+    for field in descriptor.fields:
+        if field.name in SECRET_FIELDS:
+            return True
+        if (
+            field.type == FieldDescriptor.TYPE_MESSAGE
+            and field.message_type is not descriptor
+            and _may_hold_secret(field.message_type)
+        ):
+            return True
+    return False
+
+
 def _has_secret(message: Message) -> bool:
+    if not _may_hold_secret(message.DESCRIPTOR):
+        return False  # most frames (real data above all): no walk needed
     for field, value in message.ListFields():
         if field.name in SECRET_FIELDS:
             return True
