@@ -207,6 +207,16 @@ window.HBChart = (() => {
       return { ctx, width, height, dpr };
     }
 
+    // Start a redraw: sized canvases, the theme's colours, legend swatches, the font.
+    begin() {
+      const fitted = this.fit();
+      if (!fitted) return null;
+      const colors = this.colors();
+      this.refreshSwatches(colors);
+      fitted.ctx.font = colors.font;
+      return { ...fitted, colors };
+    }
+
     clearOverlay() {
       const ctx = this.overlay.getContext("2d");
       const dpr = window.devicePixelRatio || 1;
@@ -375,12 +385,9 @@ window.HBChart = (() => {
     }
 
     draw() {
-      const fitted = this.fit();
-      if (!fitted) return;
-      const { ctx, width, height } = fitted;
-      const colors = this.colors();
-      this.refreshSwatches(colors);
-      ctx.font = colors.font;
+      const frame = this.begin();
+      if (!frame) return;
+      const { ctx, width, height, colors } = frame;
       const shown = this.visible();
 
       // x range: fixed or the data's; y range: 0 .. the highest value shown
@@ -577,12 +584,9 @@ window.HBChart = (() => {
     }
 
     draw() {
-      const fitted = this.fit();
-      if (!fitted) return;
-      const { ctx, width, height } = fitted;
-      const colors = this.colors();
-      this.refreshSwatches(colors);
-      ctx.font = colors.font;
+      const frame = this.begin();
+      if (!frame) return;
+      const { ctx, width, height, colors } = frame;
       const labels = this.labels || [];
       const shown = this.series.filter((s) => !this.hidden.has(s.key));
       const totals = labels.map((_, i) => shown.reduce((sum, s) => sum + (s.values[i] || 0), 0));
