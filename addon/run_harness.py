@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import secrets
@@ -42,8 +43,10 @@ if str(HERE) not in sys.path:
 from supervisor_standin import MqttService, SupervisorStandin  # noqa: E402
 from tests.mosquitto import Mosquitto, Subscriber  # noqa: E402
 
+from hoymiles_bridge.addon.options import normalize  # noqa: E402
 from hoymiles_bridge.mqtt.local_broker import free_port  # noqa: E402
 from hoymiles_bridge.mqtt.topics import TopicLayout  # noqa: E402
+from hoymiles_bridge.protocol.jsonify import MASK  # noqa: E402
 from hoymiles_bridge.simulator import DtuSimulator  # noqa: E402
 
 SERVICE: Final = "hoymiles-bridge"
@@ -55,6 +58,9 @@ INGRESS_PEER: Final = "127.0.0.2"
 OTHER_PEER: Final = "127.0.0.1"
 #: The broker account the stand-in hands out, like the Mosquitto add-on's "addons" user.
 BROKER_USER: Final = "addons"
+#: The poll interval the Configuration page check saves (the harness starts with 1 s;
+#: min_poll_interval is 1, so the bridge's effective interval is exactly this).
+NEW_POLL_INTERVAL: Final = 7
 S6_TOOLS: Final = ("s6-svscan", "s6-svscanctl", "s6-svc", "s6-svstat", "s6-envdir")
 
 
@@ -312,6 +318,28 @@ async def _get(url: str, local_host: str) -> tuple[int, str]:
         return response.status, await response.text()
 
 
+#: What the web UI's pages send with every POST (the API's CSRF check).
+UI_HEADERS: Final = {"X-Requested-With": "hoymiles-bridge", "Content-Type": "application/json"}
+
+
+async def _call(method: str, url: str, local_host: str, body: object = None) -> tuple[int, Any]:
+    """A web UI request from ``local_host``: the status and the JSON answer."""
+    connector = aiohttp.TCPConnector(local_addr=(local_host, 0), force_close=True)
+    data = None if body is None else json.dumps(body)
+    headers = UI_HEADERS if method == "POST" else {}
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.request(
+            method, url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=15)
+        ) as response,
+    ):
+        text = await response.text()
+        try:
+            return response.status, json.loads(text)
+        except json.JSONDecodeError:
+            return response.status, text
+
+
 async def _wait_health(container: Container, url: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     last: object = None
@@ -342,6 +370,169 @@ async def _wait_topic(
     raise container.fail(f"no matching MQTT message within {timeout} s")
 
 
+async def _wait_interval(
+    container: Container, base: str, interval: int, timeout: float
+) -> dict[str, Any]:
+    """``api/status`` (from the ingress peer) until its first DTU polls every ``interval`` s."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            status, body = await _call("GET", f"{base}/api/status", INGRESS_PEER)
+        except (aiohttp.ClientError, TimeoutError) as err:
+            last = err  # the restarted bridge is not listening yet
+        else:
+            last = (status, body)
+            dtus = body.get("dtus") if status == 200 and isinstance(body, dict) else None
+            if dtus and isinstance(dtus[0], dict) and dtus[0].get("interval") == interval:
+                return dtus[0]
+        await asyncio.sleep(0.2)
+    raise container.fail(
+        f"api/status did not show dtus[0].interval == {interval} within {timeout} s: "
+        f"{str(last)[:300]}"
+    )
+
+
+async def _config_page_restart(
+    container: Container,
+    supervisor: SupervisorStandin,
+    report: Report,
+    say: Callable[[str], None],
+    *,
+    base: str,
+    pid: int,
+    mqtt_secret: str,
+) -> int:
+    """The Configuration page in the add-on: save ``poll_interval``, press "Restart now".
+
+    ``POST api/config`` -> stand-in ``POST /addons/self/options`` -> ``POST
+    api/restart`` -> stand-in ``POST /addons/self/restart`` (writes options.json,
+    restarts the s6 service) -> the new bridge polls at the new interval.
+    Returns the new bridge's pid.
+    """
+    config_url = f"{base}/api/config"
+    status, config = await _call("GET", config_url, INGRESS_PEER)
+    if status != 200 or not isinstance(config, dict):
+        raise container.fail(f"GET api/config: {status} {str(config)[:300]}")
+    options = config.get("options")
+    head = (config.get("mode"), config.get("can_save"), config.get("can_restart"))
+    if head != ("addon", True, True) or not isinstance(options, dict):
+        raise container.fail(f"GET api/config: mode/can_save/can_restart {head}, {options!r}")
+    old_interval = options.get("poll_interval")
+    mqtt = options.get("mqtt")
+    if old_interval == NEW_POLL_INTERVAL or not isinstance(mqtt, dict):
+        raise container.fail(f"GET api/config: unexpected options {options!r}")
+    if mqtt.get("password") != MASK or mqtt_secret in json.dumps(config):
+        raise container.fail("GET api/config: mqtt.password is not masked")
+    report.ok(
+        f"GET api/config from {INGRESS_PEER}: add-on mode, the Supervisor's options "
+        f"(poll_interval {old_interval}), mqtt.password masked",
+        say,
+    )
+
+    stored_before = copy.deepcopy(supervisor.options)
+    saved_before = len(supervisor.saved)
+    option_requests = supervisor.requests["/addons/self/options"]
+    file_before = container.options_path.read_text(encoding="utf-8")
+    bad = {**options, "poll_interval": "abc"}
+    status, answer = await _call("POST", config_url, INGRESS_PEER, {"options": bad})
+    fields = answer.get("fields") if isinstance(answer, dict) else None
+    message = fields.get("poll_interval") if isinstance(fields, dict) else None
+    if status != 422 or not isinstance(message, str) or not message:
+        raise container.fail(f"POST api/config with poll_interval 'abc': {status} {answer!r}")
+    if (
+        supervisor.options != stored_before
+        or len(supervisor.saved) != saved_before
+        or supervisor.requests["/addons/self/options"] != option_requests
+    ):
+        raise container.fail("an invalid poll_interval reached the stand-in Supervisor")
+    report.ok(
+        f"POST api/config with poll_interval 'abc': 422, fields.poll_interval {message!r}; "
+        "the Supervisor's options unchanged",
+        say,
+    )
+
+    changed = {**options, "poll_interval": NEW_POLL_INTERVAL}
+    status, answer = await _call("POST", config_url, INGRESS_PEER, {"options": changed})
+    if (
+        status != 200
+        or not isinstance(answer, dict)
+        or answer.get("ok") is not True
+        or answer.get("restart_pending") is not True
+        or answer.get("can_restart") is not True
+    ):
+        raise container.fail(
+            f"POST api/config with poll_interval {NEW_POLL_INTERVAL}: " f"{status} {answer!r}"
+        )
+    stored = supervisor.options
+    expected = {**normalize(stored_before), "poll_interval": NEW_POLL_INTERVAL}
+    if len(supervisor.saved) != saved_before + 1 or normalize(stored) != expected:
+        raise container.fail(
+            f"the stand-in Supervisor stored {stored!r}; expected the old options with "
+            f"poll_interval {NEW_POLL_INTERVAL} and the same mqtt.password"
+        )
+    if container.options_path.read_text(encoding="utf-8") != file_before:
+        raise container.fail("options.json changed before the restart")
+    report.ok(
+        f"POST api/config with poll_interval {NEW_POLL_INTERVAL}: 200, restart pending; the "
+        "stand-in stored it, the masked mqtt.password kept, nothing else changed, "
+        "options.json untouched until the restart",
+        say,
+    )
+
+    mark = len(container.log())
+    restarts = supervisor.restarts
+    # The real Supervisor answers only after the restart, which stops the
+    # bridge first; the bridge answers the page (202) before that happens.
+    try:
+        status, answer = await _call("POST", f"{base}/api/restart", INGRESS_PEER, {})
+    except aiohttp.ClientConnectionError as err:
+        raise container.fail(
+            f"POST api/restart got no answer ({type(err).__name__}): the page would say "
+            "the restart failed"
+        ) from None
+    if status != 202 or not isinstance(answer, dict) or answer.get("ok") is not True:
+        raise container.fail(f"POST api/restart: {status} {answer!r}")
+    outcome = "202"
+    new_pid = await container.wait_up(60, not_pid=pid)
+    try:
+        await supervisor.wait_restarts(60)
+    except TimeoutError:
+        raise container.fail("the stand-in's restart did not finish within 60 s") from None
+    if supervisor.restarts != restarts + 1:
+        raise container.fail(
+            f"expected one POST /addons/self/restart, got {supervisor.restarts - restarts}"
+        )
+    written = json.loads(container.options_path.read_text(encoding="utf-8"))
+    if written != stored:
+        raise container.fail(f"options.json after the restart: {written!r}, not {stored!r}")
+    report.ok(
+        f"POST api/restart: {outcome}; the stand-in wrote options.json and s6 restarted "
+        f"the service (pid {pid} -> {new_pid})",
+        say,
+    )
+
+    dtu = await _wait_interval(container, base, NEW_POLL_INTERVAL, 60)
+    log = container.log()[mark:]
+    if f"policy: poll every {NEW_POLL_INTERVAL} s" not in log:
+        raise container.fail("the restarted bridge's start-up summary lacks the new interval")
+    status, config = await _call("GET", config_url, INGRESS_PEER)
+    if (
+        status != 200
+        or not isinstance(config, dict)
+        or config.get("bridge_running") is not True
+        or config.get("restart_pending") is not False
+        or config.get("options", {}).get("poll_interval") != NEW_POLL_INTERVAL
+    ):
+        raise container.fail(f"GET api/config after the restart: {status} {str(config)[:300]}")
+    report.ok(
+        f"after the restart api/status shows dtus[0].interval {dtu['interval']} "
+        f"(policy {dtu.get('policy')!r}); api/config: running, no restart pending",
+        say,
+    )
+    return new_pid
+
+
 async def _healthy_container(
     workdir: Path,
     report: Report,
@@ -354,6 +545,9 @@ async def _healthy_container(
     ingress_port: int,
 ) -> None:
     token, broker_password = secrets_
+    # A secret the bridge does not use (no mqtt.host: the broker comes from the
+    # Supervisor), there to show that the Configuration page keeps it masked.
+    mqtt_secret = secrets.token_hex(16)
     options = {
         "dtus": [{"host": sim.host, "port": sim.port, "name": "Harness DTU"}],
         "poll_interval": 1,
@@ -361,13 +555,29 @@ async def _healthy_container(
         "release_socket_after": 0,
         "limit_interval": 0,
         "log_level": "info",
+        "mqtt": {"password": mqtt_secret},
     }
     mqtt = MqttService("127.0.0.1", broker.port, username=BROKER_USER, password=broker_password)
     layout = TopicLayout("solar", several_dtus=False)
     base = f"http://127.0.0.1:{ingress_port}"
     container = Container(workdir / "container", options, environment)
+
+    async def restart_addon() -> None:
+        """The stand-in Supervisor's restart: s6 restarts the service (SIGTERM, run again)."""
+        status = await container.status()
+        old = int(status["pid"]) if status.get("pid", "").isdigit() else None
+        await container.signal_service("-r")
+        await container.wait_up(60, not_pid=old)
+
     async with (
-        SupervisorStandin(token, mqtt, not_ready=2) as supervisor,
+        SupervisorStandin(
+            token,
+            mqtt,
+            not_ready=2,
+            options=options,
+            options_file=container.options_path,
+            on_restart=restart_addon,
+        ) as supervisor,
         Subscriber(broker.port, "#", username=BROKER_USER, password=broker_password) as sub,
     ):
         container.environment["HOYMILES_BRIDGE_SUPERVISOR_URL"] = supervisor.url
@@ -405,11 +615,23 @@ async def _healthy_container(
             report.ok(f"GET / from {OTHER_PEER}: 403 {text.strip()!r}", say)
 
             log = container.log()
-            if token in log or broker_password in log:
-                raise container.fail("the container log shows the token or the broker password")
+            if token in log or broker_password in log or mqtt_secret in log:
+                raise container.fail("the container log shows the token or a password")
             if log.count("Hoymiles DTU Bridge 0") != 1 or "  MQTT: addons@127.0.0.1" not in log:
                 raise container.fail("expected exactly one start-up summary naming the broker")
             report.ok("one start-up summary; no token or password in the log", say)
+
+            pid = await _config_page_restart(
+                container,
+                supervisor,
+                report,
+                say,
+                base=base,
+                pid=pid,
+                mqtt_secret=mqtt_secret,
+            )
+            if container.halted_path.exists() or mqtt_secret in container.log():
+                raise container.fail("the restart halted the container or logged the secret")
 
             await container.signal_service("-k")
             new_pid = await container.wait_up(15, not_pid=pid)
@@ -425,8 +647,9 @@ async def _healthy_container(
             )
             await _wait_health(container, f"{base}/health", 30)
 
+            mark = len(container.log())  # the restart above logged an exit with code 0, too
             code = await container.stop()
-            log = container.log()
+            log = container.log()[mark:]
             expected = (
                 "Received SIGTERM, stopping",
                 "Hoymiles DTU Bridge stopped",

@@ -13,7 +13,14 @@ Serves what the bridge uses, with the documented shapes (addon.md 3.1-3.3):
   the bridge's own schema and stored (400 with a message when invalid, or
   ``refuse_options`` when set, as the real Supervisor refuses what its own
   schema does not take). ``saved`` lists every stored options document.
-* ``POST /addons/self/restart`` - recorded in ``restarts`` (nothing restarts).
+* ``POST /addons/self/restart`` - recorded in ``restarts``. Nothing restarts
+  unless the stand-in was given an ``options_file`` and/or an ``on_restart``
+  hook: then, like the real Supervisor, it writes the stored options to the
+  add-on's options file (``/data/options.json``) before the add-on starts
+  again, awaits ``on_restart()`` (which restarts the add-on: the harness
+  restarts the s6 service) and answers only once that is done. The caller,
+  being the add-on, is usually stopped before the answer; the restart goes on
+  regardless (``restart_tasks``; :meth:`SupervisorStandin.wait_restarts`).
 
 Every request must carry the token (``Authorization: Bearer`` or
 ``X-Supervisor-Token``); others get 401. ``requests`` records, per path, how
@@ -29,9 +36,13 @@ import asyncio
 import contextlib
 import hmac
 import json
+import os
 import secrets
+import tempfile
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +51,9 @@ from hoymiles_bridge import __version__
 from hoymiles_bridge.addon.options import OptionsError, validate
 
 HOST = "127.0.0.1"
+
+#: Restarts the add-on (stop, then start), for ``POST /addons/self/restart``.
+RestartHook = Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -89,6 +103,8 @@ class SupervisorStandin:
         options: dict[str, Any] | None = None,
         host: str = HOST,
         port: int = 0,
+        options_file: Path | None = None,
+        on_restart: RestartHook | None = None,
     ) -> None:
         self.token = token
         self.mqtt = mqtt
@@ -105,6 +121,12 @@ class SupervisorStandin:
         self.refuse_options: str | None = None
         #: How many times POST /addons/self/restart was asked.
         self.restarts = 0
+        #: Where a restart writes the stored options (the add-on's /data/options.json).
+        self.options_file = options_file
+        #: Restarts the add-on after the options file was written.
+        self.on_restart = on_restart
+        #: One task per restart that did something (options file or hook), in order.
+        self.restart_tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
 
     @property
@@ -138,6 +160,33 @@ class SupervisorStandin:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        pending = [task for task in self.restart_tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def wait_restarts(self, timeout: float) -> None:
+        """Wait for every restart so far to finish; re-raises what a restart raised."""
+        async with asyncio.timeout(timeout):
+            for task in list(self.restart_tasks):
+                await task
+
+    def write_options_file(self) -> None:
+        """Write the stored options to ``options_file`` in one step (as the Supervisor does)."""
+        if self.options_file is None:
+            return
+        text = json.dumps(self.options, indent=2) + "\n"
+        handle, temp = tempfile.mkstemp(
+            prefix=f".{self.options_file.name}.", dir=self.options_file.parent
+        )
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.replace(temp, self.options_file)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
 
     def _token_ok(self, request: web.Request) -> bool:
         scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
@@ -208,7 +257,24 @@ class SupervisorStandin:
 
     async def _restart(self, request: web.Request) -> web.Response:
         self.restarts += 1
+        if self.options_file is None and self.on_restart is None:
+            return _ok()
+        task = asyncio.create_task(self._restart_addon(), name="standin-restart-addon")
+        self.restart_tasks.append(task)
+        # asyncio.wait neither raises nor cancels the task when this request goes
+        # away: the restart stops the add-on, which is the one asking.
+        await asyncio.wait({task})
+        if task.cancelled() or task.exception() is not None:
+            return _error(500, "The add-on did not restart")
         return _ok()
+
+    async def _restart_addon(self) -> None:
+        # The real Supervisor stops the add-on, writes /data/options.json and
+        # starts it; here the options are written first, so that they are in
+        # place whenever the hook's restart starts the add-on again.
+        self.write_options_file()
+        if self.on_restart is not None:
+            await self.on_restart()
 
 
 async def _main(args: argparse.Namespace) -> None:

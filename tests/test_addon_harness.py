@@ -17,8 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from hoymiles_bridge.addon.config_store import SupervisorConfigStore
 from hoymiles_bridge.addon.options import validate
 from hoymiles_bridge.addon.runner import Service, WebConfig, addon_broker
+from hoymiles_bridge.addon.supervisor import SupervisorClient
 from hoymiles_bridge.cli.main import main
 from hoymiles_bridge.cli.run import summary
 from hoymiles_bridge.simulator import DtuSimulator
@@ -187,6 +189,95 @@ async def test_external_broker_does_not_need_the_supervisor(
     assert (settings.host, settings.port, settings.password) == ("broker.lan", 1883, "pw")
 
 
+class HookFailedError(RuntimeError):
+    """What the failing restart hook below raises."""
+
+
+async def test_standin_restart_writes_the_options_file_before_the_hook(tmp_path: Path) -> None:
+    options_file = tmp_path / "options.json"
+    options_file.write_text(json.dumps({"dtus": [{"host": "192.0.2.1"}]}))
+    seen: list[Any] = []
+
+    async def restart_addon() -> None:  # the add-on starts again: it reads the file
+        seen.append(json.loads(options_file.read_text()))
+
+    async with SupervisorStandin(
+        TOKEN,
+        None,
+        options={"dtus": [{"host": "192.0.2.1"}]},
+        options_file=options_file,
+        on_restart=restart_addon,
+    ) as sup:
+        store = SupervisorConfigStore(SupervisorClient(sup.url, TOKEN), restart_wait=20)
+        try:
+            form = await store.load()
+            await store.save({**form, "poll_interval": 7})
+            assert json.loads(options_file.read_text()) == {"dtus": [{"host": "192.0.2.1"}]}
+            await store.restart()  # answered after the hook: no error
+        finally:
+            await store.close()
+        await sup.wait_restarts(10)
+    assert sup.restarts == 1
+    assert len(seen) == 1
+    assert seen[0] == sup.options
+    assert seen[0]["poll_interval"] == 7
+    assert json.loads(options_file.read_text()) == sup.options
+    assert not list(tmp_path.glob(".options.json.*")), "a temporary file was left behind"
+
+
+async def test_standin_restart_goes_on_when_the_caller_goes_away(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    done: list[bool] = []
+
+    async def restart_addon() -> None:
+        await release.wait()  # "the add-on is being stopped and started"
+        done.append(True)
+
+    options_file = tmp_path / "options.json"
+    async with SupervisorStandin(
+        TOKEN,
+        None,
+        options={"dtus": [{"host": "192.0.2.1"}]},
+        options_file=options_file,
+        on_restart=restart_addon,
+    ) as sup:
+        store = SupervisorConfigStore(SupervisorClient(sup.url, TOKEN), restart_wait=0.2)
+        await store.restart()  # no answer yet: counts as under way
+        await store.close()  # the add-on is stopped: its request goes away
+        assert not done
+        release.set()
+        await sup.wait_restarts(10)
+    assert done == [True]
+    assert sup.restarts == 1
+    assert json.loads(options_file.read_text()) == {"dtus": [{"host": "192.0.2.1"}]}
+
+
+async def test_standin_restart_reports_a_failed_hook(tmp_path: Path) -> None:
+    async def restart_addon() -> None:
+        raise HookFailedError("the service did not come up")
+
+    async with SupervisorStandin(TOKEN, None, on_restart=restart_addon) as sup:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{sup.url}/addons/self/restart", headers=headers) as response,
+        ):
+            assert response.status == 500
+            assert (await response.json())["result"] == "error"
+        with pytest.raises(HookFailedError):
+            await sup.wait_restarts(10)
+    assert sup.restarts == 1
+
+
+async def test_standin_restart_without_a_hook_only_counts() -> None:
+    async with SupervisorStandin(TOKEN, None) as sup:
+        async with SupervisorClient(sup.url, TOKEN) as client:
+            await client.restart()
+            await client.restart()
+        assert sup.restarts == 2
+        assert sup.restart_tasks == []
+
+
 @pytest.mark.timeout(240)
 async def test_addon_harness_runs_the_real_s6_scripts(tmp_path: Path) -> None:
     missing = run_harness.missing_tools()
@@ -197,4 +288,14 @@ async def test_addon_harness_runs_the_real_s6_scripts(tmp_path: Path) -> None:
         )
     lines: list[str] = []
     report = await run_harness.run_harness(tmp_path, say=lines.append)
-    assert len(report.passed) >= 10, lines
+    assert len(report.passed) >= 15, lines
+    passed = "\n".join(report.passed)
+    # the Configuration page's add-on path: save, refuse a bad value, restart, new interval
+    for wanted in (
+        "GET api/config from 127.0.0.2",
+        "POST api/config with poll_interval 'abc': 422",
+        f"POST api/config with poll_interval {run_harness.NEW_POLL_INTERVAL}: 200",
+        "the stand-in wrote options.json and s6 restarted the service",
+        f"api/status shows dtus[0].interval {run_harness.NEW_POLL_INTERVAL}",
+    ):
+        assert wanted in passed, lines

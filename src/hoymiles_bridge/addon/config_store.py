@@ -61,8 +61,10 @@ _LOGGER = logging.getLogger(__name__)
 
 Mode = Literal["addon", "file", "readonly"]
 #: How long a restart request waits for the Supervisor's answer before it
-#: counts as under way (the real Supervisor answers only after the restart).
-RESTART_ANSWER_WAIT: Final = 5.0
+#: counts as under way. The real Supervisor answers only after the restart,
+#: which stops this process first: stay well below the web server's 2 s grace
+#: for open requests, so the page gets its 202 before the stop.
+RESTART_ANSWER_WAIT: Final = 1.0
 #: Mode of a new options file: it may hold passwords.
 NEW_FILE_MODE: Final = 0o600
 

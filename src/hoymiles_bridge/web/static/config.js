@@ -314,6 +314,13 @@
     setStatus("Restarting…", "");
     const r = await post("api/restart", {});
     nodes.restart.disabled = false;
+    if (!r.ok && r.body && r.body.unanswered && config && config.mode === "addon") {
+      // The Supervisor stops this add-on before it answers: a lost answer means it restarts.
+      setStatus("The add-on is restarting…", "ok");
+      nodes.restart.hidden = true;
+      waitForRestart(0);
+      return;
+    }
     if (!r.ok) {
       setStatus(`Not restarted: ${(r.body && r.body.error) || "the bridge did not answer"}`, "failed");
       return;

@@ -138,19 +138,21 @@ window.HB = (() => {
   }
 
   // --- the JSON API -------------------------------------------------------------------
-  // get/post resolve to {ok, status, body}; body.error holds the bridge's sentence on failure.
+  // get/post resolve to {ok, status, body}; body.error holds the bridge's sentence on failure,
+  // and body.unanswered is true when the answer did not come from the bridge's API at all.
   async function call(path, init) {
     let response;
     try {
       response = await fetch(path, init);
     } catch (err) {
-      return { ok: false, status: 0, body: { error: `The bridge did not answer (${err.message || err}).` } };
+      return { ok: false, status: 0, body: { error: `The bridge did not answer (${err.message || err}).`, unanswered: true } };
     }
     let body = null;
     const text = await response.text();
     try { body = text ? JSON.parse(text) : null; } catch { body = null; }
     if (!response.ok && !(body && body.error)) {
-      body = { ...(body || {}), error: `The bridge answered HTTP ${response.status}.` };
+      // Not the bridge's own JSON error (a proxy's 502, say): the bridge did not answer.
+      body = { ...(body || {}), error: `The bridge answered HTTP ${response.status}.`, unanswered: true };
     }
     return { ok: response.ok, status: response.status, body };
   }
