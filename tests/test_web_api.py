@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -18,47 +18,26 @@ import pytest
 from hoymiles_bridge.cli.main import main as cli_main
 from hoymiles_bridge.dtu.devices import format_serial
 from hoymiles_bridge.simulator import DtuSimulator, default_fleet
-from hoymiles_bridge.web.api import CSRF_HEADER, CSRF_VALUE
+from hoymiles_bridge.web.api import CSRF_HEADER
 from hoymiles_bridge.web.hub import WebHub
 from hoymiles_bridge.web.server import WebServer
 
 from .bridge_env import Env, running_bridge
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .mosquitto import Mosquitto
+from .web_client import HEADERS, WebClient
 
 MQTT_PASSWORD = "mqtt-very-secret"
 WIFI_PASSWORD = "sim-secret-password"
-HEADERS = {CSRF_HEADER: CSRF_VALUE}
 
 
-@dataclass
-class Api:
-    """An aiohttp client for the server that remembers every body it saw."""
+@dataclass(kw_only=True)
+class Api(WebClient):
+    """The web client with the bridge, the simulator and the hub behind the server."""
 
-    session: aiohttp.ClientSession
-    base: str
     env: Env
     sim: DtuSimulator
     hub: WebHub
-    seen: list[str] = field(default_factory=list)
-
-    async def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
-        async with self.session.get(self.base + path, **kwargs) as response:
-            text = await response.text()
-        self.seen.append(text)
-        try:
-            return response.status, json.loads(text)
-        except json.JSONDecodeError:
-            return response.status, text
-
-    async def post(
-        self, path: str, body: Any, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any]:
-        headers = HEADERS if headers is None else headers
-        async with self.session.post(self.base + path, json=body, headers=headers) as response:
-            text = await response.text()
-        self.seen.append(text)
-        return response.status, json.loads(text)
 
     async def until(
         self, check: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
@@ -75,10 +54,8 @@ class Api:
             found.append(self.sim.dtu.enc_rand.hex())
         return found
 
-    def assert_no_secret(self) -> None:
-        for text in self.seen:
-            for secret in self.secrets():
-                assert secret not in text.lower() and secret not in text
+    def assert_no_secrets(self) -> None:
+        self.assert_no_secret(*self.secrets())
 
 
 @contextlib.asynccontextmanager
@@ -96,9 +73,15 @@ async def _api(mosquitto: Mosquitto, *, encrypt: bool = False) -> AsyncIterator[
             await env.bridge.link.wait_connected(10)
             try:
                 async with aiohttp.ClientSession() as session:
-                    api = Api(session, f"http://127.0.0.1:{web.port}/", env, sim, hub)
+                    api = Api(
+                        session=session,
+                        base=f"http://127.0.0.1:{web.port}/",
+                        env=env,
+                        sim=sim,
+                        hub=hub,
+                    )
                     yield api
-                    api.assert_no_secret()
+                    api.assert_no_secrets()
             finally:
                 await web.stop()
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from hoymiles_bridge.cli.run import standalone_broker, summary
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.protocol.jsonify import MASK
 from hoymiles_bridge.simulator import DtuSimulator, default_fleet
-from hoymiles_bridge.web.api import CSRF_HEADER, CSRF_VALUE
 from hoymiles_bridge.web.hub import WebHub
 from hoymiles_bridge.web.server import WebServer
 from tests.browser.helpers import ConsoleErrors, IngressProxies
@@ -42,41 +40,13 @@ if str(ADDON_DIR) not in sys.path:
 
 from supervisor_standin import MqttService, SupervisorStandin  # noqa: E402
 
+from .web_client import WebClient  # noqa: E402
+
 pytest_plugins = ["tests.browser.fixtures"]
 
 TOKEN = "c0ffee" * 18
 MQTT_SECRET = "mqtt-config-secret"
 WEB_SECRET = "web-config-secret"
-HEADERS = {CSRF_HEADER: CSRF_VALUE}
-
-
-@dataclass
-class Client:
-    """An HTTP client for the bridge's web server that keeps every body it saw."""
-
-    session: aiohttp.ClientSession
-    base: str
-    seen: list[str] = field(default_factory=list)
-
-    async def get(self, path: str) -> tuple[int, Any]:
-        async with self.session.get(self.base + path) as response:
-            text = await response.text()
-        self.seen.append(text)
-        return response.status, json.loads(text)
-
-    async def post(
-        self, path: str, body: Any, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any]:
-        headers = HEADERS if headers is None else headers
-        async with self.session.post(self.base + path, json=body, headers=headers) as response:
-            text = await response.text()
-        self.seen.append(text)
-        return response.status, json.loads(text)
-
-    def assert_no_secret(self, *secrets: str) -> None:
-        for text in self.seen:
-            for secret in secrets:
-                assert secret not in text
 
 
 async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
@@ -133,7 +103,7 @@ async def _addon(mosquitto: Mosquitto) -> AsyncIterator[Addon]:
 
 async def test_addon_api_validates_saves_and_restarts(mosquitto: Mosquitto) -> None:
     async with _addon(mosquitto) as addon, aiohttp.ClientSession() as session:
-        client = Client(session, f"http://127.0.0.1:{addon.server.port}/")
+        client = WebClient(session, f"http://127.0.0.1:{addon.server.port}/")
         code, config = await client.get("api/config")
         assert code == 200
         assert config["mode"] == "addon" and "Supervisor" in config["source"]
@@ -201,7 +171,7 @@ async def test_without_a_store_the_page_is_read_only(mosquitto: Mosquitto) -> No
             await env.bridge.link.wait_connected(10)
             try:
                 async with aiohttp.ClientSession() as session:
-                    client = Client(session, f"http://127.0.0.1:{server.port}/")
+                    client = WebClient(session, f"http://127.0.0.1:{server.port}/")
                     code, config = await client.get("api/config")
                     assert code == 200 and config["mode"] == "readonly"
                     assert config["can_save"] is False and config["can_restart"] is False
@@ -248,7 +218,7 @@ async def test_standalone_save_and_restart_applies_the_poll_interval(
         try:
             await _until(lambda: _true(service.web.running), "the web server")
             async with aiohttp.ClientSession() as session:
-                client = Client(session, f"http://127.0.0.1:{service.web.port}/")
+                client = WebClient(session, f"http://127.0.0.1:{service.web.port}/")
 
                 async def interval_is(seconds: int) -> bool:
                     _, status = await client.get("api/status")
