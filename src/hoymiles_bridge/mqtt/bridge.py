@@ -143,7 +143,7 @@ def _fmt(value: float | int | str | bool) -> str:
 
 
 @dataclass
-class _DtuView:
+class DtuView:
     """What the bridge knows about one DTU."""
 
     session: DtuSession
@@ -196,7 +196,7 @@ class Bridge:
         )
         self._clock = clock
         self._announce_delay = announce_delay
-        self.views: list[_DtuView] = []
+        self.views: list[DtuView] = []
         count = len(options.dtus)
         for index, dtu in enumerate(options.dtus):
             target = DtuTarget(dtu.host, dtu.port, dtu.name)
@@ -209,7 +209,7 @@ class Bridge:
                 # Spread the DTUs over one interval instead of polling all at once.
                 start_delay=self.policy.interval * index / count if count > 1 else 0.0,
             )
-            self.views.append(_DtuView(session))
+            self.views.append(DtuView(session))
         self._by_session = {id(v.session): v for v in self.views}
         subscriptions = list(self.layout.command_subscriptions)
         if options.discovery:
@@ -319,7 +319,7 @@ class Bridge:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def view_for(self, session: DtuSession) -> _DtuView:
+    def view_for(self, session: DtuSession) -> DtuView:
         return self._by_session[id(session)]
 
     # --- read-only views for the web API ----------------------------------
@@ -368,7 +368,7 @@ class Bridge:
             view.announced.clear()
             await self._announce(view)
 
-    async def _announce(self, view: _DtuView) -> None:
+    async def _announce(self, view: DtuView) -> None:
         if not self.options.discovery or view.device is None:
             return
         if not view.dtu_announced:
@@ -501,7 +501,7 @@ class Bridge:
         )
         await self.on_state(session)
 
-    def _limit_items(self, view: _DtuView, serial: str) -> list[tuple[str, str]]:
+    def _limit_items(self, view: DtuView, serial: str) -> list[tuple[str, str]]:
         limit = view.limits.get(serial)
         if limit is None:
             return []
@@ -517,7 +517,7 @@ class Bridge:
         return items
 
     def _inverter_items(
-        self, view: _DtuView, values: InverterValues, *, last_update: float | None
+        self, view: DtuView, values: InverterValues, *, last_update: float | None
     ) -> list[tuple[str, str]]:
         serial = values.serial
         layout = self.layout
@@ -787,13 +787,13 @@ class Bridge:
         await self._status(topic, outcome.text)
         return outcome
 
-    def _find_inverter(self, serial: str) -> _DtuView:
+    def _find_inverter(self, serial: str) -> DtuView:
         view = next((v for v in self.views if serial in v.inverters), None)
         if view is None:
             raise CommandError(f"no inverter {serial} is known")
         return view
 
-    def _find_dtu(self, serial: str) -> _DtuView:
+    def _find_dtu(self, serial: str) -> DtuView:
         if not serial:
             if len(self.views) == 1:
                 return self.views[0]
@@ -825,7 +825,7 @@ class Bridge:
             )
         return await self._finish(topic, command, CommandOutcome("ok"))
 
-    async def _run_dtu_command(self, view: _DtuView, command: Command) -> None:
+    async def _run_dtu_command(self, view: DtuView, command: Command) -> None:
         if command.name == "reboot":
             await view.session.run_command(lambda c: c.reboot_dtu())
             view.session.performance_mode = False
@@ -833,7 +833,7 @@ class Bridge:
             await view.session.run_command(lambda c: c.performance_mode())
             view.session.performance_mode = True
 
-    async def _run_inverter_command(self, view: _DtuView, command: Command) -> None:
+    async def _run_inverter_command(self, view: DtuView, command: Command) -> None:
         serial = command.serial
         if command.name == "power":
             if command.value:
@@ -843,7 +843,7 @@ class Bridge:
         elif command.name == "restart":
             await view.session.run_command(lambda c: c.inverter_restart(serial))
 
-    def _limit_request(self, view: _DtuView, command: Command) -> float:
+    def _limit_request(self, view: DtuView, command: Command) -> float:
         """The value the DTU gets: percent for persistent limits, watts for the others."""
         rated = view.inverters[command.serial].rated_power
         if command.persistent:
@@ -862,7 +862,7 @@ class Bridge:
             raise CommandError(f"limit {command.value:g} W is above the rated {rated} W")
         return command.value
 
-    async def _limit(self, topic: str, view: _DtuView, command: Command) -> CommandOutcome:
+    async def _limit(self, topic: str, view: DtuView, command: Command) -> CommandOutcome:
         """Raises like :meth:`_execute`'s commands; answers ``ok`` or ``pending``."""
         value = self._limit_request(view, command)
         key = (command.serial, command.persistent)
@@ -897,7 +897,7 @@ class Bridge:
                 del self._deferred[key]
 
     async def _deferred_limit(
-        self, topic: str, view: _DtuView, command: Command, pacer: LimitPacer
+        self, topic: str, view: DtuView, command: Command, pacer: LimitPacer
     ) -> None:
         await asyncio.sleep(max(0.0, pacer.due - time.monotonic()))
         value = pacer.pending
@@ -918,7 +918,7 @@ class Bridge:
             await self._finish(topic, command, CommandOutcome("ok"))
 
     async def _write_limit(
-        self, view: _DtuView, command: Command, value: float, pacer: LimitPacer
+        self, view: DtuView, command: Command, value: float, pacer: LimitPacer
     ) -> None:
         serial = command.serial
         pacer.sent(value, time.monotonic())
@@ -957,6 +957,7 @@ __all__ = [
     "Bridge",
     "BridgeEvent",
     "CommandOutcome",
+    "DtuView",
     "EventHook",
     "FrameHook",
     "build_client_factory",

@@ -39,7 +39,7 @@ from hoymiles_bridge.errors import (
     HoymilesError,
     ProtocolError,
 )
-from hoymiles_bridge.mqtt.bridge import Bridge
+from hoymiles_bridge.mqtt.bridge import Bridge, DtuView
 from hoymiles_bridge.mqtt.commands import Target
 from hoymiles_bridge.mqtt.topics import DTU_COMMAND_NAMES, INVERTER_COMMAND_NAMES
 from hoymiles_bridge.protocol.codec import decode_frame
@@ -54,7 +54,6 @@ from hoymiles_bridge.protocol.pb import (
     warn_pb2,
 )
 from hoymiles_bridge.protocol.registry import Direction
-from hoymiles_bridge.web import config_api, console_api, history_api
 from hoymiles_bridge.web.hub import Encoded, WebHub, encode, masked_copy, safe_hex
 
 CSRF_HEADER: Final = "X-Requested-With"
@@ -216,7 +215,10 @@ class WebApi:
         router.add_post("/api/command", self._command)
         router.add_post("/api/read", self._read)
         router.add_get("/api/ws", self._websocket)
-        # Each page's own routes live next to this module.
+        # Each page's own routes live next to this module; they import this
+        # module's helpers, so they are imported once it is complete.
+        from hoymiles_bridge.web import config_api, console_api, history_api
+
         for module in (config_api, console_api, history_api):
             module.register(app, self)
         app.middlewares.append(self._same_origin)
@@ -263,7 +265,8 @@ class WebApi:
     # --- helpers --------------------------------------------------------------
 
     @staticmethod
-    async def _body(request: web.Request) -> dict[str, Any]:
+    async def read_body(request: web.Request) -> dict[str, Any]:
+        """The request's JSON object (at most MAX_BODY); raises :class:`BadRequest`."""
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise BadRequest(f"the body is larger than {MAX_BODY} bytes", status=413)
         text = await request.text()
@@ -288,16 +291,21 @@ class WebApi:
             raise BadRequest(f"the field {name!r} must be text")
         return value.strip()
 
-    def _view(self, dtu: str | None) -> Any:
+    def view(self, dtu: str | None, *, what: str = "field") -> DtuView:
+        """The DTU named by label, serial or host (optional with one DTU).
+
+        ``what`` names where ``dtu`` came from in the error (a body "field" or
+        a query "parameter"); raises :class:`BadRequest`.
+        """
         views = self.bridge.views
         if not dtu:
             if len(views) == 1:
                 return views[0]
-            raise BadRequest("the field 'dtu' is required when there are several DTUs")
+            raise BadRequest(f"the {what} 'dtu' is required when there are several DTUs")
         for view in views:
             if dtu in {view.serial, view.session.target.label, view.session.target.host}:
                 return view
-        raise BadRequest(f"the field 'dtu' names no known DTU ({dtu!r})", status=404)
+        raise BadRequest(f"the {what} 'dtu' names no known DTU ({dtu!r})", status=404)
 
     # --- status ---------------------------------------------------------------
 
@@ -433,7 +441,7 @@ class WebApi:
         )
 
     async def _decode(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self.read_body(request)
         text = self._text_field(body, "hex")
         assert text is not None
         try:
@@ -527,7 +535,7 @@ class WebApi:
     # --- commands and reads -----------------------------------------------------
 
     async def _command(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self.read_body(request)
         name = self._text_field(body, "command")
         assert name is not None
         serial = self._text_field(body, "serial", required=False) or ""
@@ -551,7 +559,7 @@ class WebApi:
         elif name in DTU_COMMAND_NAMES:
             target = Target.DTU
             if dtu and not serial:
-                serial = self._view(dtu).serial or ""
+                serial = self.view(dtu).serial or ""
         else:
             known_names = ", ".join(sorted(INVERTER_COMMAND_NAMES | DTU_COMMAND_NAMES))
             raise BadRequest(f"the field 'command' must be one of: {known_names}")
@@ -564,13 +572,13 @@ class WebApi:
         return web.json_response(result)
 
     async def _read(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self.read_body(request)
         name = self._text_field(body, "request")
         assert name is not None
         builder = READ_REQUESTS.get(name)
         if builder is None:
             raise BadRequest(f"the field 'request' must be one of: {', '.join(READ_REQUESTS)}")
-        view = self._view(self._text_field(body, "dtu", required=False))
+        view = self.view(self._text_field(body, "dtu", required=False))
         client = view.session.client
         try:
             decoded = await client.raw_request(builder(int(self._clock())))

@@ -25,9 +25,8 @@ Secrets are masked in every answer and never logged.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any
 
 from aiohttp import web
 
@@ -47,20 +46,9 @@ from hoymiles_bridge.addon.options import (
     from_clean,
     normalize,
 )
-
-if TYPE_CHECKING:
-    from hoymiles_bridge.web.api import WebApi
+from hoymiles_bridge.web.api import BadRequest, WebApi
 
 _LOGGER = logging.getLogger(__name__)
-
-#: Biggest options body the page sends (a few DTUs; far below this).
-MAX_BODY: Final = 64 * 1024
-
-
-class _Refused(Exception):  # noqa: N818 - internal: answered as is
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -72,19 +60,10 @@ def _invalid(err: OptionsError) -> web.Response:
 
 
 async def _submitted(request: web.Request) -> dict[str, Any]:
-    """The body's ``options`` object."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise _Refused(_error(413, f"The body is larger than {MAX_BODY} bytes."))
-    text = await request.text()
-    if len(text) > MAX_BODY:
-        raise _Refused(_error(413, f"The body is larger than {MAX_BODY} bytes."))
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError:
-        raise _Refused(_error(400, "The body is not valid JSON.")) from None
-    options = body.get("options") if isinstance(body, dict) else None
+    """The body's ``options`` object; raises :class:`BadRequest`."""
+    options = (await WebApi.read_body(request)).get("options")
     if not isinstance(options, dict):
-        raise _Refused(_error(400, "The field 'options' must be an object of option values."))
+        raise BadRequest("The field 'options' must be an object of option values.")
     return options
 
 
@@ -97,8 +76,6 @@ class ConfigRoutes:
 
     def running(self) -> Options | None:
         """The options the bridge runs with, or ``None`` while it is (re)starting."""
-        from hoymiles_bridge.web.api import BadRequest  # here: api imports this module
-
         try:
             return self.api.bridge.options
         except BadRequest:
@@ -146,10 +123,7 @@ class ConfigRoutes:
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     async def validate(self, request: web.Request) -> web.Response:
-        try:
-            submitted = await _submitted(request)
-        except _Refused as refused:
-            return refused.response
+        submitted = await _submitted(request)
         try:
             stored: Any = await self.store.load()
         except ConfigStoreError:
@@ -161,10 +135,7 @@ class ConfigRoutes:
         return web.json_response({"ok": True})
 
     async def save(self, request: web.Request) -> web.Response:
-        try:
-            submitted = await _submitted(request)
-        except _Refused as refused:
-            return refused.response
+        submitted = await _submitted(request)
         try:
             before: Any = await self.store.load()
         except ConfigStoreError:
@@ -176,7 +147,7 @@ class ConfigRoutes:
         except ConfigStoreError as err:
             self.api.hub.log("config", f"saving the options failed: {err.message}", level="error")
             return _error(err.status, err.message)
-        changed = changed_keys(_known(before), _document(saved))
+        changed = changed_keys(_known(before), options_document(saved))
         where = "the Supervisor" if self.addon else self.store.source
         self.api.hub.log(
             "config",
@@ -223,14 +194,10 @@ class ConfigRoutes:
         return web.json_response({"ok": True, "message": message}, status=202)
 
 
-def _document(options: Options) -> dict[str, Any]:
-    return options_document(options)
-
-
 def _known(raw: Any) -> dict[str, Any]:
     """``raw`` stored options as a document comparable with :func:`_document`."""
     try:
-        return _document(from_clean(normalize(raw)))
+        return options_document(from_clean(normalize(raw)))
     except OptionsError:
         return raw if isinstance(raw, dict) else {}
 

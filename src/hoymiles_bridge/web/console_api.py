@@ -29,17 +29,15 @@ form only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from aiohttp import web
 
 from hoymiles_bridge.mqtt.discovery import inverter_commands, limit_range
 from hoymiles_bridge.mqtt.topics import DTU_COMMANDS, INVERTER_COMMANDS, Field
 from hoymiles_bridge.protocol.registry import BY_NAME, BY_TAG, reply_tag
+from hoymiles_bridge.web.api import READ_REQUESTS, BadRequest, WebApi
 from hoymiles_bridge.web.hub import encode
-
-if TYPE_CHECKING:
-    from hoymiles_bridge.web.api import WebApi
 
 #: What each read of :data:`~hoymiles_bridge.web.api.READ_REQUESTS` asks the DTU,
 #: for people (a test checks that both name the same requests).
@@ -92,9 +90,6 @@ def _offer(field: Field, rated_power: int) -> dict[str, Any]:
 
 def catalogue(api: WebApi) -> dict[str, Any]:
     """The body of ``api/commands`` (see the module docs)."""
-    # api.py imports this module while it is being set up: look its names up late.
-    from hoymiles_bridge.web.api import READ_REQUESTS, BadRequest
-
     commands = [_command_entry(f, "inverter") for f in INVERTER_COMMANDS]
     commands += [_command_entry(f, "dtu") for f in DTU_COMMANDS]
     body: dict[str, Any] = {

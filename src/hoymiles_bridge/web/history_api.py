@@ -19,17 +19,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from aiohttp import web
 
 from hoymiles_bridge.dtu.models import HistoryPower
 from hoymiles_bridge.errors import HoymilesError
+from hoymiles_bridge.mqtt.bridge import DtuView
+from hoymiles_bridge.web.api import BadRequest, WebApi
 from hoymiles_bridge.web.hub import encode
-
-if TYPE_CHECKING:
-    from hoymiles_bridge.mqtt.bridge import _DtuView as DtuView
-    from hoymiles_bridge.web.api import WebApi
 
 #: How long a DTU's history answer is reused (seconds).
 DTU_HISTORY_TTL: Final = 180.0
@@ -41,10 +39,6 @@ DEFAULT_STEP: Final = 300
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=encode(data), status=status, content_type="application/json")
-
-
-def _error(status: int, message: str) -> web.Response:
-    return _json({"error": message}, status)
 
 
 def _local_midnight(ts: float) -> float:
@@ -124,7 +118,7 @@ class HistoryRoutes:
             except ValueError:
                 since = math.nan
             if not math.isfinite(since):
-                return _error(400, "the parameter 'since' must be a time in seconds")
+                raise BadRequest("the parameter 'since' must be a time in seconds")
         hub = self.api.hub
         names, dtus = self._names()
         return _json(
@@ -138,17 +132,6 @@ class HistoryRoutes:
         )
 
     # --- api/history/dtu ---------------------------------------------------------
-
-    def _view(self, wanted: str) -> DtuView | web.Response:
-        views = self.api.bridge.views
-        if not wanted:
-            if len(views) == 1:
-                return views[0]
-            return _error(400, "the parameter 'dtu' is required when there are several DTUs")
-        for view in views:
-            if wanted in {view.serial, view.session.target.label, view.session.target.host}:
-                return view
-        return _error(404, f"the parameter 'dtu' names no known DTU ({wanted!r})")
 
     async def _fetch(self, view: DtuView) -> _Answer:
         label = view.session.target.label
@@ -175,9 +158,7 @@ class HistoryRoutes:
         return _Answer(self._monotonic(), 200, body)
 
     async def dtu_history(self, request: web.Request) -> web.Response:
-        found = self._view(request.query.get("dtu", "").strip())
-        if isinstance(found, web.Response):
-            return found
+        found = self.api.view(request.query.get("dtu", "").strip(), what="parameter")
         label = found.session.target.label
         answer = self._answers.get(label)
         now = self._monotonic()
