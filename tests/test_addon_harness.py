@@ -128,9 +128,7 @@ async def test_service_gets_the_broker_from_the_supervisor_and_stops_on_sigterm(
             }
         )
         web = WebConfig("127.0.0.1", 0, allowed_peers=frozenset({"127.0.0.2"}))
-        service = Service(
-            options, addon_broker(options), web, describe=lambda b: summary(options, b)
-        )
+        service = Service(options, addon_broker(options), web, summary=summary)
         task = asyncio.create_task(service.run(), name="test-service")
 
         async def ready() -> bool:
@@ -162,7 +160,7 @@ async def test_service_stops_while_waiting_for_the_supervisor(
             options,
             addon_broker(options),
             WebConfig("127.0.0.1", 0, allowed_peers=frozenset({"127.0.0.2"})),
-            describe=lambda b: summary(options, b),
+            summary=summary,
         )
         task = asyncio.create_task(service.run(), name="test-service-waiting")
 

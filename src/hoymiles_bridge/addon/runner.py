@@ -172,9 +172,9 @@ def bridge_status(options: Options, bridge: Bridge | None) -> dict[str, Any]:
 class Service:
     """The bridge plus the web server, run by :meth:`run` until :meth:`request_stop`.
 
-    ``describe(broker)`` (or ``summary(options, broker)``, which also fits the
-    options after a restart) is the start-up block logged once the broker is
-    known. ``config_store`` is where the web UI saves the options; with
+    ``summary(options, broker)`` is the start-up block logged once the broker
+    is known (with the options of each start, so it also fits a restart).
+    ``config_store`` is where the web UI saves the options; with
     ``config_file`` instead the service saves to that file and restarts the
     bridge in-process, getting the new broker from ``broker_for(options)``
     (default: the same broker).
@@ -186,7 +186,6 @@ class Service:
         broker: BrokerSource,
         web: WebConfig,
         *,
-        describe: Callable[[MqttSettings], str] | None = None,
         summary: Callable[[Options, MqttSettings], str] | None = None,
         bridge_factory: Callable[[Options, MqttSettings], Bridge] = Bridge,
         config_store: ConfigStore | None = None,
@@ -201,7 +200,6 @@ class Service:
         self.config_file = None if config_file is None else Path(config_file)
         self._broker = broker
         self._broker_for = broker_for
-        self._describe = describe
         self._summary = summary
         self._bridge_factory = bridge_factory
         self._stop = asyncio.Event()
@@ -372,8 +370,6 @@ class Service:
     def _start_block(self, broker: MqttSettings) -> str:
         if self._summary is not None:
             return self._summary(self.options, broker)
-        if self._describe is not None:
-            return self._describe(broker)
         return f"Hoymiles DTU Bridge: broker {broker.host}:{broker.port}"
 
 
@@ -382,7 +378,6 @@ async def run_service(
     broker: BrokerSource,
     web: WebConfig,
     *,
-    describe: Callable[[MqttSettings], str] | None = None,
     summary: Callable[[Options, MqttSettings], str] | None = None,
     config_store: ConfigStore | None = None,
     config_file: str | Path | None = None,
@@ -393,7 +388,6 @@ async def run_service(
         options,
         broker,
         web,
-        describe=describe,
         summary=summary,
         config_store=config_store,
         config_file=config_file,
