@@ -43,7 +43,7 @@ if str(HERE) not in sys.path:
 from supervisor_standin import MqttService, SupervisorStandin  # noqa: E402
 from tests.mosquitto import Mosquitto, Subscriber  # noqa: E402
 
-from hoymiles_bridge.addon.options import normalize  # noqa: E402
+from hoymiles_bridge.config.options import normalize  # noqa: E402
 from hoymiles_bridge.mqtt.local_broker import free_port  # noqa: E402
 from hoymiles_bridge.mqtt.topics import TopicLayout  # noqa: E402
 from hoymiles_bridge.protocol.jsonify import MASK  # noqa: E402

@@ -48,7 +48,7 @@ from typing import Any
 from aiohttp import web
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.addon.options import OptionsError, validate
+from hoymiles_bridge.config.options import OptionsError, validate
 
 HOST = "127.0.0.1"
 

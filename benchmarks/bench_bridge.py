@@ -64,12 +64,12 @@ from typing import Any
 
 import aiomqtt
 
-from hoymiles_bridge.addon.options import validate
-from hoymiles_bridge.dtu.models import RealData
+from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.dtu.session import DtuSession, SessionState
 from hoymiles_bridge.mqtt.bridge import Bridge, build_client_factory
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.mqtt.local_broker import LocalBroker, find_mosquitto
+from hoymiles_bridge.protocol.models import RealData
 from hoymiles_bridge.simulator import SimClock, SimulatorGroup
 from hoymiles_bridge.simulator.fleet import parse_fleet
 from hoymiles_bridge.simulator.physics import local_midnight

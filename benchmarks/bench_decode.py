@@ -39,10 +39,10 @@ from typing import Any
 import google.protobuf
 from google.protobuf.internal import api_implementation
 
-from hoymiles_bridge.dtu.models import RealData
 from hoymiles_bridge.protocol import crc as crc_module
 from hoymiles_bridge.protocol.codec import decode_frame, encode_message
 from hoymiles_bridge.protocol.frame import Frame, FrameSplitter
+from hoymiles_bridge.protocol.models import RealData
 from hoymiles_bridge.protocol.pb import realdata_pb2
 
 REAL_DATA_REPLY_TAG = 0xA211

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from bench_decode import build_frame
-from hoymiles_bridge.addon.options import validate
 from hoymiles_bridge.cli.run import mqtt_settings
+from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.dtu.connection import Direction, FrameEvent
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.local_broker import LocalBroker

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from hoymiles_bridge.addon.options import validate
 from hoymiles_bridge.cli.run import mqtt_settings
+from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.dtu.policy import PollPolicy
 from hoymiles_bridge.mqtt.bridge import Bridge, build_client_factory
 from hoymiles_bridge.simulator import DtuSimulator, SimClock

@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 
 from hoymiles_bridge.addon.config_store import SupervisorConfigStore
-from hoymiles_bridge.addon.options import validate
 from hoymiles_bridge.addon.runner import Service, WebConfig, addon_broker
 from hoymiles_bridge.addon.supervisor import SupervisorClient
 from hoymiles_bridge.cli.main import main
 from hoymiles_bridge.cli.run import summary
+from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.simulator import DtuSimulator
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401

@@ -1,7 +1,7 @@
 """The Home Assistant add-on package: config.yaml, translations, images, Dockerfile, build.
 
 config.yaml is checked against the add-on linter's JSON schema and, key by key,
-against the voluptuous schema in ``hoymiles_bridge.addon.options`` (the option
+against the voluptuous schema in ``hoymiles_bridge.config.options`` (the option
 keys are a contract between the add-on and standalone mode).
 """
 
@@ -26,8 +26,8 @@ import voluptuous as vol
 import yaml
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.addon import options as options_module
-from hoymiles_bridge.addon.options import OptionsError, validate
+from hoymiles_bridge.config import options as options_module
+from hoymiles_bridge.config.options import OptionsError, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_CANDIDATES = [

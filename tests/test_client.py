@@ -9,7 +9,6 @@ import pytest
 
 from hoymiles_bridge.dtu.client import DtuClient
 from hoymiles_bridge.dtu.connection import FrameEvent
-from hoymiles_bridge.dtu.models import AppInfo, RealData
 from hoymiles_bridge.errors import (
     DtuConnectionError,
     DtuDisplacedError,
@@ -17,6 +16,7 @@ from hoymiles_bridge.errors import (
     DtuTimeoutError,
     InvalidArgumentError,
 )
+from hoymiles_bridge.protocol.models import AppInfo, RealData
 from hoymiles_bridge.protocol.registry import Direction
 from hoymiles_bridge.simulator import (
     DtuSimulator,

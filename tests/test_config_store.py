@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 import yaml
 
-from hoymiles_bridge.addon import config_store
-from hoymiles_bridge.addon.config_store import (
+from hoymiles_bridge.addon.config_store import SupervisorConfigStore
+from hoymiles_bridge.addon.supervisor import SupervisorClient
+from hoymiles_bridge.config import store as config_store
+from hoymiles_bridge.config.options import OptionsError, validate
+from hoymiles_bridge.config.store import (
     ConfigStoreError,
     FileConfigStore,
     ReadOnlyConfigStore,
-    SupervisorConfigStore,
     masked_values,
     merge_secrets,
 )
-from hoymiles_bridge.addon.options import OptionsError, validate
-from hoymiles_bridge.addon.supervisor import SupervisorClient
 from hoymiles_bridge.protocol.jsonify import MASK
 
 ADDON_DIR = Path(__file__).resolve().parents[1] / "addon"

@@ -11,13 +11,6 @@ from typing import Any
 
 import pytest
 
-from hoymiles_bridge.dtu.devices import (
-    built_in_dtu_serial,
-    dtu_model,
-    format_serial,
-    inverter_type,
-    parse_serial,
-)
 from hoymiles_bridge.mqtt.discovery import (
     TIMESTAMP_TEMPLATE,
     TOTALS_NODE_ID,
@@ -39,6 +32,13 @@ from hoymiles_bridge.mqtt.topics import (
     PORT_FIELDS,
     TOTAL_FIELDS,
     TopicLayout,
+)
+from hoymiles_bridge.protocol.devices import (
+    built_in_dtu_serial,
+    dtu_model,
+    format_serial,
+    inverter_type,
+    parse_serial,
 )
 from tests.ha_discovery_schema import check_fleet, check_message
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hoymiles_bridge.dtu.devices import (
+from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.protocol.devices import (
     built_in_dtu_serial,
     dtu_model,
     dtu_version,
@@ -14,8 +15,7 @@ from hoymiles_bridge.dtu.devices import (
     inverter_type,
     parse_serial,
 )
-from hoymiles_bridge.dtu.models import RealData
-from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.protocol.models import RealData
 from hoymiles_bridge.protocol.pb import realdata_pb2
 
 

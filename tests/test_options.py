@@ -13,7 +13,7 @@ import pytest
 import voluptuous as vol
 import yaml
 
-from hoymiles_bridge.addon.options import (
+from hoymiles_bridge.config.options import (
     FORM_FIELDS,
     SCHEMA,
     SECRET_KEYS,

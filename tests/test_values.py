@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from hoymiles_bridge.dtu.models import InverterData, PortData
-from hoymiles_bridge.dtu.values import InverterGuard
+from hoymiles_bridge.core.values import InverterGuard
+from hoymiles_bridge.protocol.models import InverterData, PortData
 
 SERIAL = "141293320732"
 

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from hoymiles_bridge.cli.main import main as cli_main
-from hoymiles_bridge.dtu.devices import format_serial
+from hoymiles_bridge.protocol.devices import format_serial
 from hoymiles_bridge.simulator import DtuSimulator, default_fleet
 from hoymiles_bridge.web.api import CSRF_HEADER
 from hoymiles_bridge.web.hub import WebHub

@@ -21,10 +21,10 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from playwright.async_api import Page, expect
 
-from hoymiles_bridge.dtu.devices import format_serial
-from hoymiles_bridge.dtu.models import HistoryPower
 from hoymiles_bridge.errors import DtuTimeoutError
 from hoymiles_bridge.mqtt.bridge import BridgeEvent
+from hoymiles_bridge.protocol.devices import format_serial
+from hoymiles_bridge.protocol.models import HistoryPower
 from hoymiles_bridge.web.api import WebApi
 from hoymiles_bridge.web.history_api import HISTORY_ROUTES, HistoryRoutes, history_points
 from hoymiles_bridge.web.hub import WebHub

@@ -18,11 +18,12 @@ import pytest
 import yaml
 from playwright.async_api import Page, expect
 
-from hoymiles_bridge.addon.config_store import SupervisorConfigStore, options_document
-from hoymiles_bridge.addon.options import load_options, normalize, storable
+from hoymiles_bridge.addon.config_store import SupervisorConfigStore
 from hoymiles_bridge.addon.runner import Service, WebConfig
 from hoymiles_bridge.addon.supervisor import SupervisorClient
 from hoymiles_bridge.cli.run import standalone_broker, summary
+from hoymiles_bridge.config.options import load_options, normalize, storable
+from hoymiles_bridge.config.store import options_document
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.protocol.jsonify import MASK
 from hoymiles_bridge.simulator import DtuSimulator, default_fleet

@@ -16,10 +16,10 @@ from typing import Any
 import aiohttp
 from playwright.async_api import Page, Request, ViewportSize, expect
 
-from hoymiles_bridge.dtu.devices import format_serial
 from hoymiles_bridge.mqtt.commands import CommandError, parse_command
 from hoymiles_bridge.mqtt.discovery import FALLBACK_RATED_POWER
 from hoymiles_bridge.mqtt.topics import DTU_COMMANDS, INVERTER_COMMANDS
+from hoymiles_bridge.protocol.devices import format_serial
 from hoymiles_bridge.web.api import CSRF_HEADER, CSRF_VALUE, READ_REQUESTS, WebApi
 from hoymiles_bridge.web.console_api import READ_DESCRIPTIONS, catalogue
 from hoymiles_bridge.web.hub import WebHub

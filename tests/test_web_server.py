@@ -13,13 +13,13 @@ import aiohttp
 import pytest
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.addon.options import validate
 from hoymiles_bridge.addon.runner import (
     SUPERVISOR_INGRESS_PEER,
     addon_web_config,
     bridge_status,
     standalone_web_config,
 )
+from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.web import WebServer
 

@@ -15,7 +15,7 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from hoymiles_bridge.cli.main import main as cli_main
-from hoymiles_bridge.dtu.devices import format_serial
+from hoymiles_bridge.protocol.devices import format_serial
 from tests.browser.helpers import ConsoleErrors
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401

@@ -13,7 +13,7 @@ everything cleanly: the bridge says goodbye on MQTT, the server closes, and
 :func:`run_service` returns 0.
 
 The web UI's configuration page saves the options through a
-:class:`~hoymiles_bridge.addon.config_store.ConfigStore`. In the add-on the
+:class:`~hoymiles_bridge.config.store.ConfigStore`. In the add-on the
 Supervisor restarts the container to apply them. Standalone (``config_file``)
 the service restarts the bridge in-process (:meth:`Service.restart_bridge`):
 it reloads and validates the file first, stops the bridge cleanly and starts a
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from hoymiles_bridge.addon.config_store import ConfigStore, ConfigStoreError, FileConfigStore
-from hoymiles_bridge.addon.options import Options, load_options
 from hoymiles_bridge.addon.supervisor import SupervisorClient, SupervisorError
+from hoymiles_bridge.config.options import Options, load_options
+from hoymiles_bridge.config.store import ConfigStore, ConfigStoreError, FileConfigStore
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.link import MqttSettings
@@ -237,7 +237,7 @@ class Service:
         """Restart the bridge with the options file's current content (in-process).
 
         The file is read and validated first: invalid options raise
-        :class:`~hoymiles_bridge.addon.options.OptionsError` and the running
+        :class:`~hoymiles_bridge.config.options.OptionsError` and the running
         bridge carries on. The restart itself happens in :meth:`run`.
         """
         if self.config_file is None:

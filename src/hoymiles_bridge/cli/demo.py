@@ -20,11 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from hoymiles_bridge.addon.config_store import write_atomically
-from hoymiles_bridge.addon.options import Options, validate
 from hoymiles_bridge.addon.runner import Service, WebConfig, fixed_broker
 from hoymiles_bridge.cli.common import host_port
 from hoymiles_bridge.cli.run import configure_logging, mqtt_settings, summary
+from hoymiles_bridge.config.options import Options, validate
+from hoymiles_bridge.config.store import write_atomically
 from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.link import MqttSettings

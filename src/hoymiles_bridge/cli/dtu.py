@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hoymiles_bridge.cli.common import enc_rand_hex, host_port
-from hoymiles_bridge.cli.output import Result, print_result
+from hoymiles_bridge.cli.output import print_result
 from hoymiles_bridge.dtu.client import DEFAULT_MIN_SPACING, DtuClient
 from hoymiles_bridge.dtu.connection import REQUEST_TIMEOUT
 from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.protocol.records import Result
 
 Handler = Callable[[DtuClient, argparse.Namespace], Awaitable[Result]]
 

@@ -4,29 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Protocol
+from typing import Any
 
-from google.protobuf.message import Message
-
-from hoymiles_bridge.dtu.models import RealData
-from hoymiles_bridge.protocol.jsonify import message_to_dict
-
-
-class _HasDict(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-Result = _HasDict | Message | dict[str, Any] | None
-
-
-def as_json_data(result: Result) -> Any:
-    if result is None:
-        return None
-    if isinstance(result, Message):
-        return message_to_dict(result)
-    if isinstance(result, dict):
-        return result
-    return result.to_dict()
+from hoymiles_bridge.protocol.models import RealData
+from hoymiles_bridge.protocol.records import Result, as_json_data
 
 
 def print_json(data: Any) -> None:

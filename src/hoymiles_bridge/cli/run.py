@@ -25,8 +25,7 @@ import os
 import sys
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.addon.config_store import ConfigStore, SupervisorConfigStore
-from hoymiles_bridge.addon.options import Options, OptionsError, load_options
+from hoymiles_bridge.addon.config_store import SupervisorConfigStore
 from hoymiles_bridge.addon.runner import (
     BrokerSource,
     WebConfig,
@@ -37,6 +36,8 @@ from hoymiles_bridge.addon.runner import (
     standalone_web_config,
 )
 from hoymiles_bridge.addon.supervisor import SupervisorClient, SupervisorError
+from hoymiles_bridge.config.options import Options, OptionsError, load_options
+from hoymiles_bridge.config.store import ConfigStore
 from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.link import MqttSettings

@@ -32,18 +32,6 @@ from hoymiles_bridge.dtu.connection import (
     FrameObserver,
     PushHandler,
 )
-from hoymiles_bridge.dtu.devices import inverter_type, parse_serial
-from hoymiles_bridge.dtu.models import (
-    AppInfo,
-    CommandAck,
-    CommandStatus,
-    DtuConfig,
-    Heartbeat,
-    HistoryPower,
-    NetworkInfo,
-    RealData,
-    Warnings,
-)
 from hoymiles_bridge.errors import (
     DtuConnectionError,
     DtuRejectedError,
@@ -56,7 +44,19 @@ from hoymiles_bridge.errors import (
 from hoymiles_bridge.protocol.actions import Action, limit_data, temporary_limit_data
 from hoymiles_bridge.protocol.codec import DecodedFrame
 from hoymiles_bridge.protocol.crypto import PayloadCipher, is_encrypted_tag
+from hoymiles_bridge.protocol.devices import inverter_type, parse_serial
 from hoymiles_bridge.protocol.frame import ExtendedHeader
+from hoymiles_bridge.protocol.models import (
+    AppInfo,
+    CommandAck,
+    CommandStatus,
+    DtuConfig,
+    Heartbeat,
+    HistoryPower,
+    NetworkInfo,
+    RealData,
+    Warnings,
+)
 from hoymiles_bridge.protocol.pb import (
     appinfo_pb2,
     autosearch_pb2,

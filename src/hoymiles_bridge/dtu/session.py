@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
 from hoymiles_bridge.dtu.client import DtuClient
-from hoymiles_bridge.dtu.devices import inverter_type, parse_serial
-from hoymiles_bridge.dtu.models import AppInfo, DtuConfig, NetworkInfo, RealData, Warnings
 from hoymiles_bridge.dtu.policy import UNREACHABLE_AFTER, PollPolicy
 from hoymiles_bridge.errors import (
     DtuConnectionError,
@@ -29,6 +27,8 @@ from hoymiles_bridge.errors import (
     DtuTimeoutError,
     ProtocolError,
 )
+from hoymiles_bridge.protocol.devices import inverter_type, parse_serial
+from hoymiles_bridge.protocol.models import AppInfo, DtuConfig, NetworkInfo, RealData, Warnings
 
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")

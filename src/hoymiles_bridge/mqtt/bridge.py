@@ -29,12 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.addon.options import Options
-from hoymiles_bridge.dtu.alarms import alarm_text
+from hoymiles_bridge.config.options import Options
+from hoymiles_bridge.core.values import InverterGuard, InverterValues
 from hoymiles_bridge.dtu.client import DtuClient
 from hoymiles_bridge.dtu.connection import FrameEvent
-from hoymiles_bridge.dtu.devices import inverter_type, parse_serial
-from hoymiles_bridge.dtu.models import AppInfo, DtuConfig, NetworkInfo, RealData, Warnings
 from hoymiles_bridge.dtu.policy import PollPolicy
 from hoymiles_bridge.dtu.session import (
     ClientFactory,
@@ -43,7 +41,6 @@ from hoymiles_bridge.dtu.session import (
     SessionState,
     default_client,
 )
-from hoymiles_bridge.dtu.values import InverterGuard, InverterValues
 from hoymiles_bridge.errors import (
     DtuConnectionError,
     DtuRejectedError,
@@ -72,6 +69,9 @@ from hoymiles_bridge.mqtt.discovery import (
 from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage, MqttSettings
 from hoymiles_bridge.mqtt.topics import TopicLayout
 from hoymiles_bridge.protocol.actions import TEMPORARY_LIMIT_FIRMWARE
+from hoymiles_bridge.protocol.alarms import alarm_text
+from hoymiles_bridge.protocol.devices import inverter_type, parse_serial
+from hoymiles_bridge.protocol.models import AppInfo, DtuConfig, NetworkInfo, RealData, Warnings
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-from hoymiles_bridge.dtu import devices
 from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.protocol import devices
 
 DEFAULT_FIRMWARE: Final = 4097  # V01.00.01
 DEFAULT_HARDWARE: Final = 256

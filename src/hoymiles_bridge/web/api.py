@@ -28,8 +28,7 @@ from google.protobuf.message import Message
 from yarl import URL
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.addon.config_store import ConfigStore
-from hoymiles_bridge.cli.decode import _clean_hex, _frames, frame_record
+from hoymiles_bridge.config.store import ConfigStore
 from hoymiles_bridge.dtu.client import APP_OFFSET
 from hoymiles_bridge.dtu.connection import FrameEvent
 from hoymiles_bridge.errors import (
@@ -53,6 +52,7 @@ from hoymiles_bridge.protocol.pb import (
     realdata_pb2,
     warn_pb2,
 )
+from hoymiles_bridge.protocol.records import clean_hex, frame_record, split_frames
 from hoymiles_bridge.protocol.registry import Direction
 from hoymiles_bridge.web.hub import Encoded, WebHub, encode, masked_copy, safe_hex
 
@@ -445,7 +445,7 @@ class WebApi:
         text = self._text_field(body, "hex")
         assert text is not None
         try:
-            frames = _frames(_clean_hex(text), None)
+            frames = split_frames(clean_hex(text), None)
             records = []
             for frame in frames:
                 decoded = decode_frame(frame, None)

@@ -1,7 +1,7 @@
 """Routes for the configuration page: api/config (options, validation, saving, restart).
 
 Registered by :meth:`hoymiles_bridge.web.api.WebApi.register`. The options
-come from the API's :class:`~hoymiles_bridge.addon.config_store.ConfigStore`
+come from the API's :class:`~hoymiles_bridge.config.store.ConfigStore`
 (the Supervisor, a file, or read-only: the running bridge's options).
 
 * ``GET api/config`` - ``{"mode", "source", "can_save", "can_restart",
@@ -30,7 +30,14 @@ from typing import Any
 
 from aiohttp import web
 
-from hoymiles_bridge.addon.config_store import (
+from hoymiles_bridge.config.options import (
+    Options,
+    OptionsError,
+    form_description,
+    from_clean,
+    normalize,
+)
+from hoymiles_bridge.config.store import (
     ConfigStore,
     ConfigStoreError,
     ReadOnlyConfigStore,
@@ -38,13 +45,6 @@ from hoymiles_bridge.addon.config_store import (
     masked_values,
     options_document,
     prepare,
-)
-from hoymiles_bridge.addon.options import (
-    Options,
-    OptionsError,
-    form_description,
-    from_clean,
-    normalize,
 )
 from hoymiles_bridge.web.api import BadRequest, WebApi
 

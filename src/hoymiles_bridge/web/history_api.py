@@ -23,9 +23,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from hoymiles_bridge.dtu.models import HistoryPower
 from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.mqtt.bridge import DtuView
+from hoymiles_bridge.protocol.models import HistoryPower
 from hoymiles_bridge.web.api import BadRequest, WebApi
 from hoymiles_bridge.web.hub import encode
 

@@ -10,7 +10,7 @@
   poll, bounded to about 24 h at the poll interval (at most 20,000 points);
 * daily yields: per local day (the bridge's clock) the highest ``yieldday`` each
   inverter reported that day, for the last 31 days. The bridge's value guard
-  (:mod:`hoymiles_bridge.dtu.values`) already keeps ``yieldday`` from going down
+  (:mod:`hoymiles_bridge.core.values`) already keeps ``yieldday`` from going down
   during a day and resets it at local midnight, so the maximum is the day's yield.
 
 Each frame and event is turned into a JSON-able dict and encoded ONCE; the
@@ -47,8 +47,8 @@ from typing import Any, Final
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from hoymiles_bridge.core.values import local_day
 from hoymiles_bridge.dtu.connection import FrameEvent
-from hoymiles_bridge.dtu.values import local_day
 from hoymiles_bridge.errors import FrameError
 from hoymiles_bridge.mqtt.bridge import Bridge, BridgeEvent
 from hoymiles_bridge.protocol.frame import (

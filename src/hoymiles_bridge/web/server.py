@@ -36,7 +36,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.addon.config_store import ConfigStore
+from hoymiles_bridge.config.store import ConfigStore
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
 from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.web.api import WebApi

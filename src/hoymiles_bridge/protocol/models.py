@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Final
 
-from hoymiles_bridge.dtu.devices import (
+from hoymiles_bridge.protocol.devices import (
     dtu_model,
     dtu_version,
     format_serial,

@@ -1,6 +1,6 @@
 """Values users can trust: plausibility checks, monotonic energy, daily yield.
 
-:class:`InverterGuard` turns each :class:`~hoymiles_bridge.dtu.models.InverterData`
+:class:`InverterGuard` turns each :class:`~hoymiles_bridge.protocol.models.InverterData`
 into the values the bridge publishes:
 
 * energy totals never decrease; a total that drops (DTU reboot, glitch) is
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from hoymiles_bridge.dtu.devices import inverter_type, parse_serial
-from hoymiles_bridge.dtu.models import InverterData
+from hoymiles_bridge.protocol.devices import inverter_type, parse_serial
+from hoymiles_bridge.protocol.models import InverterData
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The application core: the device fleet, its typed state and events, one command registry."""
