@@ -64,9 +64,10 @@ from typing import Any
 
 import aiomqtt
 
+from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.config.options import validate
+from hoymiles_bridge.core.fleet import build_client_factory
 from hoymiles_bridge.dtu.session import DtuSession, SessionState
-from hoymiles_bridge.mqtt.bridge import Bridge, build_client_factory
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.mqtt.local_broker import LocalBroker, find_mosquitto
 from hoymiles_bridge.protocol.models import RealData
@@ -223,7 +224,7 @@ async def _sample_lag(samples: list[float]) -> None:
 async def _drain(bridge: Bridge, samples: list[float]) -> None:
     while True:
         await asyncio.sleep(DRAIN_PERIOD)
-        latencies = bridge.latencies
+        latencies = bridge.fleet.latencies
         while latencies:
             samples.append(latencies.popleft())
 
@@ -267,7 +268,7 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
     )
     settings = MqttSettings(host="127.0.0.1", port=cfg["mqtt_port"], client_id="bench-bridge")
     bridge = MeteredBridge(options, settings, client_factory=build_client_factory())
-    sessions = [view.session for view in bridge.views]
+    sessions = [view.session for view in bridge.fleet.dtus]
     started = time.monotonic()
     task = asyncio.create_task(bridge.run(), name="bridge")
     try:
@@ -300,7 +301,7 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
 
         latencies: list[float] = []
         lags: list[float] = []
-        bridge.latencies.clear()
+        bridge.fleet.latencies.clear()
         polls0 = sum(s.polls for s in sessions)
         calls0, fresh0 = bridge.bench_calls, bridge.bench_fresh
         published0 = bridge.link.published
@@ -319,8 +320,8 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
         cpu1, wall1 = own_cpu_seconds(), time.monotonic()
         for helper in helpers:
             helper.cancel()
-        latencies.extend(bridge.latencies)
-        bridge.latencies.clear()
+        latencies.extend(bridge.fleet.latencies)
+        bridge.fleet.latencies.clear()
 
         wall = wall1 - wall0
         latencies.sort()

@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from bench_decode import build_frame
+from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.cli.run import mqtt_settings
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.dtu.connection import Direction, FrameEvent
-from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.local_broker import LocalBroker
 from hoymiles_bridge.protocol.codec import decode_frame
 from hoymiles_bridge.protocol.frame import Frame, FrameSplitter
@@ -100,7 +100,7 @@ def fan_out(frames: int, clients: tuple[int, ...]) -> list[dict[str, Any]]:
 
 async def _first_poll(bridge: Bridge) -> None:
     for _ in range(300):
-        if any(v.values for v in bridge.views):
+        if any(i.values for d in bridge.fleet.dtus for i in d.inverters.values()):
             return
         await asyncio.sleep(0.2)
     raise SystemExit("the bridge never got a reading from the simulator")
@@ -127,8 +127,10 @@ async def time_to_values(rounds: int) -> dict[str, Any]:
         )
         bridge = Bridge(options, mqtt_settings(options))
         hub = WebHub()
-        hub.attach(bridge)
-        server = WebServer("127.0.0.1", 0, status=dict, allowed_peers=None, hub=hub, bridge=bridge)
+        hub.attach(bridge.fleet)
+        server = WebServer(
+            "127.0.0.1", 0, status=dict, allowed_peers=None, hub=hub, fleet=bridge.fleet
+        )
         await server.start()
         stack.push_async_callback(server.stop)
         bridge_task = asyncio.create_task(bridge.run(), name="bench-web-bridge")

@@ -40,6 +40,8 @@ step "ruff"
 ruff check src tests benchmarks scripts addon
 step "mypy --strict src"
 mypy --strict src
+step "import layers (lint-imports; contracts in pyproject.toml)"
+lint-imports --no-cache
 step "generated protobuf code is up to date"
 python scripts/gen_protos.py --check
 step "add-on lint"

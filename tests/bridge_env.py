@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.cli.run import mqtt_settings
 from hoymiles_bridge.config.options import validate
+from hoymiles_bridge.core.fleet import build_client_factory
 from hoymiles_bridge.dtu.policy import PollPolicy
-from hoymiles_bridge.mqtt.bridge import Bridge, build_client_factory
 from hoymiles_bridge.simulator import DtuSimulator, SimClock
 
 from .mosquitto import Mosquitto

@@ -217,9 +217,16 @@ async def test_garbage_on_every_command_topic(mosquitto: Mosquitto) -> None:
                 for payload in GARBAGE:
                     await client.publish(env.topic("dtu", "cmd", "reboot"), payload, qos=1)
                 await client.publish(env.topic("DEADBEEF0001", "cmd", "power"), b"1", qos=1)
+                for name in ("no_such_command", "restart"):  # restart is an inverter's
+                    await client.publish(env.topic("dtu", "cmd", name), b"1", qos=1)
             for name in names:
                 status = await sub.wait_for(env.topic(INV, "cmd", name, "status"))
                 assert status.startswith(b"failed: "), (name, status)
+            unknown = b"failed: unknown command 'no_such_command'"
+            assert sub.last[env.topic(INV, "cmd", "no_such_command", "status")] == unknown
+            for name in ("no_such_command", "restart"):
+                status = await sub.wait_for(env.topic("dtu", "cmd", name, "status"))
+                assert status == f"failed: unknown command {name!r}".encode(), status
             await sub.wait_for(
                 env.topic("DEADBEEF0001", "cmd", "power", "status"),
                 lambda p: b"no inverter" in p,
@@ -315,7 +322,7 @@ async def test_refused_connections_and_delay(mosquitto: Mosquitto) -> None:
     async with _sim() as sim, Subscriber(mosquitto.port, "#") as sub:
         async with running_bridge(mosquitto, [sim]) as env:
             await sub.wait_for(env.topic(INV, "0", "power"))
-            view = env.bridge.views[0]
+            view = env.bridge.fleet.dtus[0]
             view.session.client.request_timeout = 0.5
             sim.faults.delay = 2.0
             await sub.wait_for(env.topic("dtu", "status"), lambda p: p == b"offline", timeout=15)
@@ -386,7 +393,7 @@ async def test_energy_monotonic_over_a_week_with_reboots(mosquitto: Mosquitto) -
     clock = SimClock(start=monday)
     async with _sim(clock=clock) as sim, Subscriber(mosquitto.port, "#") as sub:
         async with running_bridge(mosquitto, [sim], clock=clock) as env:
-            session = env.bridge.views[0].session
+            session = env.bridge.fleet.dtus[0].session
             last_update = env.topic(INV, "status", "last_update")
             total_topic = env.topic(INV, "0", "yieldtotal")
             day_topic = env.topic(INV, "0", "yieldday")
@@ -456,10 +463,10 @@ async def test_inverter_that_disappears_loses_its_discovery(mosquitto: Mosquitto
         async with running_bridge(mosquitto, [sim]) as env:
             topic = f"homeassistant/sensor/hoymiles_inv_{INV}/power/config"
             await sub.wait_for(topic, lambda p: p != b"")
-            view = env.bridge.views[0]
+            view = env.bridge.fleet.dtus[0]
             info = view.session.app_info
             assert info is not None
-            await env.bridge.on_dtu_info(
+            await env.bridge.fleet.on_dtu_info(
                 view.session, dataclasses.replace(info, inverters=()), None, None
             )
             await sub.wait_for(topic, lambda p: p == b"")

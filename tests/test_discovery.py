@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
+from hoymiles_bridge.core.state import DtuDevice, InverterDevice
 from hoymiles_bridge.mqtt.discovery import (
     TIMESTAMP_TEMPLATE,
     TOTALS_NODE_ID,
     DiscoveryContext,
-    DtuDevice,
-    InverterDevice,
     dtu_discovery,
     inverter_discovery,
     removal_messages,

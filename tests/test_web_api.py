@@ -65,9 +65,9 @@ async def _api(mosquitto: Mosquitto, *, encrypt: bool = False) -> AsyncIterator[
         mqtt = {"host": "127.0.0.1", "port": mosquitto.port, "password": MQTT_PASSWORD}
         async with running_bridge(mosquitto, [sim], mqtt=mqtt) as env:
             hub = WebHub(queue_size=50)
-            hub.attach(env.bridge)
+            hub.attach(env.bridge.fleet)
             web = WebServer(
-                "127.0.0.1", 0, status=dict, allowed_peers=None, hub=hub, bridge=env.bridge
+                "127.0.0.1", 0, status=dict, allowed_peers=None, hub=hub, fleet=env.bridge.fleet
             )
             await web.start()
             await env.bridge.link.wait_connected(10)
@@ -216,7 +216,8 @@ async def test_command_and_read(mosquitto: Mosquitto) -> None:
         assert code == 400 and "outside" in body["error"]
         code, body = await api.post("api/command", {"command": "explode", "value": 1})
         assert code == 400 and "'command'" in body["error"]
-        assert api.env.bridge.commands_done >= 1
+        assert "limit_persistent_relative" in body["error"]  # it names what is known
+        assert api.env.bridge.fleet.commands_done >= 1
 
         code, body = await api.post("api/read", {"request": "GetConfigToDtu"})
         assert code == 200 and body["message"] == "GetConfigFromDtu"

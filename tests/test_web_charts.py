@@ -21,8 +21,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from playwright.async_api import Page, expect
 
+from hoymiles_bridge.core.events import Activity
 from hoymiles_bridge.errors import DtuTimeoutError
-from hoymiles_bridge.mqtt.bridge import BridgeEvent
 from hoymiles_bridge.protocol.devices import format_serial
 from hoymiles_bridge.protocol.models import HistoryPower
 from hoymiles_bridge.web.api import WebApi
@@ -38,8 +38,8 @@ pytest_plugins = ["tests.browser.fixtures"]
 NUMBER = re.compile(r"^[1-9]\d*$")
 
 
-def _poll(when: float, power: dict[str, float], yieldday: dict[str, float]) -> BridgeEvent:
-    return BridgeEvent(
+def _poll(when: float, power: dict[str, float], yieldday: dict[str, float]) -> Activity:
+    return Activity(
         "poll", "dtu", "DTU1", "poll", data={"time": when, "power": power, "yieldday": yieldday}
     )
 
@@ -74,7 +74,7 @@ def test_daily_yields_keep_the_days_maximum_and_are_bounded() -> None:
     assert [d["date"] for d in daily] == ["2024-06-12", "2024-06-13", "2024-06-14"]
     assert daily[-1] == {"date": "2024-06-14", "total": 4.0, "inverters": {"A": 4.0}}
     # a poll without yields (an older bridge) records power only
-    hub.on_event(BridgeEvent("poll", "dtu", "DTU1", "poll", data={"time": noon + 5 * 86400}))
+    hub.on_event(Activity("poll", "dtu", "DTU1", "poll", data={"time": noon + 5 * 86400}))
     assert len(hub.daily_data()) == 3
 
 
@@ -119,9 +119,10 @@ class _FakeClient:
 
 
 def _fake_api(*clients: _FakeClient) -> Any:
-    views = [
+    dtus = [
         SimpleNamespace(
             serial=f"DTU{i}",
+            label=f"dtu{i}",
             session=SimpleNamespace(
                 target=SimpleNamespace(label=f"dtu{i}", name=f"Roof {i}", host=f"10.0.0.{i}"),
                 client=client,
@@ -129,8 +130,8 @@ def _fake_api(*clients: _FakeClient) -> Any:
         )
         for i, client in enumerate(clients, start=1)
     ]
-    bridge = SimpleNamespace(views=views)
-    return WebApi(WebHub(), lambda: bridge)  # type: ignore[arg-type]
+    fleet = SimpleNamespace(dtus=dtus)
+    return WebApi(WebHub(), lambda: fleet)  # type: ignore[arg-type]
 
 
 async def _ask(routes: HistoryRoutes, query: str) -> tuple[int, dict[str, Any]]:
@@ -211,7 +212,7 @@ async def test_history_api_against_the_simulator(ui: Ui) -> None:
         assert body["points_max"] > 0
         assert set(body["names"]) >= set(serials)
         assert all(body["names"][s].endswith(s) for s in serials)
-        assert [d["label"] for d in body["dtus"]] == [ui.bridge.views[0].session.target.label]
+        assert [d["label"] for d in body["dtus"]] == [ui.bridge.fleet.dtus[0].label]
         today = body["daily"][-1]
         assert today["date"] == _day(ui.clock.now())
         assert set(today["inverters"]) == set(serials)
@@ -233,7 +234,7 @@ async def test_history_api_against_the_simulator(ui: Ui) -> None:
         assert status == 400 and "'since'" in error["error"]
 
         # the DTU's own history: today since midnight, every 5 minutes, plausible watts
-        label = ui.bridge.views[0].session.target.label
+        label = ui.bridge.fleet.dtus[0].label
         routes = ui.server.app[HISTORY_ROUTES]
         frames_before = sum(
             1 for f in ui.server.hub.frames if f.data["message"] == "HistPowerToDtu"
@@ -355,7 +356,7 @@ async def test_charts_page(ui: Ui, browser_page: Page, screenshot: Any) -> None:
     await expect(total).to_have_attribute("aria-pressed", "true")
 
     # the DTU's own history, with its time base
-    label = ui.bridge.views[0].session.target.label
+    label = ui.bridge.fleet.dtus[0].label
     dtu = page.locator(f'.dtu-history[data-dtu="{label}"]')
     await expect(dtu.locator('.hbchart-key[data-key="dtu"]')).to_have_attribute(
         "data-points", NUMBER
@@ -406,7 +407,7 @@ async def test_charts_empty_states_and_a_silent_dtu(
     # the DTU's 502 below is logged by Chromium as a failed resource
     console_errors.allow(r"status of 502")
     page = browser_page
-    label = ui.bridge.views[0].session.target.label
+    label = ui.bridge.fleet.dtus[0].label
     empty = {"points_max": 100, "series": {}, "names": {}, "daily": [], "dtus": []}
     await page.route(
         re.compile(r"/api/history(\?.*)?$"),

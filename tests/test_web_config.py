@@ -18,13 +18,13 @@ import pytest
 import yaml
 from playwright.async_api import Page, expect
 
+from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.addon.config_store import SupervisorConfigStore
 from hoymiles_bridge.addon.runner import Service, WebConfig
 from hoymiles_bridge.addon.supervisor import SupervisorClient
 from hoymiles_bridge.cli.run import standalone_broker, summary
 from hoymiles_bridge.config.options import load_options, normalize, storable
 from hoymiles_bridge.config.store import options_document
-from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.protocol.jsonify import MASK
 from hoymiles_bridge.simulator import DtuSimulator, default_fleet
 from hoymiles_bridge.web.hub import WebHub
@@ -82,14 +82,14 @@ async def _addon(mosquitto: Mosquitto) -> AsyncIterator[Addon]:
             async with SupervisorStandin(TOKEN, service, options=stored) as standin:
                 store = SupervisorConfigStore(SupervisorClient(standin.url, TOKEN))
                 hub = WebHub()
-                hub.attach(env.bridge)
+                hub.attach(env.bridge.fleet)
                 server = WebServer(
                     "127.0.0.1",
                     0,
                     status=dict,
                     allowed_peers=frozenset({"127.0.0.1"}),  # the ingress proxy's address
                     hub=hub,
-                    bridge=env.bridge,
+                    fleet=env.bridge.fleet,
                     config_store=store,
                 )
                 await server.start()
@@ -166,7 +166,7 @@ async def test_without_a_store_the_page_is_read_only(mosquitto: Mosquitto) -> No
         async with running_bridge(mosquitto, [sim], mqtt=mqtt) as env:
             hub = WebHub()
             server = WebServer(
-                "127.0.0.1", 0, status=dict, allowed_peers=None, hub=hub, bridge=env.bridge
+                "127.0.0.1", 0, status=dict, allowed_peers=None, hub=hub, fleet=env.bridge.fleet
             )
             await server.start()
             await env.bridge.link.wait_connected(10)

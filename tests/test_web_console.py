@@ -16,13 +16,15 @@ from typing import Any
 import aiohttp
 from playwright.async_api import Page, Request, ViewportSize, expect
 
-from hoymiles_bridge.mqtt.commands import CommandError, parse_command
-from hoymiles_bridge.mqtt.discovery import FALLBACK_RATED_POWER
+from hoymiles_bridge.core.commands import Command, CommandError, check
+from hoymiles_bridge.core.limits import FALLBACK_RATED_POWER
+from hoymiles_bridge.mqtt.commands import request_for
 from hoymiles_bridge.mqtt.topics import DTU_COMMANDS, INVERTER_COMMANDS
 from hoymiles_bridge.protocol.devices import format_serial
-from hoymiles_bridge.web.api import CSRF_HEADER, CSRF_VALUE, READ_REQUESTS, WebApi
+from hoymiles_bridge.web.api import CSRF_HEADER, CSRF_VALUE, WebApi
 from hoymiles_bridge.web.console_api import READ_DESCRIPTIONS, catalogue
 from hoymiles_bridge.web.hub import WebHub
+from hoymiles_bridge.web.reads import READ_REQUESTS
 from tests.browser.helpers import ConsoleErrors
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
@@ -67,6 +69,13 @@ def _passwords(value: Any) -> list[Any]:
     return []
 
 
+def parse_command(base: str, topic: str, payload: bytes, *, retained: bool) -> Command | None:
+    """What the bridge makes of an MQTT command message (raises CommandError)."""
+    request = request_for(base, topic, payload, retained=retained)
+    assert request is not None
+    return check(request)
+
+
 async def _no_overflow(page: Page) -> None:
     """Nothing sticks out sideways at phone width."""
     width = await page.evaluate("document.documentElement.scrollWidth")
@@ -80,7 +89,7 @@ async def test_commands_api(ui: Ui) -> None:
     assert all(r["description"] and r["reply"] and r["tag"] for r in body["reads"])
     assert body["limit_interval"] == ui.bridge.options.limit_interval
 
-    # the catalogue is the MQTT tables, nothing more and nothing less
+    # the catalogue is the command registry's entities, as the MQTT tables have them
     catalogue = {c["key"]: c for c in body["commands"]}
     assert list(catalogue) == [f.key for f in (*INVERTER_COMMANDS, *DTU_COMMANDS)]
     for field in INVERTER_COMMANDS:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest_asyncio
 
-from hoymiles_bridge.mqtt.bridge import Bridge
+from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.simulator import DtuSimulator, SimClock, default_fleet
 from hoymiles_bridge.web.hub import WebHub
 from hoymiles_bridge.web.server import WebServer
@@ -58,14 +58,14 @@ async def ui_fixture(mosquitto: Mosquitto, ingress_proxy: IngressProxies) -> Asy
         ) as env,
     ):
         hub = WebHub()
-        hub.attach(env.bridge)
+        hub.attach(env.bridge.fleet)
         server = WebServer(
             "127.0.0.1",
             0,
             status=dict,
             allowed_peers=None,
             hub=hub,
-            bridge=env.bridge,
+            fleet=env.bridge.fleet,
             clock=clock.now,  # the bridge's clock: last_poll is in simulated time
         )
         await server.start()

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.addon.supervisor import SupervisorClient, SupervisorError
 from hoymiles_bridge.config.options import Options, load_options
 from hoymiles_bridge.config.store import ConfigStore, ConfigStoreError, FileConfigStore
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
-from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.web.hub import WebHub
 from hoymiles_bridge.web.server import WebServer, normalize_address
@@ -160,11 +160,11 @@ def bridge_status(options: Options, bridge: Bridge | None) -> dict[str, Any]:
         "mqtt": bridge.link.connected,
         "dtus": [
             {
-                "host": view.session.target.host,
-                "serial": view.serial,
-                "state": view.session.state.value,
+                "host": dtu.session.target.host,
+                "serial": dtu.serial,
+                "state": dtu.session.state.value,
             }
-            for view in bridge.views
+            for dtu in bridge.fleet.dtus
         ],
     }
 
@@ -223,7 +223,7 @@ class Service:
             credentials=web.credentials,
             access_log=options.log_level == "debug",
             hub=self.hub,
-            bridge=lambda: self.bridge,
+            fleet=lambda: self.bridge.fleet if self.bridge is not None else None,
             config_store=config_store,
         )
 
@@ -341,7 +341,7 @@ class Service:
             return EXIT_FAILED
         _LOGGER.info("%s\n  %s", self._start_block(broker), self.web_config.describe())
         bridge = self._bridge_factory(self.options, broker)
-        self.hub.attach(bridge)
+        self.hub.attach(bridge.fleet)
         self.bridge = bridge
         bridge_task = asyncio.create_task(bridge.run(), name="service-bridge")
         await asyncio.wait(

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import yaml
 
+from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.addon.runner import Service, WebConfig, fixed_broker
 from hoymiles_bridge.cli.common import host_port
 from hoymiles_bridge.cli.run import configure_logging, mqtt_settings, summary
 from hoymiles_bridge.config.options import Options, validate
 from hoymiles_bridge.config.store import write_atomically
 from hoymiles_bridge.errors import HoymilesError
-from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.mqtt.local_broker import LocalBroker
 from hoymiles_bridge.simulator import SimulatorGroup, default_fleet, load_fleet, resolve_fleet
@@ -34,14 +34,16 @@ from hoymiles_bridge.simulator import SimulatorGroup, default_fleet, load_fleet,
 
 def _line(bridge: Bridge) -> str:
     parts = []
-    for view in bridge.views:
-        for serial, values in view.values.items():
+    for dtu in bridge.fleet.dtus:
+        shown = [i for i in dtu.inverters.values() if i.values is not None]
+        for inverter in shown:
+            values = inverter.values.values if inverter.values is not None else {}
             parts.append(
-                f"{serial} {values.values.get('power', 0):6.1f} W "
-                f"(today {values.values.get('yieldday', 0):.0f} Wh)"
+                f"{inverter.serial} {values.get('power', 0):6.1f} W "
+                f"(today {values.get('yieldday', 0):.0f} Wh)"
             )
-        if not view.values:
-            parts.append(f"{view.session.target.label}: {view.session.state.value}")
+        if not shown:
+            parts.append(f"{dtu.label}: {dtu.session.state.value}")
     return f"[{time.strftime('%H:%M:%S')}] " + " | ".join(parts)
 
 

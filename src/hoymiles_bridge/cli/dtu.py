@@ -6,10 +6,12 @@ import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from hoymiles_bridge.cli.common import enc_rand_hex, host_port
 from hoymiles_bridge.cli.output import print_result
+from hoymiles_bridge.core.commands import BY_NAME, CommandSpec, Target, parse_value
+from hoymiles_bridge.core.commands import COMMANDS as REGISTRY
 from hoymiles_bridge.dtu.client import DEFAULT_MIN_SPACING, DtuClient
 from hoymiles_bridge.dtu.connection import REQUEST_TIMEOUT
 from hoymiles_bridge.errors import InvalidArgumentError
@@ -33,14 +35,49 @@ def _serial_arg(required: bool = False) -> tuple[tuple[str, ...], dict[str, Any]
     return ("--serial",), {"help": "inverter serial (12 hex digits); default: all inverters"}
 
 
+def _value(name: str, text: str) -> float:
+    """``text`` checked by the registry's rules for command ``name``."""
+    return parse_value(BY_NAME[name], text.encode("utf-8", "replace"))
+
+
 async def _limit(dtu: DtuClient, args: argparse.Namespace) -> Result:
     if args.watts:
         if not args.serial:
             raise InvalidArgumentError("a limit in W needs --serial to know the rated power")
-        ack = await dtu.set_power_limit_watts(args.value, args.serial)
+        watts = _value("limit_persistent_absolute", args.value)
+        ack = await dtu.set_power_limit_watts(watts, args.serial)
     else:
-        ack = await dtu.set_power_limit(args.value, args.serial)
+        ack = await dtu.set_power_limit(
+            _value("limit_persistent_relative", args.value), args.serial
+        )
     return await dtu.wait_command(ack) if args.wait else ack
+
+
+async def _limit_temporary(dtu: DtuClient, args: argparse.Namespace) -> Result:
+    return await dtu.set_power_limit_temporary(_value("limit_nonpersistent_absolute", args.watts))
+
+
+def _registry_handler(spec: CommandSpec, value: float) -> Handler:
+    async def handler(dtu: DtuClient, args: argparse.Namespace) -> Result:
+        serial: str = getattr(args, "serial", None) or ""
+        return cast(Result, await spec.call(dtu, serial, value))
+
+    return handler
+
+
+def _registry_commands() -> tuple[_Command, ...]:
+    """The subcommands of the command registry's CLI forms (on, off, reboot...)."""
+    return tuple(
+        _Command(
+            form.name,
+            form.help,
+            _registry_handler(spec, form.value),
+            (_serial_arg(),) if spec.target is Target.INVERTER else (),
+            form.aliases,
+        )
+        for spec in REGISTRY
+        for form in spec.cli
+    )
 
 
 async def _command_status(dtu: DtuClient, args: argparse.Namespace) -> Result:
@@ -63,7 +100,8 @@ async def _is_encrypted(dtu: DtuClient, _args: argparse.Namespace) -> Result:
     return {"dtu_serial": info.dtu_serial, "encrypted": info.encrypted}
 
 
-COMMANDS: tuple[_Command, ...] = (
+#: The reads and the commands the registry has no form for (limits take a unit flag).
+_OWN_COMMANDS: tuple[_Command, ...] = (
     _Command(
         "real-data",
         "live values of every inverter and port",
@@ -96,7 +134,7 @@ COMMANDS: tuple[_Command, ...] = (
         "set the active power limit (persistent in the inverter)",
         _limit,
         (
-            (("value",), {"type": float, "help": "percent (2..100), or W with --watts"}),
+            (("value",), {"help": "percent (2..100), or W with --watts"}),
             (("--watts",), {"action": "store_true", "help": "VALUE is in W"}),
             _serial_arg(),
             (("--wait",), {"action": "store_true", "help": "wait until the inverters applied it"}),
@@ -106,25 +144,9 @@ COMMANDS: tuple[_Command, ...] = (
     _Command(
         "limit-temporary",
         "set a non-persistent limit in W (HMS-W, DTU firmware V01.01.01+)",
-        lambda d, a: d.set_power_limit_temporary(a.watts),
-        ((("watts",), {"type": float, "help": "limit in W (0.1..3276.7)"}),),
+        _limit_temporary,
+        ((("watts",), {"help": "limit in W (0.1..3276.7)"}),),
         aliases=("set-power-limit-temporary",),
-    ),
-    _Command("on", "turn inverter(s) on", lambda d, a: d.inverter_on(a.serial), (_serial_arg(),)),
-    _Command(
-        "off", "turn inverter(s) off", lambda d, a: d.inverter_off(a.serial), (_serial_arg(),)
-    ),
-    _Command(
-        "restart",
-        "restart inverter(s)",
-        lambda d, a: d.inverter_restart(a.serial),
-        (_serial_arg(),),
-    ),
-    _Command("reboot", "reboot the DTU", lambda d, a: d.reboot_dtu(), aliases=("restart-dtu",)),
-    _Command(
-        "performance-mode",
-        "ask for fresh data on every poll (POLL_ALL)",
-        lambda d, a: d.performance_mode(),
     ),
     _Command(
         "alarms",
@@ -175,6 +197,10 @@ COMMANDS: tuple[_Command, ...] = (
         ((("gateway",), {"help": "gateway serial"}), (("inverter",), {"help": "inverter serial"})),
     ),
 )
+
+
+#: Every subcommand: this module's own, then the command registry's.
+COMMANDS: tuple[_Command, ...] = _OWN_COMMANDS + _registry_commands()
 
 
 def _common() -> argparse.ArgumentParser:

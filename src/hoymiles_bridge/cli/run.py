@@ -25,6 +25,7 @@ import os
 import sys
 
 from hoymiles_bridge import __version__
+from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.addon.config_store import SupervisorConfigStore
 from hoymiles_bridge.addon.runner import (
     BrokerSource,
@@ -39,7 +40,6 @@ from hoymiles_bridge.addon.supervisor import SupervisorClient, SupervisorError
 from hoymiles_bridge.config.options import Options, OptionsError, load_options
 from hoymiles_bridge.config.store import ConfigStore
 from hoymiles_bridge.errors import InvalidArgumentError
-from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.mqtt.link import MqttSettings
 
 _LOGGER = logging.getLogger("hoymiles_bridge")

@@ -38,6 +38,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from hoymiles_bridge.core.commands import BY_NAME
+from hoymiles_bridge.core.limits import limit_range
+from hoymiles_bridge.core.state import DtuDevice, InverterDevice
 from hoymiles_bridge.mqtt.topics import (
     DTU_COMMANDS,
     DTU_FIELDS,
@@ -62,46 +65,10 @@ TOTALS_NODE_ID: Final = "hoymiles_totals"
 #: ``as_datetime`` only accepts numbers on newer ones).
 TIMESTAMP_TEMPLATE: Final = "{{ (value | int) | timestamp_custom('%Y-%m-%dT%H:%M:%S%z', false) }}"
 
-#: Power-limit ranges. Relative limits follow OpenDTU's step; the inverter
-#: refuses less than 2 %, so that is the floor for both kinds.
-LIMIT_MIN_PERCENT: Final = 2.0
-LIMIT_MAX_PERCENT: Final = 100.0
-LIMIT_STEP_PERCENT: Final = 0.1
-LIMIT_STEP_WATT: Final = 1
-#: Used as the maximum when the serial does not tell the rated power.
-FALLBACK_RATED_POWER: Final = 2250
-
 #: Inverter entities that stay available while the inverter itself is not.
 _INVERTER_ALWAYS_AVAILABLE: Final = frozenset({"reachable"})
 #: DTU entities that stay available while the DTU itself is not.
 _DTU_ALWAYS_AVAILABLE: Final = frozenset({"status", "connection"})
-
-
-@dataclass(frozen=True, slots=True)
-class DtuDevice:
-    """What discovery needs to know about one DTU."""
-
-    serial: str
-    model: str
-    firmware: str
-    hardware: str
-    name: str | None
-    host: str
-
-
-@dataclass(frozen=True, slots=True)
-class InverterDevice:
-    """What discovery needs to know about one inverter."""
-
-    serial: str
-    model: str
-    firmware: str
-    hardware: str
-    name: str | None
-    ports: int
-    rated_power: int  # W; 0 when unknown
-    dtu_serial: str
-    supports_nonpersistent: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -335,22 +302,10 @@ def _status_field(key: str) -> Field:
     raise KeyError(key)  # pragma: no cover - the table is static
 
 
-def limit_range(field: Field, rated_power: int) -> tuple[float, float, float]:
-    """``(min, max, step)`` of a power-limit number entity."""
-    if field.unit == "%":
-        return LIMIT_MIN_PERCENT, LIMIT_MAX_PERCENT, LIMIT_STEP_PERCENT
-    rated = rated_power if rated_power > 0 else FALLBACK_RATED_POWER
-    return max(1, round(rated * LIMIT_MIN_PERCENT / 100)), rated, LIMIT_STEP_WATT
-
-
-def _is_nonpersistent(field: Field) -> bool:
-    return field.key.startswith("limit_nonpersistent_")
-
-
 def inverter_commands(inverter: InverterDevice) -> tuple[Field, ...]:
-    """The command entities this inverter gets."""
+    """The command entities this inverter gets (non-persistent limits need the firmware)."""
     return tuple(
-        f for f in INVERTER_COMMANDS if inverter.supports_nonpersistent or not _is_nonpersistent(f)
+        f for f in INVERTER_COMMANDS if BY_NAME[f.topic].offered_to(inverter.supports_nonpersistent)
     )
 
 
@@ -419,7 +374,7 @@ def inverter_discovery(ctx: DiscoveryContext, inverter: InverterDevice) -> list[
         object_id = _command_object_id(field, state_keys)
         command_topic = layout.inverter_command(serial, field.topic)
         if field.component == "number":
-            low, high, step = limit_range(field, inverter.rated_power)
+            low, high, step = limit_range(BY_NAME[field.topic], inverter.rated_power)
             state = relative if field.unit == "%" else absolute
             add(
                 field,
@@ -440,15 +395,12 @@ def removal_messages(ctx: DiscoveryContext, inverter: InverterDevice) -> list[tu
 
 
 __all__ = [
-    "FALLBACK_RATED_POWER",
     "MANUFACTURER",
     "ORIGIN_NAME",
     "PROJECT_URL",
     "TIMESTAMP_TEMPLATE",
     "TOTALS_NODE_ID",
     "DiscoveryContext",
-    "DtuDevice",
-    "InverterDevice",
     "config_topic",
     "dtu_device_block",
     "dtu_device_id",
@@ -457,7 +409,6 @@ __all__ = [
     "inverter_device_block",
     "inverter_device_id",
     "inverter_discovery",
-    "limit_range",
     "port_entity_name",
     "port_object_id",
     "removal_messages",

@@ -13,13 +13,16 @@ work unchanged (features.md section 3.1). Under ``base_topic``:
 * ``bridge/status``: the bridge's last will (``online``/``offline``).
 
 Each :class:`Field` names its topic, how to format the value, and how Home
-Assistant should show it. Units and names copy OpenDTU's exactly.
+Assistant should show it. Units and names copy OpenDTU's exactly. The command
+entities come from the command registry (:mod:`hoymiles_bridge.core.commands`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from hoymiles_bridge.core.commands import Target, commands_for
 
 Component = Literal["sensor", "binary_sensor", "number", "button"]
 Category = Literal["config", "diagnostic"] | None
@@ -183,74 +186,6 @@ INVERTER_STATUS_FIELDS: Final = (
     ),
 )
 
-#: Command entities of an inverter: topic is ``<serial>/cmd/<topic>``.
-INVERTER_COMMANDS: Final = (
-    Field(
-        "limit_persistent_relative",
-        "limit_persistent_relative",
-        "Limit persistent",
-        component="number",
-        unit="%",
-        category="config",
-        icon="mdi:speedometer",
-    ),
-    Field(
-        "limit_persistent_absolute",
-        "limit_persistent_absolute",
-        "Limit persistent (W)",
-        component="number",
-        unit="W",
-        category="config",
-        icon="mdi:speedometer",
-    ),
-    Field(
-        "limit_nonpersistent_relative",
-        "limit_nonpersistent_relative",
-        "Limit non-persistent",
-        component="number",
-        unit="%",
-        category="config",
-        icon="mdi:speedometer-slow",
-    ),
-    Field(
-        "limit_nonpersistent_absolute",
-        "limit_nonpersistent_absolute",
-        "Limit non-persistent (W)",
-        component="number",
-        unit="W",
-        category="config",
-        icon="mdi:speedometer-slow",
-    ),
-    # Two buttons on one command topic, as OpenDTU does (the DTU reports no
-    # on/off state a switch could show). ``payload_on`` is what the button sends.
-    Field(
-        "power_on",
-        "power",
-        "Turn inverter on",
-        component="button",
-        category="config",
-        icon="mdi:power-plug",
-        payload_on="1",
-    ),
-    Field(
-        "power_off",
-        "power",
-        "Turn inverter off",
-        component="button",
-        category="config",
-        icon="mdi:power-plug-off",
-        payload_on="0",
-    ),
-    Field(
-        "restart",
-        "restart",
-        "Restart inverter",
-        component="button",
-        device_class="restart",
-        category="config",
-    ),
-)
-
 #: ``dtu/...`` (``dtu/<dtu serial>/...`` when the bridge serves several DTUs).
 DTU_FIELDS: Final = (
     Field(
@@ -316,26 +251,6 @@ DTU_FIELDS: Final = (
     ),
 )
 
-#: DTU command entities: topic is ``dtu/cmd/<topic>``.
-DTU_COMMANDS: Final = (
-    Field(
-        "reboot",
-        "reboot",
-        "Reboot DTU",
-        component="button",
-        device_class="restart",
-        category="config",
-    ),
-    Field(
-        "performance_mode",
-        "performance_mode",
-        "Performance mode",
-        component="button",
-        category="config",
-        icon="mdi:run-fast",
-    ),
-)
-
 #: ``ac/...`` and ``dc/...``: totals over every inverter of every DTU.
 TOTAL_FIELDS: Final = (
     Field("ac_power", "ac/power", "AC power", unit="W", device_class="power", state_class=M),
@@ -362,10 +277,34 @@ TOTAL_FIELDS: Final = (
     ),
 )
 
+
+def _command_fields(target: Target) -> tuple[Field, ...]:
+    """The command entities of ``target``, from the registry: topic is ``.../cmd/<command>``."""
+    return tuple(
+        Field(
+            entity.key,
+            spec.name,
+            entity.name,
+            component=entity.component,
+            unit=spec.unit,
+            device_class=entity.device_class,
+            category="config",
+            icon=entity.icon,
+            payload_on=entity.payload,
+        )
+        for spec in commands_for(target)
+        for entity in spec.entities
+    )
+
+
+#: Command entities of an inverter: topic is ``<serial>/cmd/<topic>``.
+INVERTER_COMMANDS: Final = _command_fields(Target.INVERTER)
+#: DTU command entities: topic is ``dtu/cmd/<topic>``.
+DTU_COMMANDS: Final = _command_fields(Target.DTU)
 #: Commands accepted on ``<serial>/cmd/<name>``.
-INVERTER_COMMAND_NAMES: Final = frozenset(f.topic for f in INVERTER_COMMANDS)
+INVERTER_COMMAND_NAMES: Final = frozenset(s.name for s in commands_for(Target.INVERTER))
 #: Commands accepted on ``dtu/cmd/<name>`` (or ``dtu/<serial>/cmd/<name>``).
-DTU_COMMAND_NAMES: Final = frozenset(f.topic for f in DTU_COMMANDS)
+DTU_COMMAND_NAMES: Final = frozenset(s.name for s in commands_for(Target.DTU))
 
 
 class TopicLayout:

@@ -44,7 +44,17 @@ def temporary_limit_data(deciwatts: int) -> str:
     return f"S:1,P:{deciwatts}\r"
 
 
+#: The lowest persistent limit an inverter takes, in percent of its rated power
+#: (protocol.md section 5.5: dtuGateway raises lower values to 2 %).
+MIN_LIMIT_PERCENT: Final = 2.0
+
 #: The DTU firmware (raw ``dtu_sw``) from which the temporary limit works (V01.01.01).
 TEMPORARY_LIMIT_FIRMWARE: Final = 0x1101
 
-__all__ = ["TEMPORARY_LIMIT_FIRMWARE", "Action", "limit_data", "temporary_limit_data"]
+__all__ = [
+    "MIN_LIMIT_PERCENT",
+    "TEMPORARY_LIMIT_FIRMWARE",
+    "Action",
+    "limit_data",
+    "temporary_limit_data",
+]

@@ -24,92 +24,43 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import WSMsgType, web
-from google.protobuf.message import Message
 from yarl import URL
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.store import ConfigStore
-from hoymiles_bridge.dtu.client import APP_OFFSET
+from hoymiles_bridge.core.commands import CommandRequest, Target, known_names, lookup
+from hoymiles_bridge.core.fleet import Fleet
+from hoymiles_bridge.core.state import DtuState, InverterState
 from hoymiles_bridge.dtu.connection import FrameEvent
 from hoymiles_bridge.errors import (
     DtuConnectionError,
     DtuRejectedError,
     DtuTimeoutError,
     HoymilesError,
+    InvalidArgumentError,
     ProtocolError,
 )
-from hoymiles_bridge.mqtt.bridge import Bridge, DtuView
-from hoymiles_bridge.mqtt.commands import Target
-from hoymiles_bridge.mqtt.topics import DTU_COMMAND_NAMES, INVERTER_COMMAND_NAMES
 from hoymiles_bridge.protocol.codec import decode_frame
 from hoymiles_bridge.protocol.jsonify import MASK
-from hoymiles_bridge.protocol.pb import (
-    appinfo_pb2,
-    config_pb2,
-    heartbeat_pb2,
-    history_pb2,
-    network_pb2,
-    realdata_pb2,
-    warn_pb2,
-)
 from hoymiles_bridge.protocol.records import clean_hex, frame_record, split_frames
 from hoymiles_bridge.protocol.registry import Direction
+from hoymiles_bridge.web import config_api, console_api, history_api
+from hoymiles_bridge.web.common import (
+    BadRequest,
+    error,
+    json_text,
+    read_body,
+    text_field,
+)
 from hoymiles_bridge.web.hub import Encoded, WebHub, encode, masked_copy, safe_hex
+from hoymiles_bridge.web.reads import READ_REQUESTS
 
 CSRF_HEADER: Final = "X-Requested-With"
 CSRF_VALUE: Final = "hoymiles-bridge"
-#: Biggest request body the API reads (a pasted frame is at most 16 KiB of bytes).
-MAX_BODY: Final = 64 * 1024
 DEFAULT_FRAME_LIMIT: Final = 200
 _SECRET_KEYS: Final = frozenset({"password", "token", "enc_rand"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _ymd_hms(ts: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def _read_requests() -> dict[str, Callable[[int], Message]]:
-    """Reads the console may send, by registry name: a builder taking the time."""
-    return {
-        "AppInfoToDtu": lambda now: appinfo_pb2.AppInfoToDtu(
-            ymd_hms=_ymd_hms(now), offset=APP_OFFSET, time=now
-        ),
-        "HeartbeatToDtu": lambda now: heartbeat_pb2.HeartbeatToDtu(
-            offset=APP_OFFSET, time=now, ymd_hms=_ymd_hms(now)
-        ),
-        "RealDataNewToDtu": lambda now: realdata_pb2.RealDataNewToDtu(
-            ymd_hms=_ymd_hms(now), cp=0, oft=APP_OFFSET, time=now
-        ),
-        "WarnToDtu": lambda now: warn_pb2.WarnToDtu(
-            ymd_hms=_ymd_hms(now), package_now=0, offset=APP_OFFSET, time=now
-        ),
-        "GetConfigToDtu": lambda now: config_pb2.GetConfigToDtu(offset=APP_OFFSET, time=now),
-        "NetworkInfoToDtu": lambda now: network_pb2.NetworkInfoToDtu(offset=APP_OFFSET, time=now),
-        "HistPowerToDtu": lambda now: history_pb2.HistPowerToDtu(cp=0, oft=APP_OFFSET, time=now),
-        "HistEnergyToDtu": lambda now: history_pb2.HistEnergyToDtu(cp=0, oft=APP_OFFSET, time=now),
-    }
-
-
-READ_REQUESTS: Final = _read_requests()
-
-
-class BadRequest(Exception):  # noqa: N818 - reads better at the raise sites
-    """Answered with ``status`` and ``{"error": message}``."""
-
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-def _json(text: str, **headers: str) -> web.Response:
-    return web.Response(text=text, content_type="application/json", headers=headers or None)
 
 
 def mask_secrets(value: Any) -> Any:
@@ -122,17 +73,6 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [mask_secrets(v) for v in value]
     return value
-
-
-def _number(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _bool(value: str | None) -> bool | None:
-    return None if value is None else value == "1"
 
 
 def _process() -> dict[str, Any]:
@@ -177,14 +117,14 @@ class WebApi:
     def __init__(
         self,
         hub: WebHub,
-        bridge: Bridge | Callable[[], Bridge | None],
+        fleet: Fleet | Callable[[], Fleet | None],
         *,
         trust_forwarded_host: bool = False,
         clock: Callable[[], float] = time.time,
         config_store: ConfigStore | None = None,
     ) -> None:
         self.hub = hub
-        self._bridge = bridge
+        self._fleet = fleet
         #: Where the configuration page reads and saves the options (None: read-only).
         self.config_store = config_store
         self.trust_forwarded_host = trust_forwarded_host
@@ -193,12 +133,15 @@ class WebApi:
         hub.status_source = self.status
 
     @property
-    def bridge(self) -> Bridge:
-        """The bridge; answers 503 while the service is still starting it."""
-        bridge = self._bridge if isinstance(self._bridge, Bridge) else self._bridge()
-        if bridge is None:
+    def fleet(self) -> Fleet:
+        """The fleet; answers 503 while the service is still starting it."""
+        fleet = self._fleet if isinstance(self._fleet, Fleet) else self._fleet()
+        if fleet is None:
             raise BadRequest("the bridge is still starting; try again shortly", status=503)
-        return bridge
+        return fleet
+
+    def clock(self) -> float:
+        return self._clock()
 
     def __repr__(self) -> str:
         return f"WebApi(clients={self.hub.clients})"
@@ -215,10 +158,7 @@ class WebApi:
         router.add_post("/api/command", self._command)
         router.add_post("/api/read", self._read)
         router.add_get("/api/ws", self._websocket)
-        # Each page's own routes live next to this module; they import this
-        # module's helpers, so they are imported once it is complete.
-        from hoymiles_bridge.web import config_api, console_api, history_api
-
+        # Each page's own routes live next to this module (web/common.py is what they see).
         for module in (config_api, console_api, history_api):
             module.register(app, self)
         app.middlewares.append(self._same_origin)
@@ -232,11 +172,11 @@ class WebApi:
             if request.method not in {"GET", "HEAD", "OPTIONS"}:
                 problem = self._cross_site(request)
                 if problem is not None:
-                    return _error(403, problem)
+                    return error(403, problem)
             try:
                 return await handler(request)
             except BadRequest as err:
-                return _error(err.status, err.message)
+                return error(err.status, err.message)
         return await handler(request)
 
     def _cross_site(self, request: web.Request) -> str | None:
@@ -264,48 +204,21 @@ class WebApi:
 
     # --- helpers --------------------------------------------------------------
 
-    @staticmethod
-    async def read_body(request: web.Request) -> dict[str, Any]:
-        """The request's JSON object (at most MAX_BODY); raises :class:`BadRequest`."""
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise BadRequest(f"the body is larger than {MAX_BODY} bytes", status=413)
-        text = await request.text()
-        if len(text) > MAX_BODY:
-            raise BadRequest(f"the body is larger than {MAX_BODY} bytes", status=413)
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError:
-            raise BadRequest("the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object")
-        return body
-
-    @staticmethod
-    def _text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-        value = body.get(name)
-        if value is None or value == "":
-            if required:
-                raise BadRequest(f"the field {name!r} is required")
-            return None
-        if not isinstance(value, str):
-            raise BadRequest(f"the field {name!r} must be text")
-        return value.strip()
-
-    def view(self, dtu: str | None, *, what: str = "field") -> DtuView:
+    def dtu(self, name: str | None, *, what: str = "field") -> DtuState:
         """The DTU named by label, serial or host (optional with one DTU).
 
-        ``what`` names where ``dtu`` came from in the error (a body "field" or
+        ``what`` names where ``name`` came from in the error (a body "field" or
         a query "parameter"); raises :class:`BadRequest`.
         """
-        views = self.bridge.views
-        if not dtu:
-            if len(views) == 1:
-                return views[0]
+        dtus = self.fleet.dtus
+        if not name:
+            if len(dtus) == 1:
+                return dtus[0]
             raise BadRequest(f"the {what} 'dtu' is required when there are several DTUs")
-        for view in views:
-            if dtu in {view.serial, view.session.target.label, view.session.target.host}:
-                return view
-        raise BadRequest(f"the {what} 'dtu' names no known DTU ({dtu!r})", status=404)
+        for dtu in dtus:
+            if name in {dtu.serial, dtu.label, dtu.session.target.host}:
+                return dtu
+        raise BadRequest(f"the {what} 'dtu' names no known DTU ({name!r})", status=404)
 
     # --- status ---------------------------------------------------------------
 
@@ -313,57 +226,25 @@ class WebApi:
         """The overview: every DTU, its inverters, the totals (no secrets)."""
         now = self._clock()
         try:
-            bridge = self.bridge
+            fleet = self.fleet
         except BadRequest:
             return {"time": now, "version": __version__, "starting": True, "dtus": []}
         dtus = []
-        for view in bridge.views:
-            session = view.session
+        for dtu in fleet.dtus:
+            session = dtu.session
             info = session.app_info
-            interval = session.interval
             last = session.last_poll
-            stale = last is None or now - last > 2 * interval
-            inverters = []
-            for serial, device in view.inverters.items():
-                values = view.values.get(serial)
-                layout = bridge.layout
-                alarms_text = bridge.published(layout.inverter_alarms(serial))
-                try:
-                    alarms = json.loads(alarms_text) if alarms_text else []
-                except json.JSONDecodeError:
-                    alarms = []
-                inverters.append(
-                    {
-                        "serial": serial,
-                        "model": device.model,
-                        "firmware": device.firmware,
-                        "rated_power": device.rated_power,
-                        "ports_count": device.ports,
-                        "values": dict(values.values) if values else {},
-                        "ports": {str(p): dict(f) for p, f in values.ports.items()}
-                        if values
-                        else {},
-                        "reachable": values.reachable if values else None,
-                        "producing": values.producing if values else None,
-                        "limit_applied": view.limits.get(serial),
-                        "limit_requested": bridge.requested_limit(serial),
-                        "last_update": _number(
-                            bridge.published(layout.inverter(serial, "status/last_update"))
-                        ),
-                        "alarms": alarms,
-                        "stale": stale,
-                    }
-                )
+            stale = last is None or now - last > 2 * session.interval
             dtus.append(
                 {
-                    "label": session.target.label,
+                    "label": dtu.label,
                     "name": session.target.name,
                     "host": session.target.host,
                     "port": session.target.port,
-                    "serial": view.serial,
+                    "serial": dtu.serial,
                     "state": session.state.value,
                     "state_reason": session.state_reason,
-                    "available": view.available,
+                    "available": dtu.available,
                     "model": info.dtu_model if info else None,
                     "firmware": info.dtu_firmware if info else None,
                     "hardware": info.dtu_hardware if info else None,
@@ -372,31 +253,54 @@ class WebApi:
                     "last_poll": last,
                     "next_poll": session.next_poll,
                     "rtt_ms": round(session.rtt * 1000) if session.rtt is not None else None,
-                    "interval": interval,
-                    "policy": bridge.policy.describe(info.dtu_firmware_raw if info else None),
+                    "interval": session.interval,
+                    "policy": fleet.policy.describe(info.dtu_firmware_raw if info else None),
                     "performance_mode": session.performance_mode,
                     "stale": stale,
-                    "inverters": inverters,
+                    "inverters": [
+                        self._inverter_status(fleet, inverter, stale)
+                        for inverter in dtu.inverters.values()
+                    ],
                 }
             )
-        totals = bridge.totals()
+        totals = fleet.totals()
         return {
             "time": now,
             "version": __version__,
-            "mqtt": {"connected": bridge.link.connected},
+            "mqtt": {"connected": bool(fleet.stats().get("mqtt", {}).get("connected"))},
             "dtus": dtus,
             "totals": {
-                "ac_power": _number(totals.get("ac/power")),
-                "ac_yieldday": _number(totals.get("ac/yieldday")),
-                "ac_yieldtotal": _number(totals.get("ac/yieldtotal")),
-                "dc_power": _number(totals.get("dc/power")),
-                "dc_irradiation": _number(totals.get("dc/irradiation")),
-                "valid": totals.get("ac/is_valid") == "1",
+                "ac_power": totals.ac_power,
+                "ac_yieldday": totals.yield_day,
+                "ac_yieldtotal": totals.yield_total,
+                "dc_power": totals.dc_power,
+                "dc_irradiation": totals.irradiation,
+                "valid": totals.valid,
             },
         }
 
+    @staticmethod
+    def _inverter_status(fleet: Fleet, inverter: InverterState, stale: bool) -> dict[str, Any]:
+        device, values = inverter.device, inverter.values
+        return {
+            "serial": device.serial,
+            "model": device.model,
+            "firmware": device.firmware,
+            "rated_power": device.rated_power,
+            "ports_count": device.ports,
+            "values": dict(values.values) if values else {},
+            "ports": {str(p): dict(f) for p, f in values.ports.items()} if values else {},
+            "reachable": values.reachable if values else None,
+            "producing": values.producing if values else None,
+            "limit_applied": inverter.limit,
+            "limit_requested": fleet.requested_limit(device.serial),
+            "last_update": float(int(inverter.last_update)) if inverter.last_update else None,
+            "alarms": [a.to_dict() for a in inverter.active_alarms],
+            "stale": stale,
+        }
+
     async def _status(self, request: web.Request) -> web.Response:
-        return _json(encode(self.status()))
+        return json_text(encode(self.status()))
 
     # --- frames ---------------------------------------------------------------
 
@@ -429,7 +333,7 @@ class WebApi:
 
     async def _frames(self, request: web.Request) -> web.Response:
         items = self._frame_query(request)
-        return _json('{"frames":[' + ",".join(i.json for i in items) + "]}")
+        return json_text('{"frames":[' + ",".join(i.json for i in items) + "]}")
 
     async def _frames_jsonl(self, request: web.Request) -> web.Response:
         items = self._frame_query(request, default_limit=None)
@@ -441,8 +345,8 @@ class WebApi:
         )
 
     async def _decode(self, request: web.Request) -> web.Response:
-        body = await self.read_body(request)
-        text = self._text_field(body, "hex")
+        body = await read_body(request)
+        text = text_field(body, "hex")
         assert text is not None
         try:
             frames = split_frames(clean_hex(text), None)
@@ -457,89 +361,80 @@ class WebApi:
         except HoymilesError as err:
             raise BadRequest(f"the field 'hex' cannot be decoded: {err}") from None
         if len(records) == 1:
-            return _json(encode(records[0]))
-        return _json(encode({"frames": records}))
+            return json_text(encode(records[0]))
+        return json_text(encode({"frames": records}))
 
     # --- events, history ------------------------------------------------------
 
     async def _events(self, request: web.Request) -> web.Response:
-        return _json('{"events":[' + ",".join(i.json for i in self.hub.events) + "]}")
+        return json_text('{"events":[' + ",".join(i.json for i in self.hub.events) + "]}")
 
     # --- diagnostics, config ----------------------------------------------------
 
     def diagnostics(self) -> dict[str, Any]:
-        bridge, hub = self.bridge, self.hub
-        link = bridge.link
-        reconnects = sum(v.session.client.reconnects for v in bridge.views)
-        stale = sum(
-            v.session.client.connection.stale_replies
-            for v in bridge.views
-            if v.session.client.connection is not None
-        )
+        fleet, hub = self.fleet, self.hub
+        sessions = [d.session for d in fleet.dtus]
+        stats = fleet.stats()
         return {
             "version": __version__,
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             # started_at is wall-clock time (the API clock may be a simulated one)
-            "uptime_s": round(time.time() - bridge.started_at, 1),
+            "uptime_s": round(time.time() - fleet.started_at, 1),
             "process": _process(),
-            "poll_latency": _percentiles(list(bridge.latencies)),
-            "mqtt": {
-                "connected": link.connected,
-                "connects": link.connects,
-                "disconnects": link.disconnects,
-                "published": link.published,
-                "dropped": link.dropped,
-                "queued": link.queued,
-                "last_error": link.last_error,
-            },
+            "poll_latency": _percentiles(list(fleet.latencies)),
+            "mqtt": stats.get("mqtt", {}),
             "counters": {
                 "frames": hub.frame_count,
                 "frame_errors": hub.frame_errors,
-                "reconnects": reconnects,
+                "reconnects": sum(s.client.reconnects for s in sessions),
                 "displacements": hub.displacements,
-                "stale_replies": stale,
-                "commands_done": bridge.commands_done,
-                "commands_failed": bridge.commands_failed,
+                "stale_replies": sum(
+                    s.client.connection.stale_replies
+                    for s in sessions
+                    if s.client.connection is not None
+                ),
+                "commands_done": fleet.commands_done,
+                "commands_failed": fleet.commands_failed,
                 "websocket_clients": hub.clients,
                 "websocket_dropped": hub.dropped,
             },
             "dtus": [
                 {
-                    "label": v.session.target.label,
-                    "serial": v.serial,
-                    "state": v.session.state.value,
-                    "polls": v.session.polls,
-                    "failures": v.session.failures,
+                    "label": d.label,
+                    "serial": d.serial,
+                    "state": d.session.state.value,
+                    "polls": d.session.polls,
+                    "failures": d.session.failures,
                 }
-                for v in bridge.views
+                for d in fleet.dtus
             ],
             "options": self.config(),
         }
 
     async def _diagnostics(self, request: web.Request) -> web.Response:
-        return _json(encode(mask_secrets(self.diagnostics())))
+        return json_text(encode(mask_secrets(self.diagnostics())))
 
     async def _diagnostics_download(self, request: web.Request) -> web.Response:
         name = time.strftime("hoymiles-bridge-diagnostics-%Y%m%d-%H%M%S.json")
-        return _json(
+        return json_text(
             json.dumps(mask_secrets(self.diagnostics()), indent=2, ensure_ascii=False),
             **{"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
     def config(self) -> dict[str, Any]:
         """The effective options, secrets masked."""
-        data: dict[str, Any] = mask_secrets(dataclasses.asdict(self.bridge.options))
+        data: dict[str, Any] = mask_secrets(dataclasses.asdict(self.fleet.options))
         return data
 
     # --- commands and reads -----------------------------------------------------
 
     async def _command(self, request: web.Request) -> web.Response:
-        body = await self.read_body(request)
-        name = self._text_field(body, "command")
+        body = await read_body(request)
+        name = text_field(body, "command")
         assert name is not None
-        serial = self._text_field(body, "serial", required=False) or ""
-        dtu = self._text_field(body, "dtu", required=False)
+        serial = (text_field(body, "serial", required=False) or "").upper()
+        dtu = text_field(body, "dtu", required=False)
         value = body.get("value")
         if isinstance(value, bool):
             payload = "1" if value else "0"
@@ -549,21 +444,25 @@ class WebApi:
             raise BadRequest("the field 'value' is required")
         else:
             raise BadRequest("the field 'value' must be a number, text or true/false")
-        if name in INVERTER_COMMAND_NAMES:
-            target = Target.INVERTER
+        try:
+            spec = lookup(name)
+        except InvalidArgumentError:
+            raise BadRequest(f"the field 'command' must be one of: {known_names()}") from None
+        if serial and not serial.isalnum():
+            raise BadRequest(f"the field 'serial' is not a serial number ({serial!r})")
+        if spec.target is Target.INVERTER:
             if not serial:
-                known = [s for v in self.bridge.views for s in v.inverters]
+                known = [i.serial for i in self.fleet.inverters()]
                 if len(known) != 1:
                     raise BadRequest("the field 'serial' is required (the inverter's serial)")
                 serial = known[0]
-        elif name in DTU_COMMAND_NAMES:
-            target = Target.DTU
-            if dtu and not serial:
-                serial = self.view(dtu).serial or ""
-        else:
-            known_names = ", ".join(sorted(INVERTER_COMMAND_NAMES | DTU_COMMAND_NAMES))
-            raise BadRequest(f"the field 'command' must be one of: {known_names}")
-        outcome = await self.bridge.submit_command(target, serial, name, payload)
+        elif dtu and not serial:
+            serial = self.dtu(dtu).serial or ""
+        outcome = await self.fleet.submit(
+            CommandRequest(spec.target, serial, name, payload.encode("utf-8", "replace"))
+        )
+        if outcome is None:  # only a retained message is ignored; the API sends none
+            raise BadRequest(f"the command {name!r} was ignored")
         result = {"status": outcome.status, "message": outcome.message, "text": outcome.text}
         if outcome.status == "refused":
             return web.json_response({"error": outcome.message, **result}, status=400)
@@ -572,18 +471,18 @@ class WebApi:
         return web.json_response(result)
 
     async def _read(self, request: web.Request) -> web.Response:
-        body = await self.read_body(request)
-        name = self._text_field(body, "request")
+        body = await read_body(request)
+        name = text_field(body, "request")
         assert name is not None
         builder = READ_REQUESTS.get(name)
         if builder is None:
             raise BadRequest(f"the field 'request' must be one of: {', '.join(READ_REQUESTS)}")
-        view = self.view(self._text_field(body, "dtu", required=False))
+        view = self.dtu(text_field(body, "dtu", required=False))
         client = view.session.client
         try:
             decoded = await client.raw_request(builder(int(self._clock())))
         except (DtuConnectionError, DtuTimeoutError, DtuRejectedError, ProtocolError) as err:
-            return _error(502, f"the DTU did not answer the read: {err}")
+            return error(502, f"the DTU did not answer the read: {err}")
         # The reply's hex as the inspector shows it (a secret-bearing reply redacted).
         wire = FrameEvent(
             self._clock(), Direction.FROM_DTU, decoded.frame.to_bytes(), decoded.frame, decoded
@@ -593,7 +492,7 @@ class WebApi:
             decoded = decoded._replace(message=masked_copy(decoded.message))
         record = mask_secrets(frame_record(decoded))
         record.update(hex=hex_text, redacted=redacted, encrypted=decoded.frame.encrypted)
-        return _json(encode(record))
+        return json_text(encode(record))
 
     # --- live -----------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from hoymiles_bridge.config.store import (
     options_document,
     prepare,
 )
-from hoymiles_bridge.web.api import BadRequest, WebApi
+from hoymiles_bridge.web.common import ApiContext, BadRequest, read_body
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _invalid(err: OptionsError) -> web.Response:
 
 async def _submitted(request: web.Request) -> dict[str, Any]:
     """The body's ``options`` object; raises :class:`BadRequest`."""
-    options = (await WebApi.read_body(request)).get("options")
+    options = (await read_body(request)).get("options")
     if not isinstance(options, dict):
         raise BadRequest("The field 'options' must be an object of option values.")
     return options
@@ -70,14 +70,14 @@ async def _submitted(request: web.Request) -> dict[str, Any]:
 class ConfigRoutes:
     """The handlers, bound to one API (its hub, bridge and config store)."""
 
-    def __init__(self, api: WebApi, store: ConfigStore | None) -> None:
+    def __init__(self, api: ApiContext, store: ConfigStore | None) -> None:
         self.api = api
         self.store: ConfigStore = store if store is not None else ReadOnlyConfigStore(self.running)
 
     def running(self) -> Options | None:
         """The options the bridge runs with, or ``None`` while it is (re)starting."""
         try:
-            return self.api.bridge.options
+            return self.api.fleet.options
         except BadRequest:
             return None
 
@@ -207,7 +207,7 @@ def _with_web(running: Options, stored: Options) -> Options:
     return dataclasses.replace(running, web=stored.web)
 
 
-def register(app: web.Application, api: WebApi) -> None:
+def register(app: web.Application, api: ApiContext) -> None:
     """Add this module's routes to ``app``."""
     routes = ConfigRoutes(api, api.config_store)
     router = app.router

@@ -1,12 +1,14 @@
 """Routes for the web UI's command console page: api/commands (what the console can send).
 
-Registered by :meth:`hoymiles_bridge.web.api.WebApi.register`.
+Registered by :meth:`hoymiles_bridge.web.api.WebApi.register` (through
+:class:`~hoymiles_bridge.web.common.ApiContext`).
 
 ``GET api/commands`` answers, without side effects::
 
     {
       "reads": [{"name", "tag", "reply", "reply_tag", "title", "description"}, ...],
-      "commands": [{"key", "command", "target", "label", "kind", "unit",
+      "commands": [{"key", "command", "target", "label", "kind", "unit", "payload",
+                    "persistent", "danger", "confirm", "help"}, ...],
       "limit_interval": <s>,
       "dtus": [{"label", "name", "serial", "state", "model", "available",
                 "commands": [{"key"}, ...],
@@ -15,16 +17,14 @@ Registered by :meth:`hoymiles_bridge.web.api.WebApi.register`.
                                "commands": [{"key", "min"?, "max"?, "step"?}, ...]}]}]
     }
 
-Nothing here is a second copy of the command rules. The catalogue comes from
-the MQTT tables (:data:`~hoymiles_bridge.mqtt.topics.INVERTER_COMMANDS` and
-:data:`~hoymiles_bridge.mqtt.topics.DTU_COMMANDS`): ``command`` is the name
-``api/command`` takes, ``payload`` what a button sends. What one inverter is
-offered, and the range of its limits, come from the functions Home
-Assistant's discovery uses (:func:`~hoymiles_bridge.mqtt.discovery.inverter_commands`
-and :func:`~hoymiles_bridge.mqtt.discovery.limit_range`), so the console
-offers exactly what Home Assistant shows. ``api/command`` still validates
-every value (:mod:`hoymiles_bridge.mqtt.commands`); these ranges are for the
-form only.
+Nothing here is a second copy of the command rules. The catalogue is the
+command registry (:data:`~hoymiles_bridge.core.commands.COMMANDS`), one entry
+per Home Assistant entity: ``command`` is the name ``api/command`` takes,
+``payload`` what a button sends. What one inverter is offered, and the range
+of its limits, come from the same registry and
+:func:`~hoymiles_bridge.core.limits.limit_range`, so the console offers exactly
+what Home Assistant shows. ``api/command`` still checks every value; these
+ranges are for the form only.
 """
 
 from __future__ import annotations
@@ -33,14 +33,16 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from hoymiles_bridge.mqtt.discovery import inverter_commands, limit_range
-from hoymiles_bridge.mqtt.topics import DTU_COMMANDS, INVERTER_COMMANDS, Field
+from hoymiles_bridge.core.commands import COMMANDS, CommandSpec, Entity, Target, commands_for
+from hoymiles_bridge.core.limits import limit_range
+from hoymiles_bridge.core.state import InverterState
 from hoymiles_bridge.protocol.registry import BY_NAME, BY_TAG, reply_tag
-from hoymiles_bridge.web.api import READ_REQUESTS, BadRequest, WebApi
+from hoymiles_bridge.web.common import ApiContext, BadRequest
 from hoymiles_bridge.web.hub import encode
+from hoymiles_bridge.web.reads import READ_REQUESTS
 
-#: What each read of :data:`~hoymiles_bridge.web.api.READ_REQUESTS` asks the DTU,
-#: for people (a test checks that both name the same requests).
+#: What each read of :data:`READ_REQUESTS` asks the DTU, for people (a test
+#: checks that both name the same requests).
 READ_DESCRIPTIONS: Final = {
     "AppInfoToDtu": "The DTU's identity: serial, model, firmware, and its inverters.",
     "HeartbeatToDtu": "A keep-alive; the DTU answers with its clock, serial and signal.",
@@ -66,75 +68,83 @@ def _read_entry(name: str) -> dict[str, Any]:
     }
 
 
-def _command_entry(field: Field, target: str) -> dict[str, Any]:
-    number = field.component == "number"
+def _command_entry(spec: CommandSpec, entity: Entity) -> dict[str, Any]:
+    number = entity.component == "number"
     return {
-        "key": field.key,
-        "command": field.topic,
-        "target": target,
-        "label": field.name,
+        "key": entity.key,
+        "command": spec.name,
+        "target": spec.target.value,
+        "label": entity.name,
         "kind": "number" if number else "press",
-        "unit": field.unit,
+        "unit": spec.unit,
         # a button's payload is fixed; a number's is the value typed in
-        "payload": None if number else field.payload_on,
-        "persistent": field.key.startswith("limit_persistent_") if number else None,
+        "payload": None if number else entity.payload,
+        "persistent": spec.limit.persistent if spec.limit is not None else None,
+        "danger": spec.danger,
+        "confirm": spec.confirm,
+        "help": spec.help,
     }
 
 
-def _offer(field: Field, rated_power: int) -> dict[str, Any]:
-    if field.component != "number":
-        return {"key": field.key}
-    low, high, step = limit_range(field, rated_power)
-    return {"key": field.key, "min": low, "max": high, "step": step}
+def _offers(inverter: InverterState) -> list[dict[str, Any]]:
+    device = inverter.device
+    offers: list[dict[str, Any]] = []
+    for spec in commands_for(Target.INVERTER):
+        if not spec.offered_to(device.supports_nonpersistent):
+            continue
+        for entity in spec.entities:
+            if entity.component != "number":
+                offers.append({"key": entity.key})
+                continue
+            low, high, step = limit_range(spec, device.rated_power)
+            offers.append({"key": entity.key, "min": low, "max": high, "step": step})
+    return offers
 
 
-def catalogue(api: WebApi) -> dict[str, Any]:
+def catalogue(api: ApiContext) -> dict[str, Any]:
     """The body of ``api/commands`` (see the module docs)."""
-    commands = [_command_entry(f, "inverter") for f in INVERTER_COMMANDS]
-    commands += [_command_entry(f, "dtu") for f in DTU_COMMANDS]
     body: dict[str, Any] = {
         "reads": [_read_entry(name) for name in READ_REQUESTS],
-        "commands": commands,
+        "commands": [_command_entry(s, e) for s in COMMANDS for e in s.entities],
         "limit_interval": None,
         "dtus": [],
     }
     try:
-        bridge = api.bridge
+        fleet = api.fleet
     except BadRequest:  # still starting: the catalogue without devices
         return body
-    body["limit_interval"] = bridge.options.limit_interval
-    for view in bridge.views:
-        session = view.session
+    body["limit_interval"] = fleet.options.limit_interval
+    dtu_commands = [{"key": e.key} for s in commands_for(Target.DTU) for e in s.entities]
+    for dtu in fleet.dtus:
+        session = dtu.session
         info = session.app_info
-        inverters = []
-        for serial, device in view.inverters.items():
-            values = view.values.get(serial)
-            inverters.append(
-                {
-                    "serial": serial,
-                    "model": device.model,
-                    "rated_power": device.rated_power or None,
-                    "reachable": values.reachable if values is not None else None,
-                    "limit_applied": view.limits.get(serial),
-                    "commands": [_offer(f, device.rated_power) for f in inverter_commands(device)],
-                }
-            )
+        inverters = [
+            {
+                "serial": serial,
+                "model": inverter.device.model,
+                "rated_power": inverter.device.rated_power or None,
+                "reachable": inverter.values.reachable if inverter.values is not None else None,
+                "limit_applied": inverter.limit,
+                "commands": _offers(inverter),
+            }
+            for serial, inverter in dtu.inverters.items()
+        ]
         body["dtus"].append(
             {
-                "label": session.target.label,
+                "label": dtu.label,
                 "name": session.target.name,
-                "serial": view.serial,
+                "serial": dtu.serial,
                 "state": session.state.value,
                 "model": info.dtu_model if info is not None else None,
-                "available": view.available,
-                "commands": [{"key": f.key} for f in DTU_COMMANDS],
+                "available": dtu.available,
+                "commands": list(dtu_commands),
                 "inverters": inverters,
             }
         )
     return body
 
 
-def register(app: web.Application, api: WebApi) -> None:
+def register(app: web.Application, api: ApiContext) -> None:
     """Add this module's routes to ``app``."""
 
     async def commands(request: web.Request) -> web.Response:

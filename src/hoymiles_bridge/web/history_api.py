@@ -1,6 +1,7 @@
 """Routes for the charts page: api/history (power ring buffer, daily yields, DTU history).
 
-Registered by :meth:`hoymiles_bridge.web.api.WebApi.register`.
+Registered by :meth:`hoymiles_bridge.web.api.WebApi.register` (through
+:class:`~hoymiles_bridge.web.common.ApiContext`).
 
 * ``GET api/history[?since=<t>]``: the hub's power history per inverter and in
   total (only points newer than ``since`` when given), the inverters' names and
@@ -23,11 +24,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from hoymiles_bridge.core.state import DtuState
 from hoymiles_bridge.errors import HoymilesError
-from hoymiles_bridge.mqtt.bridge import DtuView
 from hoymiles_bridge.protocol.models import HistoryPower
-from hoymiles_bridge.web.api import BadRequest, WebApi
-from hoymiles_bridge.web.hub import encode
+from hoymiles_bridge.web.common import ApiContext, BadRequest
+from hoymiles_bridge.web.common import json_data as _json
 
 #: How long a DTU's history answer is reused (seconds).
 DTU_HISTORY_TTL: Final = 180.0
@@ -35,10 +36,6 @@ DTU_HISTORY_TTL: Final = 180.0
 DTU_FAILURE_TTL: Final = 30.0
 #: Hoymiles DTUs report power every 5 minutes; used when a reply has no step.
 DEFAULT_STEP: Final = 300
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=encode(data), status=status, content_type="application/json")
 
 
 def _local_midnight(ts: float) -> float:
@@ -72,7 +69,7 @@ class HistoryRoutes:
 
     def __init__(
         self,
-        api: WebApi,
+        api: ApiContext,
         *,
         ttl: float = DTU_HISTORY_TTL,
         failure_ttl: float = DTU_FAILURE_TTL,
@@ -94,19 +91,15 @@ class HistoryRoutes:
 
     def _names(self) -> tuple[dict[str, str], list[dict[str, Any]]]:
         """Inverter names ("model serial") and the DTUs, or nothing while the bridge starts."""
-        views = self.api.bridge.views
+        fleet_dtus = self.api.fleet.dtus
         names = {
-            serial: f"{device.model} {serial}".strip()
-            for view in views
-            for serial, device in view.inverters.items()
+            serial: f"{inverter.device.model} {serial}".strip()
+            for dtu in fleet_dtus
+            for serial, inverter in dtu.inverters.items()
         }
         dtus = [
-            {
-                "label": view.session.target.label,
-                "name": view.session.target.name,
-                "serial": view.serial,
-            }
-            for view in views
+            {"label": dtu.label, "name": dtu.session.target.name, "serial": dtu.serial}
+            for dtu in fleet_dtus
         ]
         return names, dtus
 
@@ -133,7 +126,7 @@ class HistoryRoutes:
 
     # --- api/history/dtu ---------------------------------------------------------
 
-    async def _fetch(self, view: DtuView) -> _Answer:
+    async def _fetch(self, view: DtuState) -> _Answer:
         label = view.session.target.label
         self.requests += 1
         try:
@@ -158,7 +151,7 @@ class HistoryRoutes:
         return _Answer(self._monotonic(), 200, body)
 
     async def dtu_history(self, request: web.Request) -> web.Response:
-        found = self.api.view(request.query.get("dtu", "").strip(), what="parameter")
+        found = self.api.dtu(request.query.get("dtu", "").strip(), what="parameter")
         label = found.session.target.label
         answer = self._answers.get(label)
         now = self._monotonic()
@@ -200,7 +193,7 @@ class HistoryRoutes:
 HISTORY_ROUTES: Final = web.AppKey("history_routes", HistoryRoutes)
 
 
-def register(app: web.Application, api: WebApi) -> None:
+def register(app: web.Application, api: ApiContext) -> None:
     """Add this module's routes to ``app``."""
     routes = HistoryRoutes(api)
     app[HISTORY_ROUTES] = routes

@@ -1,7 +1,7 @@
 """What the web UI shows, kept in the bridge process: frames, events, power history, live pushes.
 
-:class:`WebHub` is fed by the bridge's hooks (``Bridge.on_frame`` and
-``Bridge.on_event``, see :meth:`WebHub.attach`) and keeps bounded ring buffers:
+:class:`WebHub` listens to the fleet (its events and frames, see
+:meth:`WebHub.attach`) and keeps bounded ring buffers:
 
 * frames: every frame in and out of every DTU session (default 2,000);
 * events: state changes, displacement, new alarms, commands and their outcome,
@@ -47,10 +47,11 @@ from typing import Any, Final
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from hoymiles_bridge.core.events import Activity, Event, FrameSeen, describe
+from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.core.values import local_day
 from hoymiles_bridge.dtu.connection import FrameEvent
 from hoymiles_bridge.errors import FrameError
-from hoymiles_bridge.mqtt.bridge import Bridge, BridgeEvent
 from hoymiles_bridge.protocol.frame import (
     EXTENDED_HEADER_SIZE,
     HEADER_SIZE,
@@ -283,10 +284,17 @@ class WebHub:
 
     # --- wiring -------------------------------------------------------------
 
-    def attach(self, bridge: Bridge) -> None:
-        """Become ``bridge``'s frame and event observer (call before ``bridge.run()``)."""
-        bridge.on_frame = self.on_frame
-        bridge.on_event = self.on_event
+    def attach(self, fleet: Fleet) -> None:
+        """Become ``fleet``'s frame observer and event subscriber (call before it runs)."""
+        fleet.observe_frames(self.on_frame_seen)
+        fleet.subscribe(self.on_fleet_event)
+
+    def on_frame_seen(self, seen: FrameSeen) -> None:
+        self.on_frame(seen.dtu, seen.frame)
+
+    async def on_fleet_event(self, event: Event) -> None:
+        for activity in describe(event):
+            self.on_event(activity)
 
     def history_limit(self, interval: float) -> None:
         """Size the power history for ``interval`` s polls (24 h, at most the cap)."""
@@ -393,7 +401,7 @@ class WebHub:
         self.events.append(item)
         self._publish("event", item.json)
 
-    def on_event(self, event: BridgeEvent) -> None:
+    def on_event(self, event: Activity) -> None:
         if event.kind == "poll":
             self._record_power(event)
             self.state_changed()
@@ -420,7 +428,7 @@ class WebHub:
             self.history[key] = ring
         return ring
 
-    def _record_power(self, event: BridgeEvent) -> None:
+    def _record_power(self, event: Activity) -> None:
         when = float(event.data.get("time") or self._clock())
         power = event.data.get("power") or {}
         for serial, watts in power.items():

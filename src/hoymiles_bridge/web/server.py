@@ -37,8 +37,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.store import ConfigStore
+from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
-from hoymiles_bridge.mqtt.bridge import Bridge
 from hoymiles_bridge.web.api import WebApi
 from hoymiles_bridge.web.hub import WebHub
 
@@ -157,7 +157,7 @@ class WebServer:
         credentials: tuple[str, str] | None = None,
         access_log: bool = False,
         hub: WebHub | None = None,
-        bridge: Bridge | Callable[[], Bridge | None] | None = None,
+        fleet: Fleet | Callable[[], Fleet | None] | None = None,
         clock: Callable[[], float] = time.time,
         config_store: ConfigStore | None = None,
     ) -> None:
@@ -174,13 +174,13 @@ class WebServer:
         self._access_log = access_log
         self._runner: web.AppRunner | None = None
         self.hub = hub
-        #: The JSON API (``api/...``), when a hub and a bridge were given.
+        #: The JSON API (``api/...``), when a hub and a fleet were given.
         self.api = (
             None
-            if hub is None or bridge is None
+            if hub is None or fleet is None
             else WebApi(
                 hub,
-                bridge,
+                fleet,
                 trust_forwarded_host=self.allowed_peers is not None,
                 clock=clock,
                 config_store=config_store,

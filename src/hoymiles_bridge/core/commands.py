@@ -1,0 +1,455 @@
+"""The one command registry: every command a DTU or inverter takes, described once.
+
+Each :class:`CommandSpec` carries the command's name (the MQTT topic's last
+level and the web API's ``command``), its target, how its value is read and
+checked, whether a retained message may trigger it, its danger flag and
+confirmation text, the client call that carries it out, the Home Assistant
+entities that offer it and its CLI forms. The MQTT command topics, the
+discovery buttons and numbers, the web console, the CLI and the fleet's
+dispatch are all generated from :data:`COMMANDS`.
+
+Adding a command: a :class:`CommandSpec` here, the client method it calls
+(``dtu/client.py``), the simulator's handling of it (``simulator/state.py``)
+and a test. ARCHITECTURE.md walks through it.
+
+Nothing here talks to a DTU. :func:`check` turns a :class:`CommandRequest`
+into a validated :class:`Command` or raises :class:`CommandError` with one
+sentence that names the problem. Payload rules follow OpenDTU: one-shot
+commands and non-persistent limits are ignored when the message is retained
+(a retained restart would restart the inverter at every reconnect).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from hoymiles_bridge.dtu.client import DtuClient
+from hoymiles_bridge.errors import (
+    DtuConnectionError,
+    DtuRejectedError,
+    DtuTimeoutError,
+    InvalidArgumentError,
+    ProtocolError,
+)
+from hoymiles_bridge.protocol.actions import MIN_LIMIT_PERCENT
+
+#: Longest payload a command may have (a number, "ON", "PRESS"...).
+MAX_PAYLOAD: Final = 32
+_TRUE: Final = frozenset({"1", "on", "true", "press"})
+_FALSE: Final = frozenset({"0", "off", "false"})
+
+
+class CommandError(InvalidArgumentError):
+    """A command was refused before reaching the DTU; the message says why."""
+
+
+class Target(enum.Enum):
+    INVERTER = "inverter"
+    DTU = "dtu"
+
+
+class ValueKind(enum.Enum):
+    NUMBER = "number"  # a finite number within the spec's range
+    SWITCH = "switch"  # 0 or 1 (also on/off, true/false)
+    PRESS = "press"  # 1 (also press, on, true): a button
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A Home Assistant entity offering a command (``key`` is part of its unique id)."""
+
+    key: str
+    name: str
+    component: Literal["number", "button"]
+    icon: str | None = None
+    device_class: str | None = None
+    #: What a button sends (numbers send the value typed in).
+    payload: str = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class CliForm:
+    """A ``hoymiles-bridge dtu HOST <name>`` subcommand for a command.
+
+    ``value`` is the fixed value it sends (``on`` and ``off`` share ``power``).
+    """
+
+    name: str
+    help: str
+    value: float = 1.0
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LimitKind:
+    """A power limit: persistent (inverter EEPROM, in %) or not (in W); relative or absolute."""
+
+    persistent: bool
+    relative: bool
+
+
+#: The client call of a command: ``(client, serial, value)``; serial is "" for "all".
+ClientCall = Callable[[DtuClient, str, float], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """Everything about one command (see the module docs)."""
+
+    name: str
+    target: Target
+    value: ValueKind
+    label: str
+    help: str
+    call: ClientCall
+    unit: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    #: A retained message never triggers it.
+    ignore_retained: bool = False
+    danger: bool = False
+    confirm: str | None = None
+    entities: tuple[Entity, ...] = ()
+    cli: tuple[CliForm, ...] = ()
+    #: Paced and converted by :mod:`hoymiles_bridge.core.limits`.
+    limit: LimitKind | None = None
+    #: The session's performance mode after the command succeeded (None: unchanged).
+    performance_mode: bool | None = None
+
+    def offered_to(self, supports_nonpersistent: bool) -> bool:
+        """Whether an inverter is offered this command (non-persistent limits need firmware)."""
+        return self.limit is None or self.limit.persistent or supports_nonpersistent
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequest:
+    """A command as it arrived, not yet checked.
+
+    ``serial`` is the inverter's, or the DTU's ("" = the only DTU).
+    ``origin`` is the adapter's own note of where it came from (the MQTT
+    adapter: the topic); the fleet only passes it on in its events.
+    """
+
+    target: Target | None
+    serial: str
+    name: str
+    payload: bytes
+    retained: bool = False
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A checked command: its spec, the device and the value."""
+
+    spec: CommandSpec
+    serial: str
+    value: float
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """How a command ended: ``ok``, ``pending`` (paced, sent later), ``refused``
+    (invalid, never sent) or ``failed`` (the DTU did not take it)."""
+
+    status: str
+    message: str = ""
+
+    @property
+    def text(self) -> str:
+        """The MQTT ``.../status`` payload: ``ok``, ``pending`` or ``failed: <reason>``."""
+        if self.status in {"ok", "pending"}:
+            return self.status
+        return f"failed: {self.message}"
+
+
+def outcome_for(error: Exception) -> CommandOutcome:
+    """The outcome of a command that raised ``error`` (the one mapping for every surface)."""
+    if isinstance(error, InvalidArgumentError):
+        return CommandOutcome("refused", str(error))
+    if isinstance(error, DtuRejectedError):
+        return CommandOutcome("failed", str(error))
+    if isinstance(error, DtuConnectionError | DtuTimeoutError | ProtocolError):
+        return CommandOutcome("failed", f"the DTU did not take it ({error})")
+    raise error
+
+
+#: Errors :func:`outcome_for` maps; anything else is a bug and propagates.
+COMMAND_ERRORS: Final = (
+    InvalidArgumentError,
+    DtuRejectedError,
+    DtuConnectionError,
+    DtuTimeoutError,
+    ProtocolError,
+)
+
+
+# --- the client calls -------------------------------------------------------------
+
+
+def _one(serial: str) -> str | None:
+    return serial or None
+
+
+async def _limit_percent(client: DtuClient, serial: str, value: float) -> object:
+    return await client.set_power_limit(value, _one(serial))
+
+
+async def _limit_watts(client: DtuClient, serial: str, value: float) -> object:
+    return await client.set_power_limit_temporary(value)
+
+
+async def _power(client: DtuClient, serial: str, value: float) -> object:
+    if value:
+        return await client.inverter_on(_one(serial))
+    return await client.inverter_off(_one(serial))
+
+
+async def _restart(client: DtuClient, serial: str, value: float) -> object:
+    return await client.inverter_restart(_one(serial))
+
+
+async def _reboot(client: DtuClient, serial: str, value: float) -> object:
+    return await client.reboot_dtu()
+
+
+async def _performance_mode(client: DtuClient, serial: str, value: float) -> object:
+    return await client.performance_mode()
+
+
+def _limit(
+    name: str, label: str, *, persistent: bool, relative: bool, help_text: str
+) -> CommandSpec:
+    unit = "%" if relative else "W"
+    return CommandSpec(
+        name=name,
+        target=Target.INVERTER,
+        value=ValueKind.NUMBER,
+        label=label,
+        help=help_text,
+        call=_limit_percent if persistent else _limit_watts,
+        unit=unit,
+        minimum=MIN_LIMIT_PERCENT if relative else None,
+        maximum=100.0 if relative else None,
+        ignore_retained=not persistent,
+        entities=(
+            Entity(
+                name,
+                label,
+                "number",
+                icon="mdi:speedometer" if persistent else "mdi:speedometer-slow",
+            ),
+        ),
+        limit=LimitKind(persistent=persistent, relative=relative),
+    )
+
+
+COMMANDS: Final[tuple[CommandSpec, ...]] = (
+    _limit(
+        "limit_persistent_relative",
+        "Limit persistent",
+        persistent=True,
+        relative=True,
+        help_text="Persistent limit in % of the rated power (stored in the inverter's EEPROM).",
+    ),
+    _limit(
+        "limit_persistent_absolute",
+        "Limit persistent (W)",
+        persistent=True,
+        relative=False,
+        help_text="Persistent limit in W, sent as % of the rated power (EEPROM).",
+    ),
+    _limit(
+        "limit_nonpersistent_relative",
+        "Limit non-persistent",
+        persistent=False,
+        relative=True,
+        help_text="Non-persistent limit in % of the rated power (lost at restart).",
+    ),
+    _limit(
+        "limit_nonpersistent_absolute",
+        "Limit non-persistent (W)",
+        persistent=False,
+        relative=False,
+        help_text="Non-persistent limit in W (HMS-W, DTU firmware V01.01.01+; lost at restart).",
+    ),
+    CommandSpec(
+        name="power",
+        target=Target.INVERTER,
+        value=ValueKind.SWITCH,
+        label="Power",
+        help="Turn the inverter on (1) or off (0).",
+        call=_power,
+        ignore_retained=True,
+        danger=True,
+        confirm="The inverter stops feeding in until it is turned on again.",
+        # Two buttons on one command topic, as OpenDTU does: the DTU reports
+        # no on/off state a switch could show.
+        entities=(
+            Entity("power_on", "Turn inverter on", "button", icon="mdi:power-plug"),
+            Entity(
+                "power_off", "Turn inverter off", "button", icon="mdi:power-plug-off", payload="0"
+            ),
+        ),
+        cli=(
+            CliForm("on", "turn inverter(s) on", 1.0),
+            CliForm("off", "turn inverter(s) off", 0.0),
+        ),
+    ),
+    CommandSpec(
+        name="restart",
+        target=Target.INVERTER,
+        value=ValueKind.PRESS,
+        label="Restart inverter",
+        help="Restart the inverter; it stops feeding in for about a minute.",
+        call=_restart,
+        ignore_retained=True,
+        danger=True,
+        confirm="The inverter stops feeding in for about a minute.",
+        entities=(Entity("restart", "Restart inverter", "button", device_class="restart"),),
+        cli=(CliForm("restart", "restart inverter(s)"),),
+    ),
+    CommandSpec(
+        name="reboot",
+        target=Target.DTU,
+        value=ValueKind.PRESS,
+        label="Reboot DTU",
+        help="Reboot the DTU; it is unreachable for about a minute.",
+        call=_reboot,
+        ignore_retained=True,
+        danger=True,
+        confirm="The DTU is unreachable for about a minute and forgets performance mode.",
+        entities=(Entity("reboot", "Reboot DTU", "button", device_class="restart"),),
+        cli=(CliForm("reboot", "reboot the DTU", aliases=("restart-dtu",)),),
+        performance_mode=False,
+    ),
+    CommandSpec(
+        name="performance_mode",
+        target=Target.DTU,
+        value=ValueKind.PRESS,
+        label="Performance mode",
+        help="Ask the DTU for fresh data on every poll (POLL_ALL) until it reboots.",
+        call=_performance_mode,
+        ignore_retained=True,
+        entities=(Entity("performance_mode", "Performance mode", "button", icon="mdi:run-fast"),),
+        cli=(CliForm("performance-mode", "ask for fresh data on every poll (POLL_ALL)"),),
+        performance_mode=True,
+    ),
+)
+
+#: Every command by name (names are unique across targets).
+BY_NAME: Final = {spec.name: spec for spec in COMMANDS}
+
+
+def commands_for(target: Target) -> tuple[CommandSpec, ...]:
+    return tuple(spec for spec in COMMANDS if spec.target is target)
+
+
+def known_names() -> str:
+    """``"a, b, c"``: every command name, for error messages."""
+    return ", ".join(sorted(BY_NAME))
+
+
+def lookup(name: str, target: Target | None = None) -> CommandSpec:
+    """The spec called ``name`` (of ``target``, when given); raises :class:`CommandError`."""
+    spec = BY_NAME.get(name)
+    if spec is None or (target is not None and spec.target is not target):
+        raise CommandError(f"unknown command {name!r}")
+    return spec
+
+
+# --- values -------------------------------------------------------------------------
+
+
+def _text(payload: bytes) -> str:
+    if len(payload) > MAX_PAYLOAD:
+        raise CommandError(f"payload is longer than {MAX_PAYLOAD} bytes")
+    try:
+        return payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise CommandError("payload is not text") from None
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise CommandError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise CommandError(f"{text!r} is not a finite number")
+    return value
+
+
+def _switch(text: str) -> float:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return 1.0
+    if lowered in _FALSE:
+        return 0.0
+    raise CommandError(f"{text!r} is not 0 or 1")
+
+
+def parse_value(spec: CommandSpec, payload: bytes) -> float:
+    """The command's value from its payload; raises :class:`CommandError`."""
+    text = _text(payload)
+    if not text:
+        raise CommandError("payload is empty")
+    if spec.value is ValueKind.SWITCH:
+        return _switch(text)
+    if spec.value is ValueKind.PRESS:
+        if _switch(text) != 1.0:
+            raise CommandError(f"send 1 to {spec.name.replace('_', ' ')}")
+        return 1.0
+    value = _number(text)
+    unit = f" {spec.unit}" if spec.unit else ""
+    if spec.minimum is not None and spec.maximum is not None:
+        if not spec.minimum <= value <= spec.maximum:
+            raise CommandError(
+                f"limit {value:g}{unit} is outside {spec.minimum:g}..{spec.maximum:g}{unit}"
+            )
+    elif value <= 0:
+        raise CommandError(f"limit {value:g}{unit} must be above 0{unit}")
+    return value
+
+
+def check(request: CommandRequest) -> Command | None:
+    """Validate a request; None means "ignore quietly" (a retained one-shot).
+
+    Raises :class:`CommandError` for an unknown name or a bad value.
+    """
+    spec = lookup(request.name, request.target)
+    if request.retained and spec.ignore_retained:
+        return None
+    return Command(spec, request.serial, parse_value(spec, request.payload))
+
+
+__all__ = [
+    "BY_NAME",
+    "COMMANDS",
+    "COMMAND_ERRORS",
+    "MAX_PAYLOAD",
+    "CliForm",
+    "ClientCall",
+    "Command",
+    "CommandError",
+    "CommandOutcome",
+    "CommandRequest",
+    "CommandSpec",
+    "Entity",
+    "LimitKind",
+    "Target",
+    "ValueKind",
+    "check",
+    "commands_for",
+    "known_names",
+    "lookup",
+    "outcome_for",
+]

@@ -1,0 +1,179 @@
+"""The fleet's typed state: what is known about each DTU and inverter, with trusted values.
+
+Every adapter (MQTT, the web UI) reads this state; none parses another
+adapter's output. The state is written only by :class:`~hoymiles_bridge.core.fleet.Fleet`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from hoymiles_bridge.core.values import InverterGuard, InverterValues
+from hoymiles_bridge.dtu.session import DtuSession, SessionState
+
+#: Session states in which a DTU counts as available.
+AVAILABLE_STATES: Final = frozenset(
+    {SessionState.CONNECTED, SessionState.FROZEN, SessionState.DISPLACED}
+)
+#: Session states that are normal operation (the others are worth a warning).
+NORMAL_STATES: Final = frozenset(
+    {SessionState.STARTING, SessionState.CONNECTED, SessionState.NIGHT, SessionState.STOPPED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DtuDevice:
+    """The identity of one DTU."""
+
+    serial: str
+    model: str
+    firmware: str
+    hardware: str
+    name: str | None
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class InverterDevice:
+    """The identity and abilities of one inverter."""
+
+    serial: str
+    model: str
+    firmware: str
+    hardware: str
+    name: str | None
+    ports: int
+    rated_power: int  # W; 0 when unknown
+    dtu_serial: str
+    supports_nonpersistent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One alarm of an inverter, as the DTU reported it."""
+
+    code: int
+    text: str
+    start: int
+    end: int | None
+    active: bool
+
+    def to_dict(self) -> dict[str, int | str | bool | None]:
+        return {
+            "code": self.code,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "active": self.active,
+        }
+
+
+def _start(alarm: Alarm) -> int:
+    return alarm.start
+
+
+@dataclass
+class InverterState:
+    """One inverter: identity, trusted values, limit and alarms."""
+
+    device: InverterDevice
+    guard: InverterGuard
+    values: InverterValues | None = None
+    #: The limit the inverter applies, in percent (None until known).
+    limit: float | None = None
+    #: Wall-clock time of the last fresh values.
+    last_update: float | None = None
+    alarms: tuple[Alarm, ...] = ()
+
+    @property
+    def serial(self) -> str:
+        return self.device.serial
+
+    @property
+    def active_alarms(self) -> list[Alarm]:
+        return [a for a in self.alarms if a.active]
+
+    @property
+    def latest_alarm(self) -> Alarm | None:
+        return max(self.alarms, key=_start) if self.alarms else None
+
+    @property
+    def limit_watts(self) -> float | None:
+        rated = self.device.rated_power
+        if self.limit is None or not rated:
+            return None
+        return round(self.limit * rated / 100, 1)
+
+
+@dataclass
+class DtuState:
+    """One DTU: its session, identity and inverters."""
+
+    session: DtuSession
+    device: DtuDevice | None = None
+    inverters: dict[str, InverterState] = field(default_factory=dict)
+    #: Wall-clock time of the last fresh poll.
+    last_update: float | None = None
+
+    @property
+    def serial(self) -> str | None:
+        return self.session.dtu_serial
+
+    @property
+    def label(self) -> str:
+        return self.session.target.label
+
+    @property
+    def available(self) -> bool:
+        return self.session.state in AVAILABLE_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Sums over every inverter of every DTU."""
+
+    ac_power: float
+    dc_power: float
+    yield_day: float
+    yield_total: float
+    irradiation: float
+    valid: bool
+
+
+def totals(dtus: list[DtuState]) -> Totals:
+    """The fleet totals: power, yields and irradiation, valid while every DTU is available."""
+    ac = dc = day = total = rated = 0.0
+    valid = True
+    for dtu in dtus:
+        valid = valid and dtu.available
+        for inverter in dtu.inverters.values():
+            rated += inverter.device.rated_power
+            values = inverter.values
+            if values is None:
+                continue
+            ac += values.values.get("power", 0.0)
+            dc += values.values.get("powerdc", 0.0)
+            day += values.values.get("yieldday", 0.0)
+            total += values.values.get("yieldtotal", 0.0)
+    return Totals(
+        ac_power=round(ac, 1),
+        dc_power=round(dc, 1),
+        yield_day=day,
+        yield_total=round(total, 3),
+        irradiation=round(dc * 100 / rated, 1) if rated else 0.0,
+        valid=valid,
+    )
+
+
+__all__ = [
+    "AVAILABLE_STATES",
+    "NORMAL_STATES",
+    "Alarm",
+    "DtuDevice",
+    "DtuState",
+    "InverterDevice",
+    "InverterState",
+    "Totals",
+    "totals",
+]

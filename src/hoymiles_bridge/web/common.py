@@ -1,0 +1,105 @@
+"""What the API's page modules share: the error type, body reading, the API's context.
+
+:mod:`hoymiles_bridge.web.api` registers the routes of each page module
+(:mod:`.config_api`, :mod:`.console_api`, :mod:`.history_api`); they see the
+API only through :class:`ApiContext`, so nothing imports back up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+from aiohttp import web
+
+from hoymiles_bridge.config.store import ConfigStore
+from hoymiles_bridge.core.fleet import Fleet
+from hoymiles_bridge.core.state import DtuState
+from hoymiles_bridge.web.hub import WebHub, encode
+
+#: Biggest request body the API reads (a pasted frame is at most 16 KiB of bytes).
+MAX_BODY: Final = 64 * 1024
+
+
+class BadRequest(Exception):  # noqa: N818 - reads better at the raise sites
+    """Answered with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class ApiContext(Protocol):
+    """What a page module may use of the API."""
+
+    hub: WebHub
+    config_store: ConfigStore | None
+
+    @property
+    def fleet(self) -> Fleet:
+        """The fleet; raises :class:`BadRequest` (503) while the service is starting it."""
+        ...
+
+    def clock(self) -> float: ...
+
+    def dtu(self, name: str | None, *, what: str = "field") -> DtuState:
+        """The DTU named by label, serial or host; raises :class:`BadRequest`."""
+        ...
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def json_text(text: str, **headers: str) -> web.Response:
+    """An already encoded JSON body."""
+    return web.Response(text=text, content_type="application/json", headers=headers or None)
+
+
+def json_data(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=encode(data), status=status, content_type="application/json")
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object (at most MAX_BODY); raises :class:`BadRequest`."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise BadRequest(f"the body is larger than {MAX_BODY} bytes", status=413)
+    text = await request.text()
+    if len(text) > MAX_BODY:
+        raise BadRequest(f"the body is larger than {MAX_BODY} bytes", status=413)
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError:
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    """A text field of a body; raises :class:`BadRequest` naming it."""
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"the field {name!r} is required")
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"the field {name!r} must be text")
+    return value.strip()
+
+
+Clock = Callable[[], float]
+
+__all__ = [
+    "MAX_BODY",
+    "ApiContext",
+    "BadRequest",
+    "Clock",
+    "error",
+    "json_data",
+    "json_text",
+    "read_body",
+    "text_field",
+]
