@@ -45,7 +45,7 @@ class OptionSpec:
     * ``port`` - a TCP port, 1 to 65535;
     * ``choice`` - one of ``choices`` (``ignore_case``: in any case, kept
       in lower case);
-    * ``secret`` - text that is never shown nor logged (a password);
+    * ``secret`` - text that is never shown or logged (a password);
     * ``list`` - a list of at least ``min`` items, each a mapping of the
       options ``fields``; ``item`` names one item in the message when there
       are too few;
@@ -94,9 +94,11 @@ FORM_SECTIONS: Final = (
     ("logging", "Logging", ""),
 )
 
+#: The help of a password's field.
 _KEEP_OR_EMPTY: Final = "Never shown; leave it as it is to keep it, empty it to remove it."
 
-#: Every option, in the order of the options documents and of :class:`Options`.
+#: Every option, in the order of the options documents and of
+#: :class:`~hoymiles_bridge.config.options.Options`.
 OPTIONS: Final[tuple[OptionSpec, ...]] = (
     OptionSpec(
         "dtus",
