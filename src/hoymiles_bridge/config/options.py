@@ -1,28 +1,37 @@
 """The bridge's options: one voluptuous schema for the add-on and standalone mode.
 
 The keys are a contract shared by the add-on's ``/data/options.json`` and the
-standalone ``--config`` file (YAML or JSON). :func:`load_options` turns any
-problem into :class:`OptionsError` with one plain line per problem, naming
-the key and what is expected.
+standalone ``--config`` file (YAML or JSON). Everything about them is built
+from the option table in :mod:`hoymiles_bridge.config.table`: the schema, the
+defaults of the typed :class:`Options` and the web UI's configuration form.
+:func:`load_options` turns any problem into :class:`OptionsError` with one
+plain line per problem, naming the key and what is expected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, assert_never
 
 import voluptuous as vol
 import yaml
 
+from hoymiles_bridge.config.table import (
+    DEFAULT_POLL_INTERVAL,
+    FORM_SECTIONS,
+    LOG_LEVELS,
+    NIGHT_POLICIES,
+    OPTIONS,
+    SECRET_KEYS,
+    Kind,
+    OptionSpec,
+    option,
+)
 from hoymiles_bridge.errors import InvalidArgumentError
-
-LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-NIGHT_POLICIES: Final = ("zero", "unavailable")
-#: Polls closer than this make the DTU repeat old data and starve the cloud
-#: upload (protocol.md 5.2/5.4); newer firmware wants more (see policy.py).
-DEFAULT_POLL_INTERVAL: Final = 35
 
 
 class OptionsError(InvalidArgumentError):
@@ -76,84 +85,98 @@ def _topic(value: Any) -> str:
     return text
 
 
-_DTU = vol.Schema(
-    {
-        vol.Required("host"): _host,
-        vol.Optional("port", default=10081): _port,
-        vol.Optional("name", default=None): vol.Any(None, vol.All(str, vol.Length(min=1, max=64))),
-    }
-)
+def _too_few(spec: OptionSpec) -> str:
+    if spec.min == 1:
+        return f"expected at least one {spec.item}"
+    return f"expected at least {spec.min} {spec.item}s"
 
-_MQTT = vol.Schema(
-    {
-        vol.Optional("host", default=None): vol.Any(None, _host),
-        vol.Optional("port", default=1883): _port,
-        vol.Optional("username", default=None): vol.Any(None, str),
-        vol.Optional("password", default=None): vol.Any(None, str),
-        vol.Optional("tls", default=False): bool,
-    }
-)
 
-_WEB = vol.Schema(
-    {
-        vol.Optional("host", default="127.0.0.1"): _host,
-        vol.Optional("port", default=8099): _port,
-        vol.Optional("username", default=None): vol.Any(None, str),
-        vol.Optional("password", default=None): vol.Any(None, str),
-    }
-)
+def _value(spec: OptionSpec) -> Any:
+    """The validator of an option's value (an optional one also takes ``None``)."""
+    validator: Any
+    match spec.kind:
+        case "int":
+            validator = vol.All(vol.Coerce(int), vol.Range(min=spec.min, max=spec.max))
+        case "bool":
+            validator = bool
+        case "text" | "secret":
+            validator = (
+                str
+                if spec.min is None and spec.max is None
+                else vol.All(str, vol.Length(min=spec.min, max=spec.max))
+            )
+        case "topic":
+            validator = _topic
+        case "host":
+            validator = _host
+        case "port":
+            validator = _port
+        case "choice":
+            validator = vol.In(spec.choices)
+            if spec.ignore_case:
+                validator = vol.All(vol.Lower, validator)
+        case "list":
+            validator = [_schema(spec.fields)]
+            if spec.min is not None:
+                validator = vol.All(validator, vol.Length(min=spec.min, msg=_too_few(spec)))
+        case "section":
+            validator = _schema(spec.fields)
+        case _:
+            assert_never(spec.kind)
+    return vol.Any(None, validator) if spec.optional else validator
 
-SCHEMA: Final = vol.Schema(
-    {
-        vol.Required("dtus"): vol.All([_DTU], vol.Length(min=1, msg="expected at least one DTU")),
-        vol.Optional("poll_interval", default=DEFAULT_POLL_INTERVAL): vol.All(
-            vol.Coerce(int), vol.Range(min=1, max=3600)
-        ),
-        vol.Optional("min_poll_interval", default=None): vol.Any(
-            None, vol.All(vol.Coerce(int), vol.Range(min=1, max=3600))
-        ),
-        vol.Optional("cloud_pause", default=False): bool,
-        vol.Optional("release_socket_after", default=60): vol.All(
-            vol.Coerce(int), vol.Range(min=0, max=86400)
-        ),
-        vol.Optional("performance_mode", default=False): bool,
-        vol.Optional("night_policy", default="zero"): vol.In(NIGHT_POLICIES),
-        vol.Optional("frozen_after", default=10): vol.All(vol.Coerce(int), vol.Range(min=2)),
-        vol.Optional("limit_interval", default=30): vol.All(
-            vol.Coerce(int), vol.Range(min=0, max=3600)
-        ),
-        vol.Optional("mqtt", default=dict): _MQTT,
-        vol.Optional("base_topic", default="solar"): _topic,
-        vol.Optional("discovery", default=True): bool,
-        vol.Optional("discovery_prefix", default="homeassistant"): _topic,
-        vol.Optional("log_level", default="info"): vol.All(vol.Lower, vol.In(LOG_LEVELS)),
-        vol.Optional("web", default=dict): _WEB,
-    }
-)
+
+def _schema(specs: tuple[OptionSpec, ...]) -> vol.Schema:
+    """The schema of a mapping of the options ``specs``; one left out takes its default."""
+    mapping: dict[vol.Marker, Any] = {}
+    for spec in specs:
+        if spec.required:
+            marker: vol.Marker = vol.Required(spec.key)
+        elif spec.kind == "section":
+            marker = vol.Optional(spec.key, default=dict)
+        elif spec.kind == "list":
+            marker = vol.Optional(spec.key, default=list)
+        else:
+            marker = vol.Optional(spec.key, default=spec.default)
+        mapping[marker] = _value(spec)
+    return vol.Schema(mapping)
+
+
+SCHEMA: Final = _schema(OPTIONS)
+
+
+# The typed options: one field per row of the table, in the table's order, with
+# the table's defaults. _check_against_table below refuses to import while a
+# field is missing, extra, typed or defaulted otherwise than its row.
+
+
+def _default(path: str) -> Any:
+    """The table's default of the option at ``path``, for the dataclasses below."""
+    return option(path).default
 
 
 @dataclass(frozen=True, slots=True)
 class DtuOptions:
     host: str
-    port: int = 10081
-    name: str | None = None
+    port: int = field(default=_default("dtus[].port"))
+    name: str | None = field(default=_default("dtus[].name"))
 
 
 @dataclass(frozen=True, slots=True)
 class MqttOptions:
-    host: str | None = None
-    port: int = 1883
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
+    host: str | None = field(default=_default("mqtt.host"))
+    port: int = field(default=_default("mqtt.port"))
+    username: str | None = field(default=_default("mqtt.username"))
+    password: str | None = field(default=_default("mqtt.password"), repr=False)
+    tls: bool = field(default=_default("mqtt.tls"))
 
 
 @dataclass(frozen=True, slots=True)
 class WebOptions:
-    host: str = "127.0.0.1"
-    port: int = 8099
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    host: str = field(default=_default("web.host"))
+    port: int = field(default=_default("web.port"))
+    username: str | None = field(default=_default("web.username"))
+    password: str | None = field(default=_default("web.password"), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,20 +184,97 @@ class Options:
     """Validated options (see DOCS.md for every key)."""
 
     dtus: tuple[DtuOptions, ...]
-    poll_interval: int = DEFAULT_POLL_INTERVAL
-    min_poll_interval: int | None = None
-    cloud_pause: bool = False
-    release_socket_after: int = 60
-    performance_mode: bool = False
-    night_policy: str = "zero"
-    frozen_after: int = 10
-    limit_interval: int = 30
+    poll_interval: int = field(default=_default("poll_interval"))
+    min_poll_interval: int | None = field(default=_default("min_poll_interval"))
+    cloud_pause: bool = field(default=_default("cloud_pause"))
+    release_socket_after: int = field(default=_default("release_socket_after"))
+    performance_mode: bool = field(default=_default("performance_mode"))
+    night_policy: str = field(default=_default("night_policy"))
+    frozen_after: int = field(default=_default("frozen_after"))
+    limit_interval: int = field(default=_default("limit_interval"))
     mqtt: MqttOptions = field(default_factory=MqttOptions)
-    base_topic: str = "solar"
-    discovery: bool = True
-    discovery_prefix: str = "homeassistant"
-    log_level: str = "info"
+    base_topic: str = field(default=_default("base_topic"))
+    discovery: bool = field(default=_default("discovery"))
+    discovery_prefix: str = field(default=_default("discovery_prefix"))
+    log_level: str = field(default=_default("log_level"))
     web: WebOptions = field(default_factory=WebOptions)
+
+
+#: The dataclass of each list's items and of each section, by the option's key.
+_RECORDS: Final[dict[str, type[Any]]] = {
+    "dtus": DtuOptions,
+    "mqtt": MqttOptions,
+    "web": WebOptions,
+}
+
+#: The annotation of an option of each kind in the dataclasses (lists and
+#: sections: their record, see :func:`_annotation`).
+_ANNOTATIONS: Final[dict[Kind, str]] = {
+    "int": "int",
+    "bool": "bool",
+    "text": "str",
+    "topic": "str",
+    "host": "str",
+    "port": "int",
+    "choice": "str",
+    "secret": "str",
+}
+
+
+def _annotation(spec: OptionSpec) -> str:
+    """The annotation of the option's field in its dataclass."""
+    if spec.kind == "list":
+        text = f"tuple[{_RECORDS[spec.key].__name__}, ...]"
+    elif spec.kind == "section":
+        text = _RECORDS[spec.key].__name__
+    else:
+        text = _ANNOTATIONS[spec.kind]
+    return f"{text} | None" if spec.optional else text
+
+
+def _disagreements(record: type[Any], specs: tuple[OptionSpec, ...]) -> Iterator[str]:
+    """How the dataclass ``record`` differs from the table's rows ``specs``."""
+    fields_ = dataclasses.fields(record)
+    names, keys = [f.name for f in fields_], [spec.key for spec in specs]
+    if names != keys:
+        yield from (f"{record.__name__} has no field {k}" for k in keys if k not in names)
+        yield from (f"{record.__name__}.{n} has no row" for n in names if n not in keys)
+        if sorted(names) == sorted(keys):
+            yield f"{record.__name__} has its fields in another order than the table"
+        return
+    missing = dataclasses.MISSING
+    for field_, spec in zip(fields_, specs, strict=True):
+        where = f"{record.__name__}.{field_.name}"
+        if field_.type != _annotation(spec):
+            yield f"{where} is {field_.type}, the table says {_annotation(spec)}"
+        expected: tuple[Any, Any] = (spec.default, missing)
+        if spec.kind == "section":
+            expected = (missing, _RECORDS[spec.key])
+        elif spec.required:
+            expected = (missing, missing)
+        elif spec.kind == "list":
+            expected = ((), missing)
+        default = (field_.default, field_.default_factory)
+        if default != expected or type(default[0]) is not type(expected[0]):
+            yield f"{where} has another default than the table"
+        if field_.repr == (spec.kind == "secret"):
+            yield f"{where} must {'not ' if field_.repr else ''}be in the repr"
+
+
+def _check_against_table() -> None:
+    """Refuse to import while the dataclasses above and the option table disagree."""
+    holders = {spec.key for spec in OPTIONS if spec.kind in ("list", "section")}
+    problems = [f"no dataclass for {key}" for key in sorted(holders - set(_RECORDS))]
+    problems += [f"no row for {key}" for key in sorted(set(_RECORDS) - holders)]
+    if not problems:
+        problems += _disagreements(Options, OPTIONS)
+        for key, record in _RECORDS.items():
+            problems += _disagreements(record, option(key).fields)
+    if problems:
+        raise TypeError("options.py and the option table disagree: " + "; ".join(problems))
+
+
+_check_against_table()
 
 
 #: voluptuous' terse messages, said plainly.
@@ -229,23 +329,15 @@ def validate(data: Any) -> Options:
 
 def from_clean(clean: dict[str, Any]) -> Options:
     """:class:`Options` from a document :func:`normalize` returned."""
-    return Options(
-        dtus=tuple(DtuOptions(**d) for d in clean["dtus"]),
-        poll_interval=clean["poll_interval"],
-        min_poll_interval=clean["min_poll_interval"],
-        cloud_pause=clean["cloud_pause"],
-        release_socket_after=clean["release_socket_after"],
-        performance_mode=clean["performance_mode"],
-        night_policy=clean["night_policy"],
-        frozen_after=clean["frozen_after"],
-        limit_interval=clean["limit_interval"],
-        mqtt=MqttOptions(**clean["mqtt"]),
-        base_topic=clean["base_topic"],
-        discovery=clean["discovery"],
-        discovery_prefix=clean["discovery_prefix"],
-        log_level=clean["log_level"],
-        web=WebOptions(**clean["web"]),
-    )
+    values: dict[str, Any] = {}
+    for spec in OPTIONS:
+        value = clean[spec.key]
+        if spec.kind == "list":
+            value = tuple(_RECORDS[spec.key](**item) for item in value)
+        elif spec.kind == "section":
+            value = _RECORDS[spec.key](**value)
+        values[spec.key] = value
+    return Options(**values)
 
 
 def load_options(path: str | Path) -> Options:
@@ -276,9 +368,8 @@ def load_options(path: str | Path) -> Options:
 
 # --- the configuration form -----------------------------------------------------
 #
-# What the web UI's configuration page shows, field by field. The keys, bounds
-# and choices mirror SCHEMA above (tests/test_options.py checks both ways, and
-# against config.yaml's schema, so they cannot drift apart).
+# What the web UI's configuration page shows, field by field: the option
+# table's rows, as the web UI's config.js reads them.
 
 FieldKind = Literal["int", "bool", "text", "host", "port", "choice", "secret", "dtus"]
 
@@ -288,7 +379,9 @@ class FormField:
     """One field of the configuration form.
 
     ``key`` is the option's path (``poll_interval``, ``mqtt.port``; for the
-    fields of one DTU, ``host``, ``port``, ``name``). ``optional`` fields may be
+    fields of one DTU, ``host``, ``port``, ``name``). ``kind`` is the table's
+    kind, except that a topic is ``text`` and the list of DTUs ``dtus`` (the
+    only list the web UI has rows for). ``optional`` fields may be
     left empty (``null``). ``addon`` says whether the add-on has the option
     (config.yaml's schema); ``restart`` what applies a change: ``bridge`` (a
     restart of the bridge) or ``process`` (the whole process, e.g. the web
@@ -332,194 +425,56 @@ class FormField:
         return data
 
 
-#: The form's sections, in order: key, title, what they hold.
-FORM_SECTIONS: Final = (
-    ("dtus", "DTUs", "The DTUs (or HMS-W inverters) the bridge talks to."),
-    ("polling", "Polling", "How often and how gently the bridge asks the DTUs."),
-    ("mqtt", "MQTT", "The broker. In the add-on, leave the host empty to use the Supervisor's."),
-    ("homeassistant", "Home Assistant", "Topics and MQTT discovery."),
-    ("web", "Web", "Where this web UI listens (standalone only)."),
-    ("logging", "Logging", ""),
-)
+#: The form's kind of each kind of option (a section has no field of its own).
+_FORM_KINDS: Final[dict[Kind, FieldKind]] = {
+    "int": "int",
+    "bool": "bool",
+    "text": "text",
+    "topic": "text",
+    "host": "host",
+    "port": "port",
+    "choice": "choice",
+    "secret": "secret",
+    "list": "dtus",
+}
 
-_DTU_FIELDS: Final = (
-    FormField("host", "host", "dtus", "Host", "IP address or host name of the DTU."),
-    FormField("port", "port", "dtus", "Port", "The DTU's TCP port.", default=10081),
-    FormField(
-        "name",
-        "text",
-        "dtus",
-        "Name",
-        "Shown in Home Assistant (optional).",
-        optional=True,
-        min=1,
-        max=64,
-    ),
-)
 
-FORM_FIELDS: Final[tuple[FormField, ...]] = (
-    FormField("dtus", "dtus", "dtus", "DTUs", "At least one DTU.", default=[], fields=_DTU_FIELDS),
-    FormField(
-        "poll_interval",
-        "int",
-        "polling",
-        "Poll interval (s)",
-        "Seconds between two real-data polls of a DTU.",
-        default=DEFAULT_POLL_INTERVAL,
-        min=1,
-        max=3600,
-    ),
-    FormField(
-        "min_poll_interval",
-        "int",
-        "polling",
-        "Minimum poll interval (s)",
-        "Empty: 35 s, or 120 s on DTU firmware V01.01.00+. Lower it only if your DTU copes.",
-        optional=True,
-        min=1,
-        max=3600,
-    ),
-    FormField(
-        "cloud_pause",
-        "bool",
-        "polling",
-        "Pause during cloud uploads",
-        "Do not poll in the DTU's cloud-upload slots, so the S-Miles app keeps its data.",
-        default=False,
-    ),
-    FormField(
-        "release_socket_after",
-        "int",
-        "polling",
-        "Release the connection after (s)",
-        "Close the connection between polls when the interval is this long (0 = never).",
-        default=60,
-        min=0,
-        max=86400,
-    ),
-    FormField(
-        "performance_mode",
-        "bool",
-        "polling",
-        "Performance mode",
-        "Ask the DTU for fresh data on every poll.",
-        default=False,
-    ),
-    FormField(
-        "night_policy",
-        "choice",
-        "polling",
-        "At night",
-        "zero: 0 W and totals kept; unavailable: entities unavailable while the DTU is off.",
-        default="zero",
-        choices=NIGHT_POLICIES,
-    ),
-    FormField(
-        "frozen_after",
-        "int",
-        "polling",
-        "Frozen after (polls)",
-        "Polls with the same DTU timestamp before the data counts as frozen.",
-        default=10,
-        min=2,
-    ),
-    FormField(
-        "limit_interval",
-        "int",
-        "polling",
-        "Limit interval (s)",
-        "Seconds between two power-limit writes to an inverter.",
-        default=30,
-        min=0,
-        max=3600,
-    ),
-    FormField(
-        "mqtt.host",
-        "host",
-        "mqtt",
-        "Broker host",
-        "Empty: the Supervisor's broker (add-on) or 127.0.0.1 (standalone).",
-        optional=True,
-    ),
-    FormField("mqtt.port", "port", "mqtt", "Broker port", "", default=1883),
-    FormField("mqtt.username", "text", "mqtt", "User name", "", optional=True),
-    FormField(
-        "mqtt.password",
-        "secret",
-        "mqtt",
-        "Password",
-        "Never shown; leave it as it is to keep it, empty it to remove it.",
-        optional=True,
-    ),
-    FormField("mqtt.tls", "bool", "mqtt", "TLS", "Connect with TLS.", default=False),
-    FormField(
-        "base_topic",
-        "text",
-        "homeassistant",
-        "Base topic",
-        "Root of every topic, e.g. solar.",
-        default="solar",
-    ),
-    FormField(
-        "discovery",
-        "bool",
-        "homeassistant",
-        "MQTT discovery",
-        "Announce the devices to Home Assistant.",
-        default=True,
-    ),
-    FormField(
-        "discovery_prefix",
-        "text",
-        "homeassistant",
-        "Discovery prefix",
-        "As set in Home Assistant's MQTT integration.",
-        default="homeassistant",
-    ),
-    FormField(
-        "web.host",
-        "host",
-        "web",
-        "Listen on",
-        "127.0.0.1 keeps the UI on this machine.",
-        default="127.0.0.1",
-        addon=False,
-        restart="process",
-    ),
-    FormField("web.port", "port", "web", "Port", "", default=8099, addon=False, restart="process"),
-    FormField(
-        "web.username",
-        "text",
-        "web",
-        "User name",
-        "Basic auth when listening beyond this machine.",
-        optional=True,
-        addon=False,
-        restart="process",
-    ),
-    FormField(
-        "web.password",
-        "secret",
-        "web",
-        "Password",
-        "Never shown; leave it as it is to keep it, empty it to remove it.",
-        optional=True,
-        addon=False,
-        restart="process",
-    ),
-    FormField(
-        "log_level",
-        "choice",
-        "logging",
-        "Log level",
-        "",
-        default="info",
-        choices=LOG_LEVELS,
-    ),
-)
+def _form_field(spec: OptionSpec, key: str, holder: OptionSpec) -> FormField:
+    """The form's field for the option ``spec`` at ``key``.
 
-#: The paths of the options that hold secrets (never shown, never logged).
-SECRET_KEYS: Final = tuple(f.key for f in FORM_FIELDS if f.kind == "secret")
+    ``holder`` gives the field's form section, ``addon`` and ``restart``: the
+    option itself, or the list or section that holds it.
+    """
+    return FormField(
+        key,
+        _FORM_KINDS[spec.kind],
+        holder.section,
+        spec.label,
+        spec.help,
+        default=[] if spec.kind == "list" else spec.default,
+        optional=spec.optional,
+        min=None if spec.kind == "list" else spec.min,
+        max=spec.max,
+        choices=spec.choices,
+        addon=holder.addon,
+        restart=holder.restart,
+        fields=tuple(_form_field(sub, sub.key, spec) for sub in spec.fields),
+    )
+
+
+def _form_fields() -> tuple[FormField, ...]:
+    """Every field of the form, section by section in the order of FORM_SECTIONS."""
+    found: list[FormField] = []
+    for spec in OPTIONS:
+        if spec.kind == "section":
+            found += (_form_field(sub, f"{spec.key}.{sub.key}", spec) for sub in spec.fields)
+        else:
+            found.append(_form_field(spec, spec.key, spec))
+    order = [key for key, _, _ in FORM_SECTIONS]
+    return tuple(sorted(found, key=lambda f: order.index(f.section)))
+
+
+FORM_FIELDS: Final = _form_fields()
 
 
 def form_description(*, addon: bool) -> dict[str, Any]:
@@ -590,7 +545,7 @@ def storable(clean: dict[str, Any], *, addon: bool) -> dict[str, Any]:
     Supervisor validates against config.yaml's schema, where an optional key
     must be absent rather than ``null``.
     """
-    known = {f.key.split(".")[0] for f in FORM_FIELDS if f.addon or not addon}
+    known = {spec.key for spec in OPTIONS if spec.addon or not addon}
 
     def prune(value: Any) -> Any:
         if isinstance(value, dict):
@@ -603,8 +558,11 @@ def storable(clean: dict[str, Any], *, addon: bool) -> dict[str, Any]:
 
 
 __all__ = [
+    "DEFAULT_POLL_INTERVAL",
     "FORM_FIELDS",
     "FORM_SECTIONS",
+    "LOG_LEVELS",
+    "NIGHT_POLICIES",
     "SCHEMA",
     "SECRET_KEYS",
     "DtuOptions",

@@ -1,0 +1,321 @@
+"""The option table: every option of the bridge, described once.
+
+Each :class:`OptionSpec` row gives an option's key, kind, default, bounds and
+choices, its field on the web UI's configuration form (label, help text,
+section) and whether the add-on has it. :mod:`hoymiles_bridge.config.options`
+builds the voluptuous schema, the defaults of the typed options and the form
+from these rows; tests/test_option_table.py checks the add-on's config.yaml,
+its translations, bridge.example.yaml and DOCS.md against them.
+
+Adding an option means adding its row here and its field to the matching
+dataclass in options.py, which refuses to import while the two disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Final, Literal
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+NIGHT_POLICIES: Final = ("zero", "unavailable")
+#: Polls closer than this make the DTU repeat old data and starve the cloud
+#: upload (protocol.md 5.2/5.4); newer firmware wants more (see policy.py).
+DEFAULT_POLL_INTERVAL: Final = 35
+
+Kind = Literal[
+    "int", "bool", "text", "topic", "host", "port", "choice", "secret", "list", "section"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One option: what it holds, its default and its field on the form.
+
+    ``key`` is the option's name within its parent; its path is the key
+    (``poll_interval``), ``<section>.<key>`` (``mqtt.port``) or, for the
+    options of a list's items, ``<list>[].<key>`` (``dtus[].host``).
+    ``kind`` says what the option holds:
+
+    * ``int`` - a whole number from ``min`` to ``max`` (``None``: no bound);
+    * ``bool`` - true or false;
+    * ``text`` - any text, from ``min`` to ``max`` characters when given;
+    * ``topic`` - an MQTT topic without wildcards, slashes around it removed;
+    * ``host`` - a host name or IP address;
+    * ``port`` - a TCP port, 1 to 65535;
+    * ``choice`` - one of ``choices`` (``ignore_case``: in any case, kept
+      in lower case);
+    * ``secret`` - text that is never shown or logged (a password);
+    * ``list`` - a list of at least ``min`` items, each a mapping of the
+      options ``fields``; ``item`` names one item in the message when there
+      are too few;
+    * ``section`` - a mapping of the options ``fields``.
+
+    ``required`` options have no default. An option left out takes its
+    ``default``; ``optional`` ones may also be empty (``None``, their
+    default). A list left out is empty, a section left out has every default.
+
+    ``label`` and ``help`` are the option's field on the configuration form,
+    in the form section ``section`` (a key of :data:`FORM_SECTIONS`); a
+    section kind has no field of its own, its options are the fields.
+    ``addon`` says whether the add-on has the option (config.yaml's schema);
+    ``restart`` what applies a change: ``bridge`` (a restart of the bridge)
+    or ``process`` (the whole process, e.g. the web server's address). The
+    options of a list or section take ``section``, ``addon`` and ``restart``
+    from it and leave them unset.
+    """
+
+    key: str
+    kind: Kind
+    _: KW_ONLY
+    label: str = ""
+    help: str = ""
+    default: Any = None
+    required: bool = False
+    optional: bool = False
+    min: int | None = None
+    max: int | None = None
+    choices: tuple[str, ...] = ()
+    ignore_case: bool = False
+    item: str = ""
+    section: str = ""
+    addon: bool = True
+    restart: Literal["bridge", "process"] = "bridge"
+    fields: tuple[OptionSpec, ...] = ()
+
+
+#: The configuration form's sections, in order: key, title, what they hold.
+FORM_SECTIONS: Final = (
+    ("dtus", "DTUs", "The DTUs (or HMS-W inverters) the bridge talks to."),
+    ("polling", "Polling", "How often and how gently the bridge asks the DTUs."),
+    ("mqtt", "MQTT", "The broker. In the add-on, leave the host empty to use the Supervisor's."),
+    ("homeassistant", "Home Assistant", "Topics and MQTT discovery."),
+    ("web", "Web", "Where this web UI listens (standalone only)."),
+    ("logging", "Logging", ""),
+)
+
+#: The help of a password's field.
+_KEEP_OR_EMPTY: Final = "Never shown; leave it as it is to keep it, empty it to remove it."
+
+#: Every option, in the order of the options documents and of
+#: :class:`~hoymiles_bridge.config.options.Options`.
+OPTIONS: Final[tuple[OptionSpec, ...]] = (
+    OptionSpec(
+        "dtus",
+        "list",
+        label="DTUs",
+        help="At least one DTU.",
+        required=True,
+        min=1,
+        item="DTU",
+        section="dtus",
+        fields=(
+            OptionSpec(
+                "host",
+                "host",
+                label="Host",
+                help="IP address or host name of the DTU.",
+                required=True,
+            ),
+            OptionSpec("port", "port", label="Port", help="The DTU's TCP port.", default=10081),
+            OptionSpec(
+                "name",
+                "text",
+                label="Name",
+                help="Shown in Home Assistant (optional).",
+                optional=True,
+                min=1,
+                max=64,
+            ),
+        ),
+    ),
+    OptionSpec(
+        "poll_interval",
+        "int",
+        label="Poll interval (s)",
+        help="Seconds between two real-data polls of a DTU.",
+        default=DEFAULT_POLL_INTERVAL,
+        min=1,
+        max=3600,
+        section="polling",
+    ),
+    OptionSpec(
+        "min_poll_interval",
+        "int",
+        label="Minimum poll interval (s)",
+        help="Empty: 35 s, or 120 s on DTU firmware V01.01.00+. Lower it only if your DTU copes.",
+        optional=True,
+        min=1,
+        max=3600,
+        section="polling",
+    ),
+    OptionSpec(
+        "cloud_pause",
+        "bool",
+        label="Pause during cloud uploads",
+        help="Do not poll in the DTU's cloud-upload slots, so the S-Miles app keeps its data.",
+        default=False,
+        section="polling",
+    ),
+    OptionSpec(
+        "release_socket_after",
+        "int",
+        label="Release the connection after (s)",
+        help="Close the connection between polls when the interval is this long (0 = never).",
+        default=60,
+        min=0,
+        max=86400,
+        section="polling",
+    ),
+    OptionSpec(
+        "performance_mode",
+        "bool",
+        label="Performance mode",
+        help="Ask the DTU for fresh data on every poll.",
+        default=False,
+        section="polling",
+    ),
+    OptionSpec(
+        "night_policy",
+        "choice",
+        label="At night",
+        help="zero: 0 W and totals kept; unavailable: entities unavailable while the DTU is off.",
+        default="zero",
+        choices=NIGHT_POLICIES,
+        section="polling",
+    ),
+    OptionSpec(
+        "frozen_after",
+        "int",
+        label="Frozen after (polls)",
+        help="Polls with the same DTU timestamp before the data counts as frozen.",
+        default=10,
+        min=2,
+        section="polling",
+    ),
+    OptionSpec(
+        "limit_interval",
+        "int",
+        label="Limit interval (s)",
+        help="Seconds between two power-limit writes to an inverter.",
+        default=30,
+        min=0,
+        max=3600,
+        section="polling",
+    ),
+    OptionSpec(
+        "mqtt",
+        "section",
+        section="mqtt",
+        fields=(
+            OptionSpec(
+                "host",
+                "host",
+                label="Broker host",
+                help="Empty: the Supervisor's broker (add-on) or 127.0.0.1 (standalone).",
+                optional=True,
+            ),
+            OptionSpec("port", "port", label="Broker port", default=1883),
+            OptionSpec("username", "text", label="User name", optional=True),
+            OptionSpec("password", "secret", label="Password", help=_KEEP_OR_EMPTY, optional=True),
+            OptionSpec("tls", "bool", label="TLS", help="Connect with TLS.", default=False),
+        ),
+    ),
+    OptionSpec(
+        "base_topic",
+        "topic",
+        label="Base topic",
+        help="Root of every topic, e.g. solar.",
+        default="solar",
+        section="homeassistant",
+    ),
+    OptionSpec(
+        "discovery",
+        "bool",
+        label="MQTT discovery",
+        help="Announce the devices to Home Assistant.",
+        default=True,
+        section="homeassistant",
+    ),
+    OptionSpec(
+        "discovery_prefix",
+        "topic",
+        label="Discovery prefix",
+        help="As set in Home Assistant's MQTT integration.",
+        default="homeassistant",
+        section="homeassistant",
+    ),
+    OptionSpec(
+        "log_level",
+        "choice",
+        label="Log level",
+        default="info",
+        choices=LOG_LEVELS,
+        ignore_case=True,
+        section="logging",
+    ),
+    OptionSpec(
+        "web",
+        "section",
+        section="web",
+        addon=False,
+        restart="process",
+        fields=(
+            OptionSpec(
+                "host",
+                "host",
+                label="Listen on",
+                help="127.0.0.1 keeps the UI on this machine.",
+                default="127.0.0.1",
+            ),
+            OptionSpec("port", "port", label="Port", default=8099),
+            OptionSpec(
+                "username",
+                "text",
+                label="User name",
+                help="Basic auth when listening beyond this machine.",
+                optional=True,
+            ),
+            OptionSpec("password", "secret", label="Password", help=_KEEP_OR_EMPTY, optional=True),
+        ),
+    ),
+)
+
+
+def walk(
+    specs: tuple[OptionSpec, ...] = OPTIONS, prefix: str = ""
+) -> Iterator[tuple[str, OptionSpec]]:
+    """``(path, spec)`` of every option, each followed by the options it holds."""
+    for spec in specs:
+        path = prefix + spec.key
+        yield path, spec
+        yield from walk(spec.fields, f"{path}[]." if spec.kind == "list" else f"{path}.")
+
+
+def option(path: str) -> OptionSpec:
+    """The row of the option at ``path`` (``log_level``, ``mqtt.port``, ``dtus[].host``).
+
+    Raises :class:`KeyError` for a path the table does not have.
+    """
+    for found, spec in walk():
+        if found == path:
+            return spec
+    raise KeyError(path)
+
+
+#: The paths of the options that hold secrets (never shown, never logged).
+SECRET_KEYS: Final = tuple(path for path, spec in walk() if spec.kind == "secret")
+
+
+__all__ = [
+    "DEFAULT_POLL_INTERVAL",
+    "FORM_SECTIONS",
+    "LOG_LEVELS",
+    "NIGHT_POLICIES",
+    "OPTIONS",
+    "SECRET_KEYS",
+    "Kind",
+    "OptionSpec",
+    "option",
+    "walk",
+]
