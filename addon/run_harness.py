@@ -46,7 +46,7 @@ from tests.mosquitto import Mosquitto, Subscriber  # noqa: E402
 from hoymiles_bridge.config.options import normalize  # noqa: E402
 from hoymiles_bridge.mqtt.local_broker import free_port  # noqa: E402
 from hoymiles_bridge.mqtt.topics import TopicLayout  # noqa: E402
-from hoymiles_bridge.protocol.jsonify import MASK  # noqa: E402
+from hoymiles_bridge.protocol.secrets import MASK  # noqa: E402
 from hoymiles_bridge.simulator import DtuSimulator  # noqa: E402
 
 SERVICE: Final = "hoymiles-bridge"

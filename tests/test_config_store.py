@@ -22,7 +22,7 @@ from hoymiles_bridge.config.store import (
     masked_values,
     merge_secrets,
 )
-from hoymiles_bridge.protocol.jsonify import MASK
+from hoymiles_bridge.protocol.secrets import MASK
 
 ADDON_DIR = Path(__file__).resolve().parents[1] / "addon"
 if str(ADDON_DIR) not in sys.path:

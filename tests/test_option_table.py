@@ -291,3 +291,15 @@ def test_docs_defaults_of_held_options() -> None:
             stated = re.search(rf"`{sub.key}` \((\w+)\)", meaning)
             if stated and sub.default is not None:
                 assert stated.group(1) == _yaml_scalar(sub.default), f"{holder.key}.{sub.key}"
+
+
+def test_secret_options_are_masked_by_the_one_secret_list() -> None:
+    """Every secret option is masked wherever options are shown (protocol/secrets.py)."""
+    from hoymiles_bridge.config.options import SECRET_KEYS as SECRET_OPTIONS
+    from hoymiles_bridge.protocol.secrets import MASK, SECRET_KEYS, mask_secrets
+
+    assert SECRET_OPTIONS
+    for path in SECRET_OPTIONS:
+        section, _, leaf = path.rpartition(".")
+        assert leaf in SECRET_KEYS, path
+        assert mask_secrets({section: {leaf: "hunter2"}}) == {section: {leaf: MASK}}

@@ -25,7 +25,7 @@ from hoymiles_bridge.addon.supervisor import SupervisorClient
 from hoymiles_bridge.cli.run import standalone_broker, summary
 from hoymiles_bridge.config.options import load_options, normalize, storable
 from hoymiles_bridge.config.store import options_document
-from hoymiles_bridge.protocol.jsonify import MASK
+from hoymiles_bridge.protocol.secrets import MASK
 from hoymiles_bridge.simulator import DtuSimulator, default_fleet
 from hoymiles_bridge.web.hub import WebHub
 from hoymiles_bridge.web.server import WebServer

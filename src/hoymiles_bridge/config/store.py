@@ -49,7 +49,7 @@ from hoymiles_bridge.config.options import (
     storable,
 )
 from hoymiles_bridge.errors import HoymilesError
-from hoymiles_bridge.protocol.jsonify import MASK
+from hoymiles_bridge.protocol.secrets import MASK
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 Unlike protobuf's own JSON mapping, 64-bit integers stay numbers (serials are
 int64), bytes become hex, and field names are those of ``protos/``. Fields
-that hold secrets are replaced by a mask: WiFi and AP passwords in config
-messages and the encryption seed ``enc_rand``.
+that hold secrets (:mod:`hoymiles_bridge.protocol.secrets`) are replaced by
+the mask.
 """
 
 from __future__ import annotations
@@ -13,19 +13,7 @@ from typing import Any, Final
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-#: Field names whose values are secrets wherever they appear. Correct here.
-SECRET_FIELDS: Final = frozenset(
-    {
-        "wifi_passward",
-        "dtu_ap_pass",
-        "dtu_ap_old_pass",
-        "apn_passward",
-        "lock_password",
-        "enc_rand",
-    }
-)
-MASK: Final = "********"
-
+from hoymiles_bridge.protocol.secrets import MASK, SECRET_FIELDS
 
 _MESSAGE: Final = FieldDescriptor.TYPE_MESSAGE
 _BYTES: Final = FieldDescriptor.TYPE_BYTES
@@ -57,4 +45,4 @@ def message_to_dict(message: Message, *, mask_secrets: bool = True) -> dict[str,
     return out
 
 
-__all__ = ["MASK", "SECRET_FIELDS", "message_to_dict"]
+__all__ = ["message_to_dict"]

@@ -22,7 +22,6 @@ from hoymiles_bridge.protocol.devices import (
     inverter_model,
     inverter_sw_version,
 )
-from hoymiles_bridge.protocol.jsonify import MASK
 from hoymiles_bridge.protocol.pb import (
     appinfo_pb2,
     command_pb2,
@@ -33,6 +32,7 @@ from hoymiles_bridge.protocol.pb import (
     realdata_pb2,
     warn_pb2,
 )
+from hoymiles_bridge.protocol.secrets import MASK
 
 # --- scale factors: raw integer x factor = SI value --------------------------
 VOLTAGE: Final = 0.1

@@ -41,9 +41,9 @@ from hoymiles_bridge.errors import (
     ProtocolError,
 )
 from hoymiles_bridge.protocol.codec import decode_frame
-from hoymiles_bridge.protocol.jsonify import MASK
 from hoymiles_bridge.protocol.records import clean_hex, frame_record, split_frames
 from hoymiles_bridge.protocol.registry import Direction
+from hoymiles_bridge.protocol.secrets import mask_secrets, masked_copy
 from hoymiles_bridge.web import config_api, console_api, history_api
 from hoymiles_bridge.web.common import (
     BadRequest,
@@ -52,27 +52,14 @@ from hoymiles_bridge.web.common import (
     read_body,
     text_field,
 )
-from hoymiles_bridge.web.hub import Encoded, WebHub, encode, masked_copy, safe_hex
+from hoymiles_bridge.web.hub import Encoded, WebHub, encode, safe_hex
 from hoymiles_bridge.web.reads import READ_REQUESTS
 
 CSRF_HEADER: Final = "X-Requested-With"
 CSRF_VALUE: Final = "hoymiles-bridge"
 DEFAULT_FRAME_LIMIT: Final = 200
-_SECRET_KEYS: Final = frozenset({"password", "token", "enc_rand"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def mask_secrets(value: Any) -> Any:
-    """``value`` with every secret-looking key's non-empty value replaced by the mask."""
-    if isinstance(value, dict):
-        return {
-            k: (MASK if k in _SECRET_KEYS and v not in (None, "") else mask_secrets(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask_secrets(v) for v in value]
-    return value
 
 
 def _process() -> dict[str, Any]:
@@ -527,4 +514,4 @@ class WebApi:
                 return
 
 
-__all__ = ["CSRF_HEADER", "CSRF_VALUE", "READ_REQUESTS", "WebApi", "mask_secrets"]
+__all__ = ["CSRF_HEADER", "CSRF_VALUE", "WebApi"]

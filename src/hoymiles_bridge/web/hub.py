@@ -35,7 +35,6 @@ its header is kept.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import time
@@ -43,9 +42,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
-
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from google.protobuf.message import Message
 
 from hoymiles_bridge.core.events import Activity, Event, FrameSeen, describe
 from hoymiles_bridge.core.fleet import Fleet
@@ -59,8 +55,9 @@ from hoymiles_bridge.protocol.frame import (
     encode_frame,
     is_extended_tag,
 )
-from hoymiles_bridge.protocol.jsonify import MASK, SECRET_FIELDS, message_to_dict
+from hoymiles_bridge.protocol.jsonify import message_to_dict
 from hoymiles_bridge.protocol.registry import spec_for
+from hoymiles_bridge.protocol.secrets import SECRET_TAGS, has_secret, masked_copy
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -75,8 +72,6 @@ HISTORY_MAX_POINTS: Final = 20000
 DAILY_DAYS: Final = 31
 #: Live state pushes are coalesced to at most one per this many seconds.
 STATE_THROTTLE: Final = 0.5
-#: Tags whose payload carries secrets (config reply and write, app info with enc_rand).
-SECRET_TAGS: Final = frozenset({0xA201, 0xA209, 0xA310})
 
 StatusSource = Callable[[], dict[str, Any]]
 
@@ -84,54 +79,6 @@ StatusSource = Callable[[], dict[str, Any]]
 def encode(data: Any) -> str:
     """Compact JSON, the one encoding used for records and messages."""
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
-@functools.cache
-def _may_hold_secret(descriptor: Descriptor) -> bool:
-    """Whether messages of this type can hold a secret field at all (at any depth)."""
-    for field in descriptor.fields:
-        if field.name in SECRET_FIELDS:
-            return True
-        if (
-            field.type == FieldDescriptor.TYPE_MESSAGE
-            and field.message_type is not descriptor
-            and _may_hold_secret(field.message_type)
-        ):
-            return True
-    return False
-
-
-def _has_secret(message: Message) -> bool:
-    if not _may_hold_secret(message.DESCRIPTOR):
-        return False  # most frames (real data above all): no walk needed
-    for field, value in message.ListFields():
-        if field.name in SECRET_FIELDS:
-            return True
-        if field.type == FieldDescriptor.TYPE_MESSAGE:
-            items = value if field.is_repeated else [value]
-            if any(_has_secret(item) for item in items):
-                return True
-    return False
-
-
-def _mask_in_place(message: Message) -> None:
-    for field, value in message.ListFields():
-        if field.name in SECRET_FIELDS:
-            if field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
-                setattr(message, field.name, MASK)
-            else:
-                message.ClearField(field.name)
-        elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            for item in value if field.is_repeated else [value]:
-                _mask_in_place(item)
-
-
-def masked_copy(message: Message) -> Message:
-    """A copy of ``message`` with secret strings set to the mask and other secrets cleared."""
-    copy = type(message)()
-    copy.CopyFrom(message)
-    _mask_in_place(copy)
-    return copy
 
 
 def _peek_tag(raw: bytes) -> int | None:
@@ -145,7 +92,7 @@ def safe_hex(event: FrameEvent) -> tuple[str, bool]:
     frame, decoded, raw = event.frame, event.decoded, event.raw
     message = decoded.message if decoded is not None else None
     tag = frame.tag if frame is not None else _peek_tag(raw)
-    secret = message is not None and _has_secret(message)
+    secret = message is not None and has_secret(message)
     if not secret and (tag not in SECRET_TAGS or message is not None):
         return raw.hex(), False
     if frame is not None and message is not None:
@@ -520,7 +467,6 @@ __all__ = [
     "DAILY_DAYS",
     "EVENT_BUFFER",
     "FRAME_BUFFER",
-    "SECRET_TAGS",
     "Encoded",
     "Subscription",
     "WebHub",
