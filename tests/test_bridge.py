@@ -97,7 +97,7 @@ async def test_full_loop_topics_and_discovery(mosquitto: Mosquitto) -> None:
                 (t, p.decode()) for t, p in sub.last.items() if t.startswith("homeassistant/")
             ]
             assert (
-                len(discovery) == 37 + 17
+                len(discovery) == 37 + 18
             )  # HMS-800W-2T on old firmware: no non-persistent limits
             assert check_fleet(discovery) == []
         # a clean stop leaves the bridge offline
@@ -143,6 +143,9 @@ async def test_commands_round_trip(mosquitto: Mosquitto) -> None:
             await sub.wait_for(env.topic(INV, "alarms", "last"), lambda p: b"remote control" in p)
             await _command(sub, env.topic(INV, "cmd", "power"), "1")
             assert inverter.on is True
+            assert any(w.end for w in inverter.warnings)  # the shutdown alarm has ended
+            await _command(sub, env.topic("dtu", "cmd", "clear_alarms"), "1")
+            assert not [w for w in inverter.warnings if w.end]  # only active ones stay
             await _command(sub, env.topic(INV, "cmd", "restart"), "1")
             assert inverter.unreachable_until > sim.clock.now()
             await _command(sub, env.topic("dtu", "cmd", "performance_mode"), "1")

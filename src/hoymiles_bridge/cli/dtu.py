@@ -155,7 +155,6 @@ _OWN_COMMANDS: tuple[_Command, ...] = (
         aliases=("get-alarm-list",),
     ),
     _Command("warnings", "read the warnings the DTU holds", lambda d, a: d.warnings()),
-    _Command("clear-alarms", "clear the alarm list", lambda d, a: d.clear_alarms()),
     _Command(
         "command-status",
         "progress of a command",

@@ -225,6 +225,10 @@ async def _performance_mode(client: DtuClient, serial: str, value: float) -> obj
     return await client.performance_mode()
 
 
+async def _clear_alarms(client: DtuClient, serial: str, value: float) -> object:
+    return await client.clear_alarms()
+
+
 def _limit(
     name: str, label: str, *, persistent: bool, relative: bool, help_text: str
 ) -> CommandSpec:
@@ -342,6 +346,17 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
         entities=(Entity("performance_mode", "Performance mode", "button", icon="mdi:run-fast"),),
         cli=(CliForm("performance-mode", "ask for fresh data on every poll (POLL_ALL)"),),
         performance_mode=True,
+    ),
+    CommandSpec(
+        name="clear_alarms",
+        target=Target.DTU,
+        value=ValueKind.PRESS,
+        label="Clear alarms",
+        help="Clear the ended alarms the DTU keeps (CLEAR_ALARM); active ones stay.",
+        call=_clear_alarms,
+        ignore_retained=True,
+        entities=(Entity("clear_alarms", "Clear alarms", "button", icon="mdi:alert-remove"),),
+        cli=(CliForm("clear-alarms", "clear the alarm list"),),
     ),
 )
 
