@@ -9,6 +9,7 @@ import time
 import pytest
 
 from hoymiles_bridge.dtu.session import SessionState
+from hoymiles_bridge.protocol.actions import Action
 from hoymiles_bridge.simulator import DtuSimulator, SimClock, default_fleet
 
 from .bridge_env import running_bridge
@@ -97,7 +98,7 @@ async def test_full_loop_topics_and_discovery(mosquitto: Mosquitto) -> None:
                 (t, p.decode()) for t, p in sub.last.items() if t.startswith("homeassistant/")
             ]
             assert (
-                len(discovery) == 37 + 18
+                len(discovery) == 37 + 19
             )  # HMS-800W-2T on old firmware: no non-persistent limits
             assert check_fleet(discovery) == []
         # a clean stop leaves the bridge offline
@@ -146,6 +147,11 @@ async def test_commands_round_trip(mosquitto: Mosquitto) -> None:
             assert any(w.end for w in inverter.warnings)  # the shutdown alarm has ended
             await _command(sub, env.topic("dtu", "cmd", "clear_alarms"), "1")
             assert not [w for w in inverter.warnings if w.end]  # only active ones stay
+            inverter.add_warning(121, sim.clock.now())
+            await _command(sub, env.topic("dtu", "cmd", "refresh_alarms"), "1")
+            assert sim.dtu.last_command is not None
+            assert sim.dtu.last_command.action == Action.ALARM_LIST
+            await sub.wait_for(env.topic(INV, "alarms", "last"), lambda p: b"temperature" in p)
             await _command(sub, env.topic(INV, "cmd", "restart"), "1")
             assert inverter.unreachable_until > sim.clock.now()
             await _command(sub, env.topic("dtu", "cmd", "performance_mode"), "1")

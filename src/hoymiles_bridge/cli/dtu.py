@@ -148,12 +148,6 @@ _OWN_COMMANDS: tuple[_Command, ...] = (
         ((("watts",), {"help": "limit in W (0.1..3276.7)"}),),
         aliases=("set-power-limit-temporary",),
     ),
-    _Command(
-        "alarms",
-        "collect and read the alarm list",
-        lambda d, a: d.alarms(),
-        aliases=("get-alarm-list",),
-    ),
     _Command("warnings", "read the warnings the DTU holds", lambda d, a: d.warnings()),
     _Command(
         "command-status",

@@ -229,6 +229,10 @@ async def _clear_alarms(client: DtuClient, serial: str, value: float) -> object:
     return await client.clear_alarms()
 
 
+async def _refresh_alarms(client: DtuClient, serial: str, value: float) -> object:
+    return await client.alarms()
+
+
 def _limit(
     name: str, label: str, *, persistent: bool, relative: bool, help_text: str
 ) -> CommandSpec:
@@ -357,6 +361,19 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
         ignore_retained=True,
         entities=(Entity("clear_alarms", "Clear alarms", "button", icon="mdi:alert-remove"),),
         cli=(CliForm("clear-alarms", "clear the alarm list"),),
+    ),
+    CommandSpec(
+        name="refresh_alarms",
+        target=Target.DTU,
+        value=ValueKind.PRESS,
+        label="Read alarms now",
+        help="Ask the DTU to collect its inverters' alarms now (ALARM_LIST) and read them.",
+        call=_refresh_alarms,
+        ignore_retained=True,
+        entities=(
+            Entity("refresh_alarms", "Read alarms now", "button", icon="mdi:alert-circle-check"),
+        ),
+        cli=(CliForm("alarms", "collect and read the alarm list", aliases=("get-alarm-list",)),),
     ),
 )
 
