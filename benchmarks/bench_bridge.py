@@ -66,11 +66,11 @@ import aiomqtt
 
 from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.config.options import validate
+from hoymiles_bridge.core.events import Event, RealDataReceived, StateChanged
 from hoymiles_bridge.core.fleet import build_client_factory
-from hoymiles_bridge.dtu.session import DtuSession, SessionState
+from hoymiles_bridge.dtu.session import SessionState
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.mqtt.local_broker import LocalBroker, find_mosquitto
-from hoymiles_bridge.protocol.models import RealData
 from hoymiles_bridge.simulator import SimClock, SimulatorGroup
 from hoymiles_bridge.simulator.fleet import parse_fleet
 from hoymiles_bridge.simulator.physics import local_midnight
@@ -191,7 +191,7 @@ async def serve_simulators(fleet_path: str, speed: float, start: float, lifetime
 
 
 class MeteredBridge(Bridge):
-    """The real Bridge, counting what the benchmark reports (a few integer additions)."""
+    """The real Bridge, counting what the benchmark reports from the fleet's events."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -199,18 +199,17 @@ class MeteredBridge(Bridge):
         self.bench_calls = 0
         self.bench_fresh = 0
         self.bench_bad_states: dict[str, int] = {}
+        self.fleet.subscribe(self._count)
 
-    async def on_real_data(self, session: DtuSession, data: RealData, fresh: bool) -> None:
-        await super().on_real_data(session, data, fresh)
-        self.bench_seen.add(id(session))
-        self.bench_calls += 1
-        self.bench_fresh += fresh
-
-    async def on_state(self, session: DtuSession) -> None:
-        state = session.state
-        if state is not SessionState.CONNECTED and state is not SessionState.STARTING:
-            self.bench_bad_states[state.value] = self.bench_bad_states.get(state.value, 0) + 1
-        await super().on_state(session)
+    async def _count(self, event: Event) -> None:
+        if isinstance(event, RealDataReceived):
+            self.bench_seen.add(id(event.dtu))
+            self.bench_calls += 1
+            self.bench_fresh += event.fresh
+        elif isinstance(event, StateChanged):
+            state = event.dtu.session.state
+            if state is not SessionState.CONNECTED and state is not SessionState.STARTING:
+                self.bench_bad_states[state.value] = self.bench_bad_states.get(state.value, 0) + 1
 
 
 async def _sample_lag(samples: list[float]) -> None:
@@ -353,7 +352,7 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
             "real_data_calls": bridge.bench_calls - calls0,
             "fresh_polls": bridge.bench_fresh - fresh0,
             "published": bridge.link.published - published0,
-            "topics_known": len(bridge._published),  # memory footprint (private, read only)
+            "topics_known": len(bridge.mqtt._published),  # memory footprint (private, read only)
             "state_changes_not_connected": dict(bridge.bench_bad_states),
             "states_at_end": states,
             "sessions_failing_at_end": sum(1 for s in sessions if s.failures),
