@@ -98,6 +98,9 @@ async def test_commands_api(ui: Ui) -> None:
         assert entry["label"] == field.name and entry["unit"] == field.unit
     assert {catalogue[f.key]["target"] for f in DTU_COMMANDS} == {"dtu"}
     assert catalogue["power_off"]["payload"] == "0" and catalogue["power_on"]["payload"] == "1"
+    # danger flags and confirmation texts come from the registry, for the dialog
+    assert catalogue["reboot"]["danger"] and catalogue["reboot"]["confirm"]
+    assert not catalogue["performance_mode"]["danger"]
 
     dtu = body["dtus"][0]
     assert dtu["label"] and dtu["serial"] and dtu["state"] == "connected"

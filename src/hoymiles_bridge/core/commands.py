@@ -298,7 +298,7 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
         call=_power,
         ignore_retained=True,
         danger=True,
-        confirm="The inverter stops feeding in until it is turned on again.",
+        confirm="Turned off, the inverter stops feeding in until it is turned on again.",
         # Two buttons on one command topic, as OpenDTU does: the DTU reports
         # no on/off state a switch could show.
         entities=(

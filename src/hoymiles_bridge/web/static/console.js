@@ -191,7 +191,7 @@
     const entry = command(offer.key);
     if (!entry) return null;
     return el("button", {
-      type: "button", class: `button secondary console-press${offer.key.includes("reboot") || offer.key.includes("restart") || offer.key === "power_off" ? " console-danger" : ""}`,
+      type: "button", class: `button secondary console-press${entry.danger ? " console-danger" : ""}`,
       "data-command": offer.key, text: `${entry.label}…`,
       onclick: () => ask(entry, target, entry.payload),
     });
@@ -297,12 +297,8 @@
       ? `Set “${entry.label}” to ${describe(entry, value)} on ${device}.`
       : `${entry.label}: send “${entry.command}” = ${value} to ${device}.`;
     ui.dialogBody.textContent = `POST api/command\n${JSON.stringify(body, null, 2)}`;
-    const notes = {
-      reboot: "The DTU restarts and is offline for about a minute.",
-      restart: "The inverter stops producing while it restarts.",
-      power_off: "The inverter stops producing until it is turned on again.",
-    };
-    let note = notes[entry.key] || "";
+    // what the command registry says to confirm (danger flag and text)
+    let note = entry.confirm || "";
     if (entry.kind === "number" && catalogue.limit_interval) {
       note = `Limits are written at most every ${catalogue.limit_interval} s; a faster change waits (pending).`;
     }
