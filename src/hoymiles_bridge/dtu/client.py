@@ -1,8 +1,10 @@
 """High-level DTU client: every local command, typed results, one session.
 
-``DtuClient`` keeps one TCP session open and reopens it when the DTU dropped
+``DtuClient`` keeps one session open and reopens it when the DTU dropped
 it. Requests are serialised and paced (``min_spacing`` seconds between two
 requests, measured on the monotonic clock) so a DTU is never flooded.
+Sessions run over TCP unless ``transport_factory`` builds another
+:class:`~hoymiles_bridge.dtu.transport.Transport`.
 
 Encryption is handled by itself: before the first request that newer
 firmware encrypts, the client reads app info (which is never encrypted); if
@@ -32,6 +34,7 @@ from hoymiles_bridge.dtu.connection import (
     FrameObserver,
     PushHandler,
 )
+from hoymiles_bridge.dtu.transport import TcpTransport, TransportFactory
 from hoymiles_bridge.errors import (
     DtuConnectionError,
     DtuRejectedError,
@@ -115,9 +118,12 @@ class DtuClient:
         on_frame: FrameObserver | None = None,
         on_push: PushHandler | None = None,
         clock: Callable[[], float] = time.time,
+        transport_factory: TransportFactory = TcpTransport,
     ) -> None:
         self.host = host
         self.port = port
+        #: Builds the transport of every new session (TCP sockets by default).
+        self.transport_factory = transport_factory
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
         self.min_spacing = min_spacing
@@ -189,6 +195,7 @@ class DtuClient:
             retired_sequences=self._retired,
             on_frame=self.on_frame,
             on_push=self.on_push,
+            transport_factory=self.transport_factory,
         )
         self._connection = conn
         await conn.open()
