@@ -2,7 +2,8 @@
 
 ``DtuClient`` keeps one session open and reopens it when the DTU dropped
 it. Requests are serialised and paced (``min_spacing`` seconds between two
-requests, measured on the monotonic clock) so a DTU is never flooded.
+requests, measured on the event loop's monotonic clock) so a DTU is never
+flooded.
 Sessions run over TCP unless ``transport_factory`` builds another
 :class:`~hoymiles_bridge.dtu.transport.Transport`.
 
@@ -213,7 +214,7 @@ class DtuClient:
             self._connection.close()
 
     async def _pace(self) -> None:
-        wait = self._last_request + self.min_spacing - time.monotonic()
+        wait = self._last_request + self.min_spacing - asyncio.get_running_loop().time()
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -234,11 +235,12 @@ class DtuClient:
     ) -> DecodedFrame:
         conn = await self._ensure_connection()
         await self._pace()
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             decoded = await conn.request(message, tag=tag, timeout=timeout, extended=extended)
         finally:
-            self._last_request = time.monotonic()
+            self._last_request = loop.time()
         self.last_rtt = self._last_request - started
         return decoded
 
@@ -422,10 +424,11 @@ class DtuClient:
         self, ack: CommandAck, *, timeout: float = 30.0, interval: float = 1.0
     ) -> CommandStatus:
         """Poll command status until no inverter is still working on ``ack``."""
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
             status = await self.command_status(ack.action, ack.tid)
-            if status.done or time.monotonic() >= deadline:
+            if status.done or loop.time() >= deadline:
                 return status
             await asyncio.sleep(interval)
 
