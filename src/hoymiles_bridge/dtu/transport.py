@@ -77,7 +77,7 @@ class _StreamProtocol(asyncio.Protocol):
         self._listener.connection_lost(exc)
 
 
-class TcpTransport:
+class TcpTransport(Transport):
     """A TCP socket to ``host:port``, through the running event loop."""
 
     def __init__(self, host: str, port: int) -> None:
