@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -40,6 +41,14 @@ APP_INFO_TAG: Final = 0xA301
 #: connections for REBOOT_DARK seconds (as the TCP simulator, in virtual time).
 REBOOT_ABORT_DELAY: Final = 0.2
 REBOOT_DARK: Final = 10.0
+#: The day the fake DTUs live on, so that sun and clouds are the same every run.
+DAY: Final = (2025, 6, 16)
+
+
+def local_time(hours: float) -> float:
+    """Unix time ``hours`` after local midnight of :data:`DAY` (the simulated sun is local)."""
+    midnight = time.mktime((*DAY, 0, 0, 0, 0, 0, -1))
+    return midnight + hours * 3600
 
 
 class _VirtualSelector(selectors.SelectSelector):
@@ -117,8 +126,9 @@ class FakeDtu:
         self.endpoint = MemoryEndpoint(self.answer)
         #: Virtual times at which a client tried to connect.
         self.attempt_times: list[float] = []
-        #: Names of the requests answered, in order.
+        #: Names of the requests answered, in order, and the Unix times they came.
         self.answered: list[str] = []
+        self.answered_at: list[float] = []
         self.ignored = 0
         self.reboots = 0
         self._reboot: asyncio.Handle | None = None
@@ -166,6 +176,7 @@ class FakeDtu:
                 continue
             reply = handler(dtu, decoded.message)
             self.answered.append(decoded.name)
+            self.answered_at.append(self.wall())
             sequence = dtu.next_app_info_sequence() if frame.tag == APP_INFO_TAG else frame.sequence
             extended = None
             if frame.extended is not None:
@@ -190,11 +201,5 @@ class FakeDtu:
     def _wake_up(self) -> None:
         self.endpoint.refuse = False
 
-    def name_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for name in self.answered:
-            counts[name] = counts.get(name, 0) + 1
-        return counts
 
-
-__all__ = ["FakeDtu", "LoopClock", "VirtualTimeLoop", "run_virtual"]
+__all__ = ["DAY", "FakeDtu", "LoopClock", "VirtualTimeLoop", "local_time", "run_virtual"]

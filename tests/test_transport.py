@@ -12,10 +12,9 @@ from hoymiles_bridge.errors import DtuConnectionError, DtuDisplacedError, DtuTim
 from hoymiles_bridge.protocol.codec import encode_message
 from hoymiles_bridge.simulator.handlers import heartbeat
 
-from .fake_dtu import FakeDtu, run_virtual
-from .interop_helpers import noon_today
+from .fake_dtu import FakeDtu, local_time, run_virtual
 
-NOON = noon_today()
+NOON = local_time(12)
 
 
 class _Recorder:
