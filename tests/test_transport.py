@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from hoymiles_bridge.dtu.memory import MemoryEndpoint
-from hoymiles_bridge.dtu.transport import TcpTransport
+from hoymiles_bridge.dtu.connection import Connection, ConnectionState
+from hoymiles_bridge.dtu.memory import MemoryEndpoint, MemoryTransport
+from hoymiles_bridge.dtu.transport import TcpTransport, TransportListener
 from hoymiles_bridge.errors import DtuConnectionError, DtuDisplacedError, DtuTimeoutError
 from hoymiles_bridge.protocol.codec import encode_message
 from hoymiles_bridge.simulator.handlers import heartbeat
@@ -121,6 +122,32 @@ def test_tcp_transport_is_closed_until_opened() -> None:
     assert transport.is_closing()
     transport.write(b"nowhere")  # dropped, as after a close
     transport.close()
+
+
+class _SlowTransport(MemoryTransport):
+    """Takes a virtual second to connect, like a socket whose SYN is answered late."""
+
+    async def open(self, listener: TransportListener, *, timeout: float) -> None:
+        await asyncio.sleep(1)
+        await super().open(listener, timeout=timeout)
+
+
+def test_a_connection_closed_while_opening_stays_closed() -> None:
+    async def main() -> None:
+        endpoint = MemoryEndpoint()
+        connection = Connection(
+            "dtu", 1, transport_factory=lambda host, port: _SlowTransport(endpoint, host, port)
+        )
+        opening = asyncio.create_task(connection.open(), name="open-slowly")
+        await asyncio.sleep(0.5)
+        connection.close()
+        with pytest.raises(DtuConnectionError, match="closed while opening"):
+            await opening
+        await asyncio.sleep(0)
+        assert connection.state is ConnectionState.CLOSED
+        assert endpoint.connections == 1 and not endpoint.connected  # opened, then let go
+
+    run_virtual(main)
 
 
 # --- DtuClient on the fake ------------------------------------------------------------------
