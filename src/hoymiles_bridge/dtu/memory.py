@@ -1,17 +1,20 @@
 """In-memory transports: a DTU that lives inside the process, for tests.
 
-A :class:`MemoryEndpoint` stands for one DTU address; its :meth:`~MemoryEndpoint.transport`
-method is a :data:`~hoymiles_bridge.dtu.transport.TransportFactory`::
+A :class:`MemoryEndpoint` stands for one DTU address; its
+:meth:`~MemoryEndpoint.transport` method is a
+:data:`~hoymiles_bridge.dtu.transport.TransportFactory`::
 
     endpoint = MemoryEndpoint(responder)
     client = DtuClient("dtu", transport_factory=endpoint.transport)
 
 Every chunk a client writes (the connection writes one whole frame at a
 time) goes to the ``responder``, a callable from request bytes to reply
-bytes; None or ``b""`` means no reply. Replies arrive through the event loop,
-as from a socket, never from inside ``write``. Like a real DTU the endpoint
-serves one client at a time: a new connection closes the previous one
-cleanly, which that client sees as displacement.
+bytes; None or ``b""`` means no reply. It runs inside ``write``, so what it
+raises reaches the writer (a broken test DTU fails loudly); its replies
+arrive through the event loop, as from a socket, never from inside
+``write``. Like a real DTU the endpoint serves one client at a time: a new
+connection closes the previous one cleanly, which that client sees as
+displacement.
 
 Trouble to simulate:
 
@@ -69,8 +72,10 @@ class MemoryTransport(Transport):
     # --- the client's side (the Transport protocol) ---------------------------
 
     async def open(self, listener: TransportListener, *, timeout: float) -> None:
-        if self._loop is not None:
-            raise DtuConnectionError(f"the stream to {self.host}:{self.port} was already opened")
+        if self._loop is not None or self._closing:
+            raise DtuConnectionError(
+                f"the stream to {self.host}:{self.port} was already opened or closed"
+            )
         await self.endpoint._accept(self, timeout)
         self._loop = asyncio.get_running_loop()
         self._listener = listener
