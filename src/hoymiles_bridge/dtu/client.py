@@ -1,8 +1,11 @@
 """High-level DTU client: every local command, typed results, one session.
 
-``DtuClient`` keeps one TCP session open and reopens it when the DTU dropped
+``DtuClient`` keeps one session open and reopens it when the DTU dropped
 it. Requests are serialised and paced (``min_spacing`` seconds between two
-requests, measured on the monotonic clock) so a DTU is never flooded.
+requests, measured on the event loop's monotonic clock) so a DTU is never
+flooded.
+Sessions run over TCP unless ``transport_factory`` builds another
+:class:`~hoymiles_bridge.dtu.transport.Transport`.
 
 Encryption is handled by itself: before the first request that newer
 firmware encrypts, the client reads app info (which is never encrypted); if
@@ -32,6 +35,7 @@ from hoymiles_bridge.dtu.connection import (
     FrameObserver,
     PushHandler,
 )
+from hoymiles_bridge.dtu.transport import TcpTransport, TransportFactory
 from hoymiles_bridge.errors import (
     DtuConnectionError,
     DtuRejectedError,
@@ -41,6 +45,7 @@ from hoymiles_bridge.errors import (
     InvalidArgumentError,
     PayloadDecodeError,
 )
+from hoymiles_bridge.protocol import requests as build
 from hoymiles_bridge.protocol.actions import Action, limit_data, temporary_limit_data
 from hoymiles_bridge.protocol.codec import DecodedFrame
 from hoymiles_bridge.protocol.crypto import PayloadCipher, is_encrypted_tag
@@ -73,14 +78,13 @@ from hoymiles_bridge.protocol.pb import (
     warn_pb2,
 )
 from hoymiles_bridge.protocol.registry import request_tag_for
+from hoymiles_bridge.protocol.requests import APP_OFFSET  # re-export (web/api.py)
 
 _LOGGER = logging.getLogger(__name__)
 
 #: Default pause between two requests. hoymiles-wifi uses 2 s "so as not to
 #: overload the DTU"; persistent clients go down to 0.5 s.
 DEFAULT_MIN_SPACING: Final = 1.0
-#: The S-Miles app always sends this UTC offset; the DTU keeps its own clock.
-APP_OFFSET: Final = 28800
 #: The DTU does not validate page loops; stop a runaway ``ap`` here.
 MAX_PAGES: Final = 32
 
@@ -96,10 +100,6 @@ TEMPORARY_LIMIT_RANGE: Final = (0.1, 3276.7)
 MIN_LIMIT_PERCENT: Final = 2.0
 
 _M = TypeVar("_M", bound=Message)
-
-
-def _ymd_hms(ts: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 class DtuClient:
@@ -119,9 +119,12 @@ class DtuClient:
         on_frame: FrameObserver | None = None,
         on_push: PushHandler | None = None,
         clock: Callable[[], float] = time.time,
+        transport_factory: TransportFactory = TcpTransport,
     ) -> None:
         self.host = host
         self.port = port
+        #: Builds the transport of every new session (TCP sockets by default).
+        self.transport_factory = transport_factory
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
         self.min_spacing = min_spacing
@@ -193,6 +196,7 @@ class DtuClient:
             retired_sequences=self._retired,
             on_frame=self.on_frame,
             on_push=self.on_push,
+            transport_factory=self.transport_factory,
         )
         self._connection = conn
         await conn.open()
@@ -210,7 +214,7 @@ class DtuClient:
             self._connection.close()
 
     async def _pace(self) -> None:
-        wait = self._last_request + self.min_spacing - time.monotonic()
+        wait = self._last_request + self.min_spacing - asyncio.get_running_loop().time()
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -231,11 +235,12 @@ class DtuClient:
     ) -> DecodedFrame:
         conn = await self._ensure_connection()
         await self._pace()
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             decoded = await conn.request(message, tag=tag, timeout=timeout, extended=extended)
         finally:
-            self._last_request = time.monotonic()
+            self._last_request = loop.time()
         self.last_rtt = self._last_request - started
         return decoded
 
@@ -313,8 +318,7 @@ class DtuClient:
         return int(self._clock())
 
     def _app_info_request(self) -> appinfo_pb2.AppInfoToDtu:
-        now = self._now()
-        return appinfo_pb2.AppInfoToDtu(ymd_hms=_ymd_hms(now), offset=APP_OFFSET, time=now)
+        return build.app_info(self._now())
 
     # --- reads ----------------------------------------------------------------
 
@@ -340,12 +344,9 @@ class DtuClient:
         pages: list[realdata_pb2.RealDataNewFromDtu] = []
         page = 0
         while True:
-            now = self._now()
             # The legacy request has the same fields under another message name.
-            request_type = (
-                realdata_pb2.RealDataToDtu if tag == 0xA303 else realdata_pb2.RealDataNewToDtu
-            )
-            request = request_type(ymd_hms=_ymd_hms(now), cp=page, oft=APP_OFFSET, time=now)
+            builder = build.real_data_legacy if tag == 0xA303 else build.real_data_new
+            request = builder(self._now(), page)
             reply = await self._request(request, realdata_pb2.RealDataNewFromDtu, tag=tag)
             pages.append(reply)
             page += 1
@@ -353,12 +354,11 @@ class DtuClient:
                 return pages
 
     async def heartbeat(self) -> Heartbeat:
-        now = self._now()
-        request = heartbeat_pb2.HeartbeatToDtu(offset=APP_OFFSET, time=now, ymd_hms=_ymd_hms(now))
+        request = build.heartbeat(self._now())
         return Heartbeat.from_pb(await self._request(request, heartbeat_pb2.HeartbeatFromDtu))
 
     async def get_config_raw(self) -> config_pb2.GetConfigFromDtu:
-        request = config_pb2.GetConfigToDtu(offset=APP_OFFSET, time=self._now())
+        request = build.get_config(self._now())
         return await self._request(request, config_pb2.GetConfigFromDtu)
 
     async def get_config(self) -> DtuConfig:
@@ -396,7 +396,7 @@ class DtuClient:
             )
 
     async def network_info(self) -> NetworkInfo:
-        request = network_pb2.NetworkInfoToDtu(offset=APP_OFFSET, time=self._now())
+        request = build.network_info(self._now())
         return NetworkInfo.from_pb(await self._request(request, network_pb2.NetworkInfoFromDtu))
 
     async def warnings(self) -> Warnings:
@@ -404,10 +404,7 @@ class DtuClient:
         pages: list[warn_pb2.WarnFromDtu] = []
         page = 0
         while True:
-            now = self._now()
-            request = warn_pb2.WarnToDtu(
-                ymd_hms=_ymd_hms(now), package_now=page, offset=APP_OFFSET, time=now
-            )
+            request = build.warnings(self._now(), page)
             reply = await self._request(request, warn_pb2.WarnFromDtu)
             pages.append(reply)
             page += 1
@@ -420,17 +417,18 @@ class DtuClient:
         return await self.warnings()
 
     async def command_status(self, action: int, tid: int) -> CommandStatus:
-        request = command_pb2.CommandStatusToDtu(time=self._now(), action=action, tid=tid)
+        request = build.command_status(self._now(), action, tid)
         return CommandStatus.from_pb(await self._request(request, command_pb2.CommandStatusFromDtu))
 
     async def wait_command(
         self, ack: CommandAck, *, timeout: float = 30.0, interval: float = 1.0
     ) -> CommandStatus:
         """Poll command status until no inverter is still working on ``ack``."""
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
             status = await self.command_status(ack.action, ack.tid)
-            if status.done or time.monotonic() >= deadline:
+            if status.done or loop.time() >= deadline:
                 return status
             await asyncio.sleep(interval)
 
@@ -439,7 +437,7 @@ class DtuClient:
         pages: list[history_pb2.HistPowerFromDtu] = []
         page = 0
         while True:
-            request = history_pb2.HistPowerToDtu(cp=page, oft=APP_OFFSET, time=self._now())
+            request = build.history_power(self._now(), page)
             reply = await self._request(request, history_pb2.HistPowerFromDtu)
             pages.append(reply)
             page += 1
@@ -447,31 +445,25 @@ class DtuClient:
                 return HistoryPower.from_pb(*pages)
 
     async def history_energy(self) -> history_pb2.HistEnergyFromDtu:
-        request = history_pb2.HistEnergyToDtu(cp=0, oft=APP_OFFSET, time=self._now())
+        request = build.history_energy(self._now())
         return await self._request(request, history_pb2.HistEnergyFromDtu)
 
     async def auto_search(self) -> autosearch_pb2.AutoSearchFromDtu:
-        now = self._now()
-        request = autosearch_pb2.AutoSearchToDtu(ymd_hms=_ymd_hms(now), offset=APP_OFFSET, time=now)
+        request = build.auto_search(self._now())
         return await self._request(request, autosearch_pb2.AutoSearchFromDtu)
 
     async def grid_self_test(self) -> gridselftest_pb2.GridSelfTestFromDtu:
-        now = self._now()
-        request = gridselftest_pb2.GridSelfTestToDtu(
-            ymd_hms=_ymd_hms(now), offset=APP_OFFSET, time=now
-        )
+        request = build.grid_self_test(self._now())
         return await self._request(request, gridselftest_pb2.GridSelfTestFromDtu)
 
     async def dev_config_fetch(
         self, serial: str, rule_type: int = 1
     ) -> devconfig_pb2.DevConfigFetchFromDtu:
         """Read a device configuration (``rule_type`` 1 = grid profile, 0 = inverter data)."""
-        now = self._now()
-        request = devconfig_pb2.DevConfigFetchToDtu(
-            time=now,
-            tid=now,
-            dtu_sn=self.app_info_cache.dtu_serial if self.app_info_cache else "",
-            dev_sn=f"{parse_serial(serial):012X}",
+        request = build.dev_config_fetch(
+            self._now(),
+            dtu_serial=self.app_info_cache.dtu_serial if self.app_info_cache else "",
+            device_serial=parse_serial(serial),
             rule_type=rule_type,
         )
         return await self._request(request, devconfig_pb2.DevConfigFetchFromDtu)
@@ -509,31 +501,25 @@ class DtuClient:
     # --- gateway / energy storage (24-byte header) -----------------------------
 
     async def gateway_info(self) -> gateway_pb2.GatewayInfoFromDtu:
-        request = gateway_pb2.GatewayInfoToDtu(time=self._now(), oft=APP_OFFSET)
+        request = build.gateway_info(self._now())
         return await self._request(
             request, gateway_pb2.GatewayInfoFromDtu, extended=ExtendedHeader(serial=0, number=0xFF)
         )
 
     async def gateway_net_info(self, gateway_serial: str) -> gateway_pb2.GatewayNetInfoFromDtu:
-        request = gateway_pb2.GatewayNetInfoToDtu(offset=APP_OFFSET, time=self._now())
+        request = build.gateway_net_info(self._now())
         header = ExtendedHeader(serial=parse_serial(gateway_serial), number=0xFF)
         return await self._request(request, gateway_pb2.GatewayNetInfoFromDtu, extended=header)
 
     async def es_registry(self, gateway_serial: str) -> energy_storage_pb2.EsRegistryFromDtu:
-        now = self._now()
-        request = energy_storage_pb2.EsRegistryToDtu(
-            time=now, ymd_hms=_ymd_hms(now), offset=APP_OFFSET
-        )
+        request = build.es_registry(self._now())
         header = ExtendedHeader(serial=parse_serial(gateway_serial), number=1)
         return await self._request(request, energy_storage_pb2.EsRegistryFromDtu, extended=header)
 
     async def es_data(
         self, gateway_serial: str, inverter_serial: str
     ) -> energy_storage_pb2.EsDataFromDtu:
-        now = self._now()
-        request = energy_storage_pb2.EsDataToDtu(
-            time=now, ymd_hms=_ymd_hms(now), offset=APP_OFFSET, sn=parse_serial(inverter_serial)
-        )
+        request = build.es_data(self._now(), parse_serial(inverter_serial))
         header = ExtendedHeader(serial=parse_serial(gateway_serial), number=1)
         return await self._request(request, energy_storage_pb2.EsDataFromDtu, extended=header)
 

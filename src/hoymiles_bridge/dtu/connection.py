@@ -1,8 +1,9 @@
-"""One TCP session to a DTU: framing, reply correlation, timeouts.
+"""One session to a DTU: framing, reply correlation, timeouts.
 
-A :class:`Connection` lives exactly as long as its socket. It never
-reconnects by itself; :class:`~hoymiles_bridge.dtu.client.DtuClient` opens a
-new one when needed.
+A :class:`Connection` lives exactly as long as its transport (a TCP socket
+unless a :data:`~hoymiles_bridge.dtu.transport.TransportFactory` says
+otherwise). It never reconnects by itself;
+:class:`~hoymiles_bridge.dtu.client.DtuClient` opens a new one when needed.
 
 Reply correlation follows what real DTUs do (protocol.md section 5.3): a
 reply is matched by its tag first; its sequence number picks the waiter when
@@ -27,6 +28,7 @@ from typing import Final
 
 from google.protobuf.message import Message
 
+from hoymiles_bridge.dtu.transport import TcpTransport, Transport, TransportFactory
 from hoymiles_bridge.errors import (
     DtuConnectionError,
     DtuDisplacedError,
@@ -100,29 +102,23 @@ class _Waiter:
     future: asyncio.Future[DecodedFrame]
 
 
-class _DtuProtocol(asyncio.Protocol):
-    """asyncio glue: bytes in, frames out to the owning Connection."""
+class _Listener:
+    """What the transport reports to: bytes in, the end of the stream."""
+
+    __slots__ = ("_owner",)
 
     def __init__(self, owner: Connection) -> None:
         self._owner = owner
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._owner._transport = transport
-
     def data_received(self, data: bytes) -> None:
         self._owner._data_received(data)
-
-    def eof_received(self) -> bool | None:
-        self._owner._eof = True
-        return None  # let the transport close
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._owner._connection_lost(exc)
 
 
 class Connection:
-    """A single TCP session to a DTU."""
+    """A single session to a DTU over one transport."""
 
     def __init__(
         self,
@@ -135,10 +131,12 @@ class Connection:
         retired_sequences: Iterable[int] = (),
         on_frame: FrameObserver | None = None,
         on_push: PushHandler | None = None,
+        transport_factory: TransportFactory = TcpTransport,
     ) -> None:
         self.host = host
         self.port = port
         self._connect_timeout = connect_timeout
+        self._transport_factory = transport_factory
         self._cipher = cipher
         self._counter = 0
         self._next_sequence = next_sequence or self._own_sequence
@@ -146,9 +144,8 @@ class Connection:
         self._waiters: dict[int, deque[_Waiter]] = {}
         self._retired: deque[int] = deque(retired_sequences, maxlen=_RETIRED_MEMORY)
         self._sent: deque[int] = deque(maxlen=_RETIRED_MEMORY)
-        self._transport: asyncio.Transport | None = None
+        self._transport: Transport | None = None
         self._state = ConnectionState.IDLE
-        self._eof = False
         self._closing = False
         self._close_error: DtuConnectionError | None = None
         self._closed = asyncio.Event()
@@ -206,26 +203,19 @@ class Connection:
         if self._state is not ConnectionState.IDLE:
             raise InvalidStateError(f"connection is {self._state.value}, not idle")
         self._state = ConnectionState.CONNECTING
-        loop = asyncio.get_running_loop()
+        transport = self._transport_factory(self.host, self.port)
         try:
-            async with asyncio.timeout(self._connect_timeout):
-                await loop.create_connection(lambda: _DtuProtocol(self), self.host, self.port)
-        except TimeoutError:
+            await transport.open(_Listener(self), timeout=self._connect_timeout)
+        except (DtuTimeoutError, DtuConnectionError):
             self._mark_closed()
-            raise DtuTimeoutError(
-                f"no answer from {self.host}:{self.port} within {self._connect_timeout:g} s"
-            ) from None
-        except ConnectionRefusedError:
-            self._mark_closed()
-            raise DtuConnectionError(
-                f"{self.host}:{self.port} refused the connection (is the DTU on, "
-                "and is this its address?)"
-            ) from None
-        except OSError as err:
-            self._mark_closed()
-            raise DtuConnectionError(
-                f"cannot connect to {self.host}:{self.port}: {err.strerror or err}"
-            ) from None
+            raise
+        if self._state is not ConnectionState.CONNECTING:
+            # Closed by us, or lost, before the transport was handed over.
+            transport.close()
+            raise self._close_error or DtuConnectionError(
+                f"the connection to {self.host}:{self.port} closed while opening"
+            )
+        self._transport = transport
         self._state = ConnectionState.CONNECTED
         _LOGGER.debug("connected to %s:%s", self.host, self.port)
 

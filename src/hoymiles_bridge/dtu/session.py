@@ -5,6 +5,11 @@ and runs until cancelled. It never raises for a DTU problem: every failure
 becomes a state (``offline``, ``night``, ``displaced``...) and a back-off, and
 the listener hears about it. Sessions of different DTUs share nothing, so one
 failing DTU never delays another.
+
+Two clocks: ``clock`` (Unix time) decides what is due - cloud-upload pauses,
+info re-reads, ``next_poll``; waiting and the poll timetable use the event
+loop's clock and timers only. An event loop with a virtual clock therefore
+runs hours of polling, back-off and timeouts in milliseconds.
 """
 
 from __future__ import annotations
@@ -156,15 +161,17 @@ class DtuSession:
     # --- the loop -----------------------------------------------------------
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             if self.start_delay > 0:
                 await self._sleep(self.start_delay)
             while True:
-                began = time.monotonic()
+                began = loop.time()
                 wait = await self._cycle()
                 # Keep a timetable: the next poll is due ``wait`` after this one
-                # began, however long the poll and its publishing took.
-                await self._sleep(max(0.0, wait - (time.monotonic() - began)))
+                # began, however long the poll and its publishing took. The
+                # timetable runs on the loop's clock, the one its timers use.
+                await self._sleep(max(0.0, wait - (loop.time() - began)))
         finally:
             await self.client.close()
             self.state = SessionState.STOPPED

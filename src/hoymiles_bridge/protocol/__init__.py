@@ -4,6 +4,7 @@
 * :mod:`.crypto` - AES-128-GCM payload encryption of newer firmware
 * :mod:`.registry` - tag <-> protobuf message type, direction and name
 * :mod:`.codec` - frames to messages and back
+* :mod:`.requests` - the read requests a client sends, and the app's time fields
 * :mod:`.pb` - generated protobuf modules (from ``protos/``)
 """
 
