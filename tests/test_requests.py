@@ -11,7 +11,6 @@ from hoymiles_bridge.dtu import client as dtu_client
 from hoymiles_bridge.protocol import requests as build
 from hoymiles_bridge.protocol.pb import realdata_pb2
 from hoymiles_bridge.protocol.registry import BY_NAME, request_tag_for
-from hoymiles_bridge.web import api as web_api
 
 NOW = 1_700_000_000
 
@@ -31,19 +30,6 @@ def test_read_requests_are_registered_under_their_name(name: str) -> None:
     message = build.READ_REQUESTS[name](NOW)
     assert type(message).__name__ == name
     assert BY_NAME[name].tag == request_tag_for(message)
-
-
-@pytest.mark.parametrize("name", sorted(web_api.READ_REQUESTS))
-def test_read_requests_equal_the_web_consoles(name: str) -> None:
-    """The same fields as the builders web/api.py had before it used this module."""
-    for now in (0, NOW, NOW + 86_399):
-        ours = build.READ_REQUESTS[name](now)
-        theirs = web_api.READ_REQUESTS[name](now)
-        assert ours == theirs
-        assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(
-            deterministic=True
-        )
-    assert set(build.READ_REQUESTS) == set(web_api.READ_REQUESTS)
 
 
 def test_pages_and_the_legacy_real_data() -> None:

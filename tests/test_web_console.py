@@ -21,10 +21,10 @@ from hoymiles_bridge.core.limits import FALLBACK_RATED_POWER
 from hoymiles_bridge.mqtt.commands import request_for
 from hoymiles_bridge.mqtt.topics import DTU_COMMANDS, INVERTER_COMMANDS
 from hoymiles_bridge.protocol.devices import format_serial
+from hoymiles_bridge.protocol.requests import READ_REQUESTS
 from hoymiles_bridge.web.api import CSRF_HEADER, CSRF_VALUE, WebApi
 from hoymiles_bridge.web.console_api import READ_DESCRIPTIONS, catalogue
 from hoymiles_bridge.web.hub import WebHub
-from hoymiles_bridge.web.reads import READ_REQUESTS
 from tests.browser.helpers import ConsoleErrors
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401

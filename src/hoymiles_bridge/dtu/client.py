@@ -46,7 +46,12 @@ from hoymiles_bridge.errors import (
     PayloadDecodeError,
 )
 from hoymiles_bridge.protocol import requests as build
-from hoymiles_bridge.protocol.actions import Action, limit_data, temporary_limit_data
+from hoymiles_bridge.protocol.actions import (
+    MIN_LIMIT_PERCENT,
+    Action,
+    limit_data,
+    temporary_limit_data,
+)
 from hoymiles_bridge.protocol.codec import DecodedFrame
 from hoymiles_bridge.protocol.crypto import PayloadCipher, is_encrypted_tag
 from hoymiles_bridge.protocol.devices import inverter_type, parse_serial
@@ -97,7 +102,6 @@ LOCAL_COMMAND_TAG: Final = 0xA305
 TEMPORARY_LIMIT_RANGE: Final = (0.1, 3276.7)
 #: Lowest limit clients send; lower values are refused (dtuGateway raises
 #: them to 2 %, and 0 % is "off", which has its own command).
-MIN_LIMIT_PERCENT: Final = 2.0
 
 _M = TypeVar("_M", bound=Message)
 

@@ -43,6 +43,7 @@ from hoymiles_bridge.errors import (
 from hoymiles_bridge.protocol.codec import decode_frame
 from hoymiles_bridge.protocol.records import clean_hex, frame_record, split_frames
 from hoymiles_bridge.protocol.registry import Direction
+from hoymiles_bridge.protocol.requests import READ_REQUESTS
 from hoymiles_bridge.protocol.secrets import mask_secrets, masked_copy
 from hoymiles_bridge.web import config_api, console_api, history_api
 from hoymiles_bridge.web.common import (
@@ -53,7 +54,6 @@ from hoymiles_bridge.web.common import (
     text_field,
 )
 from hoymiles_bridge.web.hub import Encoded, WebHub, encode, safe_hex
-from hoymiles_bridge.web.reads import READ_REQUESTS
 
 CSRF_HEADER: Final = "X-Requested-With"
 CSRF_VALUE: Final = "hoymiles-bridge"

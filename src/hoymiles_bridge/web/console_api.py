@@ -37,9 +37,9 @@ from hoymiles_bridge.core.commands import COMMANDS, CommandSpec, Entity, Target,
 from hoymiles_bridge.core.limits import limit_range
 from hoymiles_bridge.core.state import InverterState
 from hoymiles_bridge.protocol.registry import BY_NAME, BY_TAG, reply_tag
+from hoymiles_bridge.protocol.requests import READ_REQUESTS
 from hoymiles_bridge.web.common import ApiContext, BadRequest
 from hoymiles_bridge.web.hub import encode
-from hoymiles_bridge.web.reads import READ_REQUESTS
 
 #: What each read of :data:`READ_REQUESTS` asks the DTU, for people (a test
 #: checks that both name the same requests).
