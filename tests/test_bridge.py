@@ -374,11 +374,15 @@ async def test_two_dtus_one_failing(mosquitto: Mosquitto) -> None:
         DtuSimulator(pro, port=0, clock=clock) as second,
         Subscriber(mosquitto.port, "#") as sub,
     ):
-        async with running_bridge(mosquitto, [first, second], clock=clock) as env:
+        # the same name twice: names are for people, the DTUs stay apart
+        dtus = [{"host": s.host, "port": s.port, "name": "Roof"} for s in (first, second)]
+        async with running_bridge(mosquitto, [first, second], clock=clock, dtus=dtus) as env:
             pro_inverter = pro.inverters[0].serial
             await sub.wait_for(env.topic("dtu", DTU, "status"), lambda p: p == b"online")
             await sub.wait_for(env.topic("dtu", pro.serial, "status"), lambda p: p == b"online")
             await sub.wait_for(env.topic(pro_inverter, "0", "power"))
+            for serial in (INV, pro_inverter):
+                await sub.wait_for(f"homeassistant/sensor/hoymiles_inv_{serial}/power/config")
             await second.stop()
             await sub.wait_for(
                 env.topic("dtu", pro.serial, "status"), lambda p: p == b"offline", timeout=15

@@ -227,3 +227,13 @@ def test_the_cli_refuses_a_nan_limit(capsys: pytest.CaptureFixture[str]) -> None
     code = cli_main(["dtu", "127.0.0.1:9", "limit", "nan", "--timeout", "0.2"])
     assert code == 2
     assert "'nan' is not a finite number" in capsys.readouterr().err
+
+
+def test_every_cli_form_of_the_registry_is_a_subcommand() -> None:
+    from hoymiles_bridge.cli.dtu import COMMANDS as CLI
+
+    names = [c.name for c in CLI]
+    assert len(names) == len(set(names))
+    for spec in COMMANDS:
+        for form in spec.cli:
+            assert form.name in names, form.name

@@ -65,19 +65,23 @@ def _registry_handler(spec: CommandSpec, value: float) -> Handler:
     return handler
 
 
-def _registry_commands() -> tuple[_Command, ...]:
-    """The subcommands of the command registry's CLI forms (on, off, reboot...)."""
-    return tuple(
-        _Command(
-            form.name,
-            form.help,
-            _registry_handler(spec, form.value),
-            (_serial_arg(),) if spec.target is Target.INVERTER else (),
-            form.aliases,
-        )
-        for spec in REGISTRY
-        for form in spec.cli
+#: Every CLI form of the command registry (on, off, reboot, alarms...), by name.
+_REGISTRY_FORMS: dict[str, _Command] = {
+    form.name: _Command(
+        form.name,
+        form.help,
+        _registry_handler(spec, form.value),
+        (_serial_arg(),) if spec.target is Target.INVERTER else (),
+        form.aliases,
     )
+    for spec in REGISTRY
+    for form in spec.cli
+}
+
+
+def _forms(*names: str) -> tuple[_Command, ...]:
+    """The registry's subcommands ``names``, placed where ``dtu -h`` lists them."""
+    return tuple(_REGISTRY_FORMS[name] for name in names)
 
 
 async def _command_status(dtu: DtuClient, args: argparse.Namespace) -> Result:
@@ -100,8 +104,9 @@ async def _is_encrypted(dtu: DtuClient, _args: argparse.Namespace) -> Result:
     return {"dtu_serial": info.dtu_serial, "encrypted": info.encrypted}
 
 
-#: The reads and the commands the registry has no form for (limits take a unit flag).
-_OWN_COMMANDS: tuple[_Command, ...] = (
+#: The reads, the limits (they take a unit flag) and, through :func:`_forms`, the
+#: registry's forms that have a place of their own in ``dtu -h``.
+_PLACED: tuple[_Command, ...] = (
     _Command(
         "real-data",
         "live values of every inverter and port",
@@ -148,7 +153,9 @@ _OWN_COMMANDS: tuple[_Command, ...] = (
         ((("watts",), {"help": "limit in W (0.1..3276.7)"}),),
         aliases=("set-power-limit-temporary",),
     ),
+    *_forms("on", "off", "restart", "reboot", "performance-mode", "alarms"),
     _Command("warnings", "read the warnings the DTU holds", lambda d, a: d.warnings()),
+    *_forms("clear-alarms"),
     _Command(
         "command-status",
         "progress of a command",
@@ -192,8 +199,11 @@ _OWN_COMMANDS: tuple[_Command, ...] = (
 )
 
 
-#: Every subcommand: this module's own, then the command registry's.
-COMMANDS: tuple[_Command, ...] = _OWN_COMMANDS + _registry_commands()
+#: Every subcommand: the placed ones, then any other form of the registry (a new
+#: command's form needs no edit here).
+COMMANDS: tuple[_Command, ...] = _PLACED + tuple(
+    form for form in _REGISTRY_FORMS.values() if form not in _PLACED
+)
 
 
 def _common() -> argparse.ArgumentParser:

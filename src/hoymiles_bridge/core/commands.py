@@ -119,6 +119,8 @@ class CommandSpec:
     limit: LimitKind | None = None
     #: The session's performance mode after the command succeeded (None: unchanged).
     performance_mode: bool | None = None
+    #: The call returns the DTU's alarm list (``Warnings``), which the fleet takes in.
+    reads_alarms: bool = False
 
     def offered_to(self, supports_nonpersistent: bool) -> bool:
         """Whether an inverter is offered this command (non-persistent limits need firmware)."""
@@ -370,6 +372,7 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
         help="Ask the DTU to collect its inverters' alarms now (ALARM_LIST) and read them.",
         call=_refresh_alarms,
         ignore_retained=True,
+        reads_alarms=True,
         entities=(
             Entity("refresh_alarms", "Read alarms now", "button", icon="mdi:alert-circle-check"),
         ),

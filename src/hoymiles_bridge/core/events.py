@@ -15,12 +15,11 @@ from typing import Any, Final
 from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest
 from hoymiles_bridge.core.state import NORMAL_STATES, Alarm, DtuState, InverterDevice
 from hoymiles_bridge.dtu.connection import FrameEvent
-from hoymiles_bridge.protocol.models import RealData
+from hoymiles_bridge.protocol.models import AppInfo, RealData
 
 #: Levels of :class:`Activity`.
 INFO: Final = "info"
 WARNING: Final = "warning"
-ERROR: Final = "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +46,7 @@ class DtuInfoChanged:
     """
 
     dtu: DtuState
+    info: AppInfo
     removed: tuple[InverterDevice, ...] = ()
     limits: tuple[str, ...] = ()
 
@@ -60,8 +60,6 @@ class RealDataReceived:
     fresh: bool
     #: Wall-clock time of the poll.
     time: float
-    #: Inverters seen for the first time in this poll.
-    new_inverters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +158,8 @@ def describe(event: Event) -> list[Activity]:
             )
         ]
     if isinstance(event, DtuInfoChanged):
-        device = event.dtu.device
-        info = event.dtu.session.app_info
-        if device is None or info is None:
+        device, info = event.dtu.device, event.info
+        if device is None:
             return []
         return [
             Activity(

@@ -147,8 +147,9 @@ class Fleet:
         self._stats: dict[str, StatsSource] = {}
         self._pacers: dict[tuple[str, bool], LimitPacer] = {}
         self._deferred: dict[tuple[str, bool], asyncio.Task[None]] = {}
-        self._alarms_seen: dict[str, set[tuple[str, int, int]]] = {}
-        #: Seconds each fresh poll took to reach every subscriber (MQTT included).
+        #: Per DTU (by identity): the alarms already told about.
+        self._alarms_seen: dict[int, set[tuple[str, int, int]]] = {}
+        #: Seconds each poll's event took to reach every subscriber (MQTT's PUBACKs included).
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         self.commands_done = 0
         self.commands_failed = 0
@@ -259,7 +260,8 @@ class Fleet:
         dtu = self.dtu_for(session)
         if dtu.serial is not None and self.night_zero(dtu):
             for inverter in dtu.inverters.values():
-                inverter.values = inverter.guard.night()
+                if inverter.values is not None:  # never zero a total that was never read
+                    inverter.values = inverter.guard.night()
         await self.emit(StateChanged(dtu))
 
     async def on_dtu_info(
@@ -317,7 +319,7 @@ class Fleet:
             for inverter in current.values():
                 inverter.limit = config.power_limit
             limits = tuple(current)
-        await self.emit(DtuInfoChanged(dtu, removed, limits))
+        await self.emit(DtuInfoChanged(dtu, info, removed, limits))
         await self.on_state(session)
 
     def _adopt(self, dtu: DtuState, data: InverterData, dtu_serial: str) -> InverterState:
@@ -345,51 +347,48 @@ class Fleet:
         if serial is None:
             return
         now = session.last_poll or self._clock()
-        new: list[str] = []
         if fresh:
-            dtu.last_update = now
             for reading in data.inverters:
                 inverter = dtu.inverters.get(reading.serial)
                 if inverter is None:
                     inverter = self._adopt(dtu, reading, serial)
-                    new.append(reading.serial)
                 inverter.values = inverter.guard.update(reading, now=now)
                 inverter.last_update = now
                 if reading.power_limit is not None:
                     inverter.limit = reading.power_limit
-        await self.emit(RealDataReceived(dtu, data, fresh, now, tuple(new)))
+        await self.emit(RealDataReceived(dtu, data, fresh, now))
         self.latencies.append(time.monotonic() - started)
 
     async def on_alarms(self, session: DtuSession, warnings: Warnings) -> None:
         dtu = self.dtu_for(session)
         by_inverter: dict[str, list[Alarm]] = {s: [] for s in dtu.inverters}
+        listed: list[tuple[str, Alarm]] = []  # in the DTU's order
         for entry in warnings.warnings:
             alarms = by_inverter.get(entry.inverter_serial)
             if alarms is None:
                 continue  # an inverter the DTU does not list: no state, no topic
-            alarms.append(
-                Alarm(entry.code, alarm_text(entry.code), entry.start, entry.end, entry.active)
-            )
+            alarm = Alarm(entry.code, alarm_text(entry.code), entry.start, entry.end, entry.active)
+            alarms.append(alarm)
+            listed.append((entry.inverter_serial, alarm))
         for serial, alarms in by_inverter.items():
             dtu.inverters[serial].alarms = tuple(alarms)
-        await self.emit(AlarmsChanged(dtu, self._new_alarms(dtu, by_inverter)))
+        await self.emit(AlarmsChanged(dtu, self._new_alarms(dtu, listed)))
 
     def _new_alarms(
-        self, dtu: DtuState, by_inverter: dict[str, list[Alarm]]
+        self, dtu: DtuState, listed: list[tuple[str, Alarm]]
     ) -> tuple[tuple[str, Alarm], ...]:
         """Alarms not seen before (by inverter, code and start); old ones at start are not news."""
-        first = dtu.label not in self._alarms_seen
-        seen = self._alarms_seen.setdefault(dtu.label, set())
+        first = id(dtu) not in self._alarms_seen
+        seen = self._alarms_seen.setdefault(id(dtu), set())
         news: list[tuple[str, Alarm]] = []
-        for serial, alarms in by_inverter.items():
-            for alarm in alarms:
-                marker = (serial, alarm.code, alarm.start)
-                if marker in seen:
-                    continue
-                seen.add(marker)
-                if first and not alarm.active:
-                    continue
-                news.append((serial, alarm))
+        for serial, alarm in listed:
+            marker = (serial, alarm.code, alarm.start)
+            if marker in seen:
+                continue
+            seen.add(marker)
+            if first and not alarm.active:
+                continue
+            news.append((serial, alarm))
         return tuple(news)
 
     # --- commands -----------------------------------------------------------------
@@ -450,7 +449,7 @@ class Fleet:
         result = await session.run_command(lambda client: spec.call(client, serial, value))
         if spec.performance_mode is not None:
             session.performance_mode = spec.performance_mode
-        if isinstance(result, Warnings):  # a command that reads the alarms
+        if spec.reads_alarms and isinstance(result, Warnings):
             await self.on_alarms(session, result)
 
     async def _limit(
@@ -511,7 +510,9 @@ class Fleet:
         except HoymilesError:
             pacer.failed()
             raise
-        inverter = dtu.inverters[serial]
+        inverter = dtu.inverters.get(serial)
+        if inverter is None:  # the DTU stopped listing it while the limit was written
+            return
         applied = applied_percent(command, value, inverter.device)
         if applied is not None:
             inverter.limit = applied

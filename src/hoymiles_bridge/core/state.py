@@ -113,8 +113,6 @@ class DtuState:
     session: DtuSession
     device: DtuDevice | None = None
     inverters: dict[str, InverterState] = field(default_factory=dict)
-    #: Wall-clock time of the last fresh poll.
-    last_update: float | None = None
 
     @property
     def serial(self) -> str | None:

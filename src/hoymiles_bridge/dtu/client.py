@@ -83,7 +83,7 @@ from hoymiles_bridge.protocol.pb import (
     warn_pb2,
 )
 from hoymiles_bridge.protocol.registry import request_tag_for
-from hoymiles_bridge.protocol.requests import APP_OFFSET  # re-export (web/api.py)
+from hoymiles_bridge.protocol.requests import APP_OFFSET  # re-export for library users
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ class SessionState(enum.StrEnum):
 
 
 class SessionListener(Protocol):
-    """What a session reports to (the MQTT bridge, the web UI)."""
+    """What a session reports to (the fleet, :class:`hoymiles_bridge.core.fleet.Fleet`)."""
 
     async def on_state(self, session: DtuSession) -> None: ...
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 from typing import Any, Final
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.core.commands import BY_NAME, CommandRequest, Target
+from hoymiles_bridge.core.commands import BY_NAME, CommandError, CommandRequest, Target, check
 from hoymiles_bridge.core.events import (
     AlarmsChanged,
     CommandStatus,
@@ -84,16 +84,17 @@ class MqttBridge:
             subscriptions=subscriptions,
             on_connect=self._on_connect,
             on_message=self._on_message,
+            on_disconnect=self._on_disconnect,
             backoff_initial=backoff,
         )
         self._published: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._totals_at = -float("inf")
         self._totals_task: asyncio.Task[None] | None = None
-        self._seen_disconnects = 0
-        #: Per DTU label: whether the DTU is announced, and its announced inverters.
-        self._dtu_announced: set[str] = set()
-        self._announced: dict[str, set[str]] = {}
+        self._stopped = False
+        #: Per DTU (by identity: labels may repeat): announced, and its announced inverters.
+        self._dtu_announced: set[int] = set()
+        self._announced: dict[int, set[str]] = {}
         fleet.subscribe(self.on_event)
         fleet.add_stats("mqtt", self.stats)
 
@@ -117,10 +118,6 @@ class MqttBridge:
             "last_error": link.last_error,
         }
 
-    def published(self, topic: str) -> str | None:
-        """The last payload published (retained) on ``topic``, if any."""
-        return self._published.get(topic)
-
     # --- running ------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -134,6 +131,8 @@ class MqttBridge:
                 self._totals_task.cancel()
 
     async def stop(self) -> None:
+        """Say goodbye on the broker; fleet events after this are ignored."""
+        self._stopped = True
         await self.link.stop()
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
@@ -156,6 +155,11 @@ class MqttBridge:
     async def _publish_discovery(self, items: list[tuple[str, str]]) -> None:
         await self.link.publish_many(items, retain=True, qos=1)
 
+    def _on_disconnect(self) -> None:
+        if not self._stopped:
+            notice = self.fleet.notify("mqtt", "MQTT connection lost", level="warning")
+            self._spawn(notice, "mqtt-lost-notice")
+
     async def _on_connect(self) -> None:
         """(Re)announce after every broker (re)connect: discovery, then every state."""
         await self.fleet.notify("mqtt", "MQTT connected")
@@ -173,11 +177,11 @@ class MqttBridge:
     async def _announce(self, dtu: DtuState) -> None:
         if not self.options.discovery or dtu.device is None:
             return
-        if dtu.label not in self._dtu_announced:
+        if id(dtu) not in self._dtu_announced:
             first = dtu is next((d for d in self.fleet.dtus if d.device is not None), None)
             await self._publish_discovery(dtu_discovery(self.discovery, dtu.device, totals=first))
-            self._dtu_announced.add(dtu.label)
-        announced = self._announced.setdefault(dtu.label, set())
+            self._dtu_announced.add(id(dtu))
+        announced = self._announced.setdefault(id(dtu), set())
         for serial, inverter in dtu.inverters.items():
             if serial not in announced:
                 await self._publish_discovery(inverter_discovery(self.discovery, inverter.device))
@@ -190,9 +194,8 @@ class MqttBridge:
     # --- fleet events -----------------------------------------------------------------
 
     async def on_event(self, event: Event) -> None:
-        if self.link.disconnects != self._seen_disconnects:
-            self._seen_disconnects = self.link.disconnects
-            await self.fleet.notify("mqtt", "MQTT connection lost", level="warning")
+        if self._stopped:
+            return
         if isinstance(event, RealDataReceived):
             await self._on_real_data(event)
         elif isinstance(event, StateChanged):
@@ -202,7 +205,9 @@ class MqttBridge:
         elif isinstance(event, AlarmsChanged):
             await self._on_alarms(event.dtu)
         elif isinstance(event, LimitChanged):
-            await self._publish(self._limit_items(event.dtu.inverters[event.serial]))
+            inverter = event.dtu.inverters.get(event.serial)
+            if inverter is not None:
+                await self._publish(self._limit_items(inverter))
         elif isinstance(event, CommandStatus):
             await self._command_status(event)
 
@@ -225,14 +230,11 @@ class MqttBridge:
         await self._publish(items)
 
     async def _on_dtu_info(self, event: DtuInfoChanged) -> None:
-        dtu = event.dtu
-        info = dtu.session.app_info
-        if info is None:
-            return
+        dtu, info = event.dtu, event.info
         for gone in event.removed:
             if self.options.discovery:
                 await self._publish_discovery(removal_messages(self.discovery, gone))
-            self._announced.get(dtu.label, set()).discard(gone.serial)
+            self._announced.get(id(dtu), set()).discard(gone.serial)
         serial = info.dtu_serial
         layout = self.layout
         items = [
@@ -383,6 +385,14 @@ class MqttBridge:
             self.layout.base, message.topic, message.payload, retained=message.retain
         )
         if request is None:
+            return
+        try:
+            runs = check(request) is not None
+        except CommandError:
+            runs = False
+        if not runs:
+            # Refused or ignored: answered at once, before the next message is read.
+            await self.fleet.submit(request)
             return
         self._spawn(self.fleet.submit(request), f"command-{request.name}")
 

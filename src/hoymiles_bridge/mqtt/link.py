@@ -141,6 +141,7 @@ class MqttLink:
         subscriptions: Sequence[str] = (),
         on_connect: Callable[[], Awaitable[None]] | None = None,
         on_message: Callable[[MqttMessage], Awaitable[None]] | None = None,
+        on_disconnect: Callable[[], None] | None = None,
         max_queue: int = 10000,
         max_outstanding: int = _MAX_OUTSTANDING,
         backoff_initial: float = 1.0,
@@ -164,6 +165,8 @@ class MqttLink:
         self._online_payload = online_payload
         self._subscriptions = tuple(subscriptions)
         self._on_connect = on_connect
+        #: Called (synchronously, must not block) each time a broker session ends.
+        self._on_disconnect = on_disconnect
         self._on_message = on_message
         self._max_queue = max_queue
         self._backoff_initial = backoff_initial
@@ -479,6 +482,8 @@ class MqttLink:
                     self._client = None
                     self._ready.clear()
                     self._disconnects += 1
+                    if self._on_disconnect is not None:
+                        self._on_disconnect()
         finally:
             _read_disconnect_error(client)
 

@@ -28,7 +28,13 @@ from yarl import URL
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.store import ConfigStore
-from hoymiles_bridge.core.commands import CommandRequest, Target, known_names, lookup
+from hoymiles_bridge.core.commands import (
+    CommandOutcome,
+    CommandRequest,
+    Target,
+    known_names,
+    lookup,
+)
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.core.state import DtuState, InverterState
 from hoymiles_bridge.dtu.connection import FrameEvent
@@ -281,7 +287,9 @@ class WebApi:
             "producing": values.producing if values else None,
             "limit_applied": inverter.limit,
             "limit_requested": fleet.requested_limit(device.serial),
-            "last_update": float(int(inverter.last_update)) if inverter.last_update else None,
+            "last_update": (
+                float(int(inverter.last_update)) if inverter.last_update is not None else None
+            ),
             "alarms": [a.to_dict() for a in inverter.active_alarms],
             "stale": stale,
         }
@@ -420,7 +428,7 @@ class WebApi:
         body = await read_body(request)
         name = text_field(body, "command")
         assert name is not None
-        serial = (text_field(body, "serial", required=False) or "").upper()
+        serial = text_field(body, "serial", required=False) or ""
         dtu = text_field(body, "dtu", required=False)
         value = body.get("value")
         if isinstance(value, bool):
@@ -435,8 +443,6 @@ class WebApi:
             spec = lookup(name)
         except InvalidArgumentError:
             raise BadRequest(f"the field 'command' must be one of: {known_names()}") from None
-        if serial and not serial.isalnum():
-            raise BadRequest(f"the field 'serial' is not a serial number ({serial!r})")
         if spec.target is Target.INVERTER:
             if not serial:
                 known = [i.serial for i in self.fleet.inverters()]
@@ -445,9 +451,15 @@ class WebApi:
                 serial = known[0]
         elif dtu and not serial:
             serial = self.dtu(dtu).serial or ""
-        outcome = await self.fleet.submit(
-            CommandRequest(spec.target, serial, name, payload.encode("utf-8", "replace"))
-        )
+        outcome: CommandOutcome | None
+        if serial and not serial.isalnum():
+            outcome = CommandOutcome("refused", f"{serial!r} is not a serial number")
+        else:
+            outcome = await self.fleet.submit(
+                CommandRequest(
+                    spec.target, serial.upper(), name, payload.encode("utf-8", "replace")
+                )
+            )
         if outcome is None:  # only a retained message is ignored; the API sends none
             raise BadRequest(f"the command {name!r} was ignored")
         result = {"status": outcome.status, "message": outcome.message, "text": outcome.text}

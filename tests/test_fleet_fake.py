@@ -1,0 +1,85 @@
+"""The fleet's state and events on a simulated DTU in memory, in virtual time (no sockets)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hoymiles_bridge.config.options import validate
+from hoymiles_bridge.core.events import AlarmsChanged, Event, RealDataReceived
+from hoymiles_bridge.core.fleet import Fleet
+from hoymiles_bridge.dtu.session import SessionState
+from hoymiles_bridge.protocol.models import Warnings
+
+from .fake_dtu import FakeDtu, local_time, run_virtual
+
+NOON = local_time(12.0)
+
+
+def _fleet(fake: FakeDtu, **options: object) -> Fleet:
+    doc: dict[str, object] = {"dtus": [{"host": "fake-dtu", "port": 10081}], **options}
+    return Fleet(validate(doc), client_factory=fake.client, clock=fake.wall)
+
+
+def test_night_zeros_only_inverters_that_were_read() -> None:
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        fleet = _fleet(fake, night_policy="zero")
+        dtu = fleet.dtus[0]
+        session = dtu.session
+        async with fake.client() as client:
+            info = await client.app_info()
+            data = await client.real_data()
+        session.app_info = info
+        await fleet.on_dtu_info(session, info, None, None)
+        assert dtu.inverters and all(i.values is None for i in dtu.inverters.values())
+        session.state = SessionState.NIGHT
+        await fleet.on_state(session)
+        # never read: nothing to zero, above all no lifetime total of 0
+        assert all(i.values is None for i in dtu.inverters.values())
+
+        session.state = SessionState.CONNECTED
+        await fleet.on_real_data(session, data, True)
+        inverter = next(iter(dtu.inverters.values()))
+        assert inverter.values is not None
+        total = inverter.values.values["yieldtotal"]
+        assert inverter.values.values["power"] > 0 and total > 0
+        session.state = SessionState.NIGHT
+        await fleet.on_state(session)
+        assert inverter.values is not None
+        assert inverter.values.values["power"] == 0
+        assert inverter.values.values["yieldtotal"] == total  # totals stay
+
+    run_virtual(main)
+
+
+def test_alarms_of_unlisted_inverters_make_no_state_and_news_keep_the_dtus_order() -> None:
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        fleet = _fleet(fake)
+        dtu = fleet.dtus[0]
+        session = dtu.session
+        events: list[Event] = []
+
+        async def listen(event: Event) -> None:
+            events.append(event)
+
+        fleet.subscribe(listen)
+        inverter = fake.dtu.inverters[0]
+        inverter.add_warning(121, fake.clock.now())
+        inverter.add_warning(124, fake.clock.now() + 1)
+        async with fake.client() as client:
+            info = await client.app_info()
+            warnings = await client.alarms()
+        session.app_info = info
+        await fleet.on_dtu_info(session, info, None, None)
+        stranger = dataclasses.replace(warnings.warnings[0], inverter_serial="DEADBEEF0001")
+        await fleet.on_alarms(
+            session, Warnings(warnings.dtu_serial, (*warnings.warnings, stranger))
+        )
+        assert set(dtu.inverters) == {i.serial for i in info.inverters}
+        news = next(e for e in events if isinstance(e, AlarmsChanged)).new
+        assert [alarm.code for _, alarm in news] == [121, 124]  # as the DTU listed them
+        assert all(serial != "DEADBEEF0001" for serial, _ in news)
+        assert not any(isinstance(e, RealDataReceived) for e in events)
+
+    run_virtual(main)
