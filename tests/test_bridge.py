@@ -260,6 +260,9 @@ async def test_retained_one_shot_commands_are_ignored(mosquitto: Mosquitto) -> N
             )
         async with running_bridge(mosquitto, [sim]) as env:
             await sub.wait_for(env.topic(INV, "0", "power"))
+            # ignored, and cleared from the broker so it stops coming back
+            for name in ("restart", "limit_nonpersistent_relative"):
+                await sub.wait_for(env.topic(INV, "cmd", name), lambda p: p == b"")
             await asyncio.sleep(0.5)
             assert sim.dtu.inverters[0].unreachable_until == 0
             assert env.topic(INV, "cmd", "restart", "status") not in sub.last
@@ -298,6 +301,36 @@ async def test_home_assistant_birth_triggers_reannounce(mosquitto: Mosquitto) ->
                 await asyncio.sleep(0.05)
             assert len(sub.payloads(topic)) > count
             assert env.bridge.link.connected
+            # a flood of "online" (a restarting frontend, a hostile client) is absorbed:
+            # at most one more re-announce, not one per message
+            count = len(sub.payloads(topic))
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                for _ in range(50):
+                    await client.publish("homeassistant/status", b"online")
+            await asyncio.sleep(1.0)
+            assert len(sub.payloads(topic)) <= count + 1
+
+
+async def test_commands_on_one_topic_merge_and_the_latest_wins(mosquitto: Mosquitto) -> None:
+    import aiomqtt
+
+    async with _sim() as sim, Subscriber(mosquitto.port, "#") as sub:
+        async with running_bridge(mosquitto, [sim]) as env:
+            await sub.wait_for(env.topic(INV, "0", "power"))
+            sim.faults.delay = 0.3  # every command takes a while
+            topic = env.topic(INV, "cmd", "limit_persistent_relative")
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                for percent in range(20, 100, 2):  # 40 commands in a burst
+                    await client.publish(topic, str(percent).encode(), qos=1)
+            await sub.wait_for(
+                env.topic(INV, "status", "limit_relative"), lambda p: p == b"98", timeout=15
+            )
+            sim.faults.clear()
+            assert sim.dtu.inverters[0].limit_permille == 980
+            # merged: far fewer writes than messages, and every status says ok or pending
+            statuses = sub.payloads(f"{topic}/status")
+            assert statuses and all(p in {b"ok", b"pending"} for p in statuses)
+            assert sum(p == b"ok" for p in statuses) < 10
 
 
 @pytest.mark.parametrize(

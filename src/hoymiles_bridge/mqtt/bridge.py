@@ -19,7 +19,14 @@ from collections.abc import Awaitable
 from typing import Any, Final
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.core.commands import BY_NAME, CommandError, CommandRequest, Target, check
+from hoymiles_bridge.core.commands import (
+    BY_NAME,
+    CommandError,
+    CommandOutcome,
+    CommandRequest,
+    Target,
+    check,
+)
 from hoymiles_bridge.core.events import (
     AlarmsChanged,
     CommandStatus,
@@ -46,6 +53,15 @@ ONLINE: Final = "online"
 OFFLINE: Final = "offline"
 #: Totals (ac/..., dc/...) are republished at most this often (seconds).
 TOTALS_INTERVAL: Final = 1.0
+#: Commands running at once (one per command topic; a newer message on a busy
+#: topic replaces the one waiting there, so the latest wins).
+MAX_COMMANDS_IN_FLIGHT: Final = 16
+#: Home Assistant's "online" re-announces everything at most this often (seconds);
+#: a flood of them while one is pending is absorbed.
+REANNOUNCE_MIN_INTERVAL: Final = 10.0
+
+#: One command topic: (target, serial, name).
+_CommandKey = tuple[Target | None, str, str]
 
 
 def _fmt(value: float | int | str | bool) -> str:
@@ -92,6 +108,13 @@ class MqttBridge:
         self._totals_at = -float("inf")
         self._totals_task: asyncio.Task[None] | None = None
         self._stopped = False
+        #: Per command topic: the newest request waiting while one runs, and the runner.
+        self._waiting: dict[_CommandKey, CommandRequest] = {}
+        self._runners: dict[_CommandKey, asyncio.Task[None]] = {}
+        self._reannounce_task: asyncio.Task[None] | None = None
+        self._reannounced_at = -float("inf")
+        #: Command topics whose retained message we cleared (their empty echo is ours).
+        self._cleared: set[str] = set()
         #: Per DTU (by identity: labels may repeat): announced, and its announced inverters.
         self._dtu_announced: set[int] = set()
         self._announced: dict[int, set[str]] = {}
@@ -187,8 +210,24 @@ class MqttBridge:
                 await self._publish_discovery(inverter_discovery(self.discovery, inverter.device))
                 announced.add(serial)
 
+    def _schedule_reannounce(self) -> None:
+        """Re-announce after Home Assistant's "online", debounced (see REANNOUNCE_MIN_INTERVAL)."""
+        if self._reannounce_task is not None:
+            return  # one is pending: this "online" is absorbed by it
+        wait = self._reannounced_at + REANNOUNCE_MIN_INTERVAL - time.monotonic()
+        delay = max(random.uniform(0, self._announce_delay), wait)
+        task = asyncio.ensure_future(self._reannounce(delay))
+        task.set_name("ha-reannounce")
+        self._reannounce_task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _reannounce(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+        try:
+            await asyncio.sleep(delay)
+            self._reannounced_at = time.monotonic()
+        finally:
+            self._reannounce_task = None
         await self._on_connect()
 
     # --- fleet events -----------------------------------------------------------------
@@ -376,10 +415,12 @@ class MqttBridge:
     async def _on_message(self, message: MqttMessage) -> None:
         if message.topic == self.ha_status_topic:
             if message.payload.strip().lower() == ONLINE.encode():
-                delay = random.uniform(0, self._announce_delay)
-                self._spawn(self._reannounce(delay), "ha-reannounce")
+                self._schedule_reannounce()
             return
         if message.topic.endswith("/status"):
+            return
+        if not message.payload and message.topic in self._cleared:
+            self._cleared.discard(message.topic)  # the echo of our own clearing
             return
         request = request_for(
             self.layout.base, message.topic, message.payload, retained=message.retain
@@ -393,8 +434,47 @@ class MqttBridge:
         if not runs:
             # Refused or ignored: answered at once, before the next message is read.
             await self.fleet.submit(request)
+            if request.retained:
+                await self._clear_retained(request)
             return
-        self._spawn(self.fleet.submit(request), f"command-{request.name}")
+        self._queue_command(request)
+
+    async def _clear_retained(self, request: CommandRequest) -> None:
+        """Remove an ignored retained one-shot from the broker, so it stops coming back.
+
+        Only one-shots (restarts, power, non-persistent limits, DTU buttons) are
+        ignored when retained; they would never run, so clearing them loses nothing.
+        """
+        if request.origin is not None and len(self._cleared) < MAX_COMMANDS_IN_FLIGHT * 4:
+            self._cleared.add(request.origin)
+            await self.link.publish(request.origin, b"", retain=True, qos=1)
+
+    def _queue_command(self, request: CommandRequest) -> None:
+        """Run ``request``; on a busy command topic it waits, replacing an older waiting one."""
+        key: _CommandKey = (request.target, request.serial, request.name)
+        if key in self._runners:
+            self._waiting[key] = request  # the latest wins
+            return
+        if len(self._runners) >= MAX_COMMANDS_IN_FLIGHT:
+            self._spawn(self._too_busy(request), f"command-busy-{request.name}")
+            return
+        self._waiting[key] = request
+        task = asyncio.ensure_future(self._run_commands(key))
+        task.set_name(f"command-{request.name}")
+        self._runners[key] = task
+        task.add_done_callback(lambda done: self._runners.pop(key, None))
+
+    async def _run_commands(self, key: _CommandKey) -> None:
+        while (request := self._waiting.pop(key, None)) is not None:
+            await self.fleet.submit(request)
+
+    async def _too_busy(self, request: CommandRequest) -> None:
+        topic = self._status_topic(request)
+        if topic is not None:
+            text = CommandOutcome(
+                "refused", f"more than {MAX_COMMANDS_IN_FLIGHT} commands at once; send it again"
+            ).text
+            await self.link.publish(f"{topic}/status", text, retain=False, qos=1)
 
     def command_topic(self, target: Target, serial: str, name: str) -> str:
         """The MQTT topic a command would arrive on (its status goes to ``<topic>/status``)."""
