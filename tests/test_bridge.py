@@ -505,10 +505,11 @@ async def test_displaced_by_the_app_backs_off_then_returns(mosquitto: Mosquitto)
 async def test_inverter_that_disappears_loses_its_discovery(mosquitto: Mosquitto) -> None:
     import dataclasses
 
-    async with _sim() as sim, Subscriber(mosquitto.port, "homeassistant/#") as sub:
+    async with _sim() as sim, Subscriber(mosquitto.port, "#") as sub:
         async with running_bridge(mosquitto, [sim]) as env:
             topic = f"homeassistant/sensor/hoymiles_inv_{INV}/power/config"
             await sub.wait_for(topic, lambda p: p != b"")
+            await sub.wait_for(env.topic(INV, "0", "power"))
             view = env.bridge.fleet.dtus[0]
             info = view.session.app_info
             assert info is not None
@@ -517,3 +518,6 @@ async def test_inverter_that_disappears_loses_its_discovery(mosquitto: Mosquitto
             )
             await sub.wait_for(topic, lambda p: p == b"")
             assert INV not in view.inverters
+            # its retained state is cleared from the broker and forgotten by the bridge
+            await sub.wait_for(env.topic(INV, "0", "power"), lambda p: p == b"")
+            assert not [t for t in env.bridge.mqtt._published if f"/{INV}/" in t]

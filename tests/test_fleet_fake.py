@@ -6,7 +6,7 @@ import dataclasses
 
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.core.events import AlarmsChanged, Event, RealDataReceived
-from hoymiles_bridge.core.fleet import Fleet
+from hoymiles_bridge.core.fleet import MAX_ALARMS_PER_INVERTER, MAX_INVERTERS_PER_DTU, Fleet
 from hoymiles_bridge.dtu.session import SessionState
 from hoymiles_bridge.protocol.models import Warnings
 
@@ -81,5 +81,44 @@ def test_alarms_of_unlisted_inverters_make_no_state_and_news_keep_the_dtus_order
         assert [alarm.code for _, alarm in news] == [121, 124]  # as the DTU listed them
         assert all(serial != "DEADBEEF0001" for serial, _ in news)
         assert not any(isinstance(e, RealDataReceived) for e in events)
+
+    run_virtual(main)
+
+
+def test_a_dtu_cannot_grow_the_state_without_end() -> None:
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        fleet = _fleet(fake)
+        dtu = fleet.dtus[0]
+        session = dtu.session
+        fake.dtu.inverters[0].add_warning(121, fake.clock.now())
+        async with fake.client() as client:
+            info = await client.app_info()
+            warnings = await client.alarms()
+        one = info.inverters[0]
+        many = tuple(
+            dataclasses.replace(one, serial=f"{one.serial[:4]}{n:08X}") for n in range(150)
+        )
+        info = dataclasses.replace(info, inverters=many)
+        session.app_info = info
+        await fleet.on_dtu_info(session, info, None, None)
+        assert len(dtu.inverters) == MAX_INVERTERS_PER_DTU
+
+        # 200 alarms for one inverter, over and over: the newest 50 are kept, and the
+        # alarms told about are only those the DTU still lists
+        serial = many[0].serial
+        template = warnings.warnings[0]
+        for round_ in range(3):
+            listed = tuple(
+                dataclasses.replace(
+                    template, inverter_serial=serial, code=121, start=round_ * 1000 + n
+                )
+                for n in range(200)
+            )
+            await fleet.on_alarms(session, Warnings(warnings.dtu_serial, listed))
+            kept = dtu.inverters[serial].alarms
+            assert len(kept) == MAX_ALARMS_PER_INVERTER
+            assert min(a.start for a in kept) == round_ * 1000 + 150
+            assert len(fleet._alarms_seen[id(dtu)]) == 200
 
     run_virtual(main)

@@ -87,6 +87,10 @@ from hoymiles_bridge.protocol.models import (
 
 _LOGGER = logging.getLogger(__name__)
 
+#: A DTU-Pro serves at most 99 inverters; more from one DTU is a broken or hostile reply.
+MAX_INVERTERS_PER_DTU: Final = 99
+#: Alarms kept per inverter (the newest); a DTU keeps far fewer.
+MAX_ALARMS_PER_INVERTER: Final = 50
 #: Poll handling times kept for the diagnostics and the benchmark.
 _LATENCY_SAMPLES: Final = 4096
 #: What a subscriber's failure may raise without stopping the fleet.
@@ -285,7 +289,16 @@ class Fleet:
             info.dtu_model == "DTUBI" and info.dtu_firmware_raw >= TEMPORARY_LIMIT_FIRMWARE
         )
         current: dict[str, InverterState] = {}
-        for inv in info.inverters:
+        listed = info.inverters
+        if len(listed) > MAX_INVERTERS_PER_DTU:
+            _LOGGER.warning(
+                "DTU %s lists %d inverters; only the first %d are used",
+                info.dtu_serial,
+                len(listed),
+                MAX_INVERTERS_PER_DTU,
+            )
+            listed = listed[:MAX_INVERTERS_PER_DTU]
+        for inv in listed:
             kind = inverter_type(parse_serial(inv.serial))
             device = InverterDevice(
                 serial=inv.serial,
@@ -351,6 +364,8 @@ class Fleet:
             for reading in data.inverters:
                 inverter = dtu.inverters.get(reading.serial)
                 if inverter is None:
+                    if len(dtu.inverters) >= MAX_INVERTERS_PER_DTU:
+                        continue  # told when the DTU listed too many
                     inverter = self._adopt(dtu, reading, serial)
                 inverter.values = inverter.guard.update(reading, now=now)
                 inverter.last_update = now
@@ -371,6 +386,8 @@ class Fleet:
             alarms.append(alarm)
             listed.append((entry.inverter_serial, alarm))
         for serial, alarms in by_inverter.items():
+            if len(alarms) > MAX_ALARMS_PER_INVERTER:
+                alarms = sorted(alarms, key=_alarm_start)[-MAX_ALARMS_PER_INVERTER:]
             dtu.inverters[serial].alarms = tuple(alarms)
         await self.emit(AlarmsChanged(dtu, self._new_alarms(dtu, listed)))
 
@@ -381,14 +398,17 @@ class Fleet:
         first = id(dtu) not in self._alarms_seen
         seen = self._alarms_seen.setdefault(id(dtu), set())
         news: list[tuple[str, Alarm]] = []
+        current: set[tuple[str, int, int]] = set()
         for serial, alarm in listed:
             marker = (serial, alarm.code, alarm.start)
+            current.add(marker)
             if marker in seen:
                 continue
-            seen.add(marker)
             if first and not alarm.active:
                 continue
             news.append((serial, alarm))
+        # Only what the DTU still lists is remembered: the set cannot grow without end.
+        self._alarms_seen[id(dtu)] = current
         return tuple(news)
 
     # --- commands -----------------------------------------------------------------
@@ -519,6 +539,10 @@ class Fleet:
         await self.emit(LimitChanged(dtu, serial))
 
 
+def _alarm_start(alarm: Alarm) -> int:
+    return alarm.start
+
+
 def build_client_factory(
     min_spacing: float | None = None, request_timeout: float | None = None
 ) -> ClientFactory:
@@ -535,4 +559,12 @@ def build_client_factory(
     return factory
 
 
-__all__ = ["Fleet", "FrameHook", "Listener", "StatsSource", "build_client_factory"]
+__all__ = [
+    "MAX_ALARMS_PER_INVERTER",
+    "MAX_INVERTERS_PER_DTU",
+    "Fleet",
+    "FrameHook",
+    "Listener",
+    "StatsSource",
+    "build_client_factory",
+]

@@ -274,6 +274,7 @@ class MqttBridge:
             if self.options.discovery:
                 await self._publish_discovery(removal_messages(self.discovery, gone))
             self._announced.get(id(dtu), set()).discard(gone.serial)
+            await self._forget_inverter(gone.serial)
         serial = info.dtu_serial
         layout = self.layout
         items = [
@@ -300,6 +301,15 @@ class MqttBridge:
             items += self._limit_items(dtu.inverters[inverter])
         await self._announce(dtu)
         await self._publish(items)
+
+    async def _forget_inverter(self, serial: str) -> None:
+        """Clear a removed inverter's retained state topics and forget them."""
+        prefix = self.layout.inverter(serial, "")
+        gone = [topic for topic in self._published if topic.startswith(prefix)]
+        for topic in gone:
+            del self._published[topic]
+        if gone:
+            await self.link.publish_many([(t, "") for t in gone], retain=True, qos=1)
 
     async def _on_real_data(self, event: RealDataReceived) -> None:
         dtu, data = event.dtu, event.data
