@@ -237,3 +237,20 @@ def test_every_cli_form_of_the_registry_is_a_subcommand() -> None:
     for spec in COMMANDS:
         for form in spec.cli:
             assert form.name in names, form.name
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["limit", "nan", "--watts", "--serial", "116180000001"],
+        ["limit", "inf"],
+        ["limit", "1e999", "--watts", "--serial", "116180000001"],
+        ["limit-temporary", "nan"],
+    ],
+)
+def test_the_cli_never_sends_a_non_finite_limit(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`limit nan --watts` used to send a 2 % persistent limit (issue #10)."""
+    assert cli_main(["dtu", "127.0.0.1:9", *args, "--timeout", "0.2"]) == 2
+    assert "not a finite number" in capsys.readouterr().err
