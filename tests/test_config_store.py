@@ -167,6 +167,31 @@ async def test_an_unreadable_file_is_not_overwritten(tmp_path: Path) -> None:
     assert not store.can_restart
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("huge.yaml", "dtus:\n  - host: 192.0.2.1\npoll_interval: " + "9" * 5000 + "\n"),
+        ("huge.json", '{"dtus": [{"host": "192.0.2.1"}], "poll_interval": ' + "9" * 5000 + "}"),
+        ("deep.yaml", "[" * 100_000),
+        ("deep.json", "[" * 100_000),
+    ],
+)
+async def test_a_file_with_unreadable_values_is_not_overwritten(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """A number with thousands of digits or nesting too deep: a 409, not a traceback."""
+    path = tmp_path / name
+    path.write_text(text)
+    store = FileConfigStore(path)
+    kind = "JSON" if name.endswith(".json") else "YAML"
+    with pytest.raises(ConfigStoreError, match=f"not valid {kind}") as caught:
+        await store.load()
+    assert caught.value.status == 409
+    with pytest.raises(ConfigStoreError, match="nothing was changed"):
+        await store.save({"dtus": [{"host": "192.0.2.1"}]})
+    assert path.read_text() == text
+
+
 async def test_symlinked_file_keeps_its_link(tmp_path: Path) -> None:
     real = tmp_path / "real.yaml"
     real.write_text(ORIGINAL_YAML)

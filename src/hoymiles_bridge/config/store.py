@@ -47,6 +47,7 @@ from hoymiles_bridge.config.options import (
     from_clean,
     normalize,
     storable,
+    unreadable_value,
 )
 from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.protocol.secrets import MASK
@@ -309,12 +310,18 @@ class FileConfigStore:
         except (OSError, UnicodeDecodeError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else "not UTF-8"
             raise ConfigStoreError(f"Cannot read {self.path}: {reason}.", status=500) from None
+        kind = "JSON" if self.path.suffix.lower() == ".json" else "YAML"
         try:
             data = _parse(self.path, text)
         except (json.JSONDecodeError, yaml.YAMLError):
-            kind = "JSON" if self.path.suffix.lower() == ".json" else "YAML"
             raise ConfigStoreError(
                 f"{self.path} is not valid {kind}; fix it by hand first, nothing was changed.",
+                status=409,
+            ) from None
+        except (ValueError, RecursionError) as err:
+            raise ConfigStoreError(
+                f"{self.path} is not valid {kind} ({unreadable_value(err)}); "
+                "fix it by hand first, nothing was changed.",
                 status=409,
             ) from None
         return data if data is not None else {}
