@@ -75,7 +75,7 @@ async def test_yaml_file_saved_atomically_with_a_backup(tmp_path: Path) -> None:
     assert saved["dtus"] == [{"host": "192.0.2.10", "port": 10081, "name": "Roof"}]
     assert "min_poll_interval" not in saved  # empty options are left out
     assert (tmp_path / "bridge.yaml.bak").read_text() == ORIGINAL_YAML
-    assert path.stat().st_mode & 0o777 == 0o640
+    assert _mode(path) == 0o600  # it holds passwords: no longer group-readable
     assert _leftovers(tmp_path) == []
     # a second save backs up the first one
     first = path.read_text()
@@ -86,6 +86,58 @@ async def test_yaml_file_saved_atomically_with_a_backup(tmp_path: Path) -> None:
     saved = yaml.safe_load(path.read_text())
     assert "password" not in saved["mqtt"] and saved["web"]["password"] == "new-web-pw"
     assert (tmp_path / "bridge.yaml.bak").read_text() == first
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+async def test_the_file_and_its_backup_are_readable_by_their_owner_only(
+    tmp_path: Path, suffix: str
+) -> None:
+    """A saved options file and its backup may hold passwords: both end up 0600."""
+    path = tmp_path / f"bridge{suffix}"
+    original = {"dtus": [{"host": "192.0.2.10"}], "mqtt": {"password": MQTT_SECRET}}
+    path.write_text(json.dumps(original) if suffix == ".json" else yaml.safe_dump(original))
+    path.chmod(0o644)
+    bak = tmp_path / f"bridge{suffix}.bak"
+    bak.write_text("old: secrets\n")
+    bak.chmod(0o666)
+    store = FileConfigStore(path)
+    form = _form(path)
+    form["poll_interval"] = 60
+    await store.save(form)
+    assert _mode(path) == 0o600 and _mode(bak) == 0o600
+    assert MQTT_SECRET in path.read_text() and MQTT_SECRET in bak.read_text()
+    # a save that removes the secret still keeps the backup (the old secret) private
+    form = _form(path)
+    form["mqtt"]["password"] = ""
+    await store.save(form)
+    assert MQTT_SECRET not in path.read_text() and MQTT_SECRET in bak.read_text()
+    assert _mode(path) == 0o600 and _mode(bak) == 0o600
+    assert _leftovers(tmp_path) == []
+
+
+async def test_the_backup_is_never_readable_by_others_while_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backup's temporary copy is 0600 from its first byte, not only once it is done."""
+    path = tmp_path / "bridge.yaml"
+    path.write_text(ORIGINAL_YAML)
+    path.chmod(0o644)
+    modes: list[int] = []
+    real_replace = os.replace
+
+    def watching_replace(src: Any, dst: Any) -> None:
+        modes.append(_mode(Path(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(config_store.os, "replace", watching_replace)
+    form = _form(path)
+    form["poll_interval"] = 60
+    await FileConfigStore(path).save(form)
+    assert modes == [0o600, 0o600]  # the backup, then the file
 
 
 async def test_bad_values_are_refused_and_nothing_is_touched(tmp_path: Path) -> None:

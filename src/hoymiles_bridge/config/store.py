@@ -7,7 +7,8 @@ the bridge so that they apply:
   ``addon/``) - the add-on: the Supervisor keeps the options;
 * :class:`FileConfigStore` - standalone: the ``--config`` file (YAML or JSON
   by its suffix), replaced atomically with the old one kept as
-  ``<file>.bak``; the restart is the service's in-process one;
+  ``<file>.bak``, both readable by their owner only (:data:`FILE_MODE`); the
+  restart is the service's in-process one;
 * :class:`ReadOnlyConfigStore` - nowhere to save (the bridge was given its
   options in code, as in tests).
 
@@ -55,8 +56,9 @@ from hoymiles_bridge.protocol.secrets import MASK
 _LOGGER = logging.getLogger(__name__)
 
 Mode = Literal["addon", "file", "readonly"]
-#: Mode of a new options file: it may hold passwords.
-NEW_FILE_MODE: Final = 0o600
+#: Mode of every file the store writes, the options file and its backup: they
+#: may hold passwords, so only their owner may read them.
+FILE_MODE: Final = 0o600
 
 
 class ConfigStoreError(HoymilesError):
@@ -211,9 +213,10 @@ def write_atomically(path: Path, text: str, *, backup: bool = True) -> None:
     """Replace ``path`` by ``text`` in one step, keeping the old file as ``<path>.bak``.
 
     The text goes to a temporary file in the same directory, is flushed to
-    disk, gets the old file's mode (and owner, when allowed), and only then
-    replaces the file. On any error the file is as it was and no temporary
-    file is left behind.
+    disk, gets the mode :data:`FILE_MODE` (whatever the old file's mode was:
+    options files hold passwords) and the old file's owner (when allowed),
+    and only then replaces the file. On any error the file is as it was and
+    no temporary file is left behind.
     """
     target = Path(os.path.realpath(path))  # replace a symlink's target, not the link
     directory = target.parent
@@ -229,7 +232,7 @@ def write_atomically(path: Path, text: str, *, backup: bool = True) -> None:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temp, (old.st_mode & 0o7777) if old is not None else NEW_FILE_MODE)
+        os.chmod(temp, FILE_MODE)
         if old is not None:
             with contextlib.suppress(PermissionError):
                 os.chown(temp, old.st_uid, old.st_gid)
@@ -245,13 +248,23 @@ def write_atomically(path: Path, text: str, *, backup: bool = True) -> None:
 
 
 def _backup(target: Path) -> None:
-    """Copy ``target`` to ``<target>.bak`` (itself replaced atomically)."""
+    """Copy ``target`` to ``<target>.bak`` (itself replaced atomically).
+
+    The copy has the mode :data:`FILE_MODE` from its first byte (the
+    temporary file is created so, and only the contents and times are
+    copied), and ``target``'s owner when allowed.
+    """
     bak = target.with_name(target.name + ".bak")
     handle, temp_name = tempfile.mkstemp(prefix=f".{bak.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     replaced = False
     try:
-        shutil.copy2(target, temp_name)
+        os.chmod(temp_name, FILE_MODE)
+        shutil.copyfile(target, temp_name)
+        old = target.stat()
+        os.utime(temp_name, ns=(old.st_atime_ns, old.st_mtime_ns))
+        with contextlib.suppress(PermissionError):
+            os.chown(temp_name, old.st_uid, old.st_gid)
         os.replace(temp_name, bak)
         replaced = True
     finally:
@@ -394,6 +407,7 @@ class ReadOnlyConfigStore:
 
 
 __all__ = [
+    "FILE_MODE",
     "ConfigStore",
     "ConfigStoreError",
     "FileConfigStore",
