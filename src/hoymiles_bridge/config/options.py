@@ -351,6 +351,26 @@ def _options_error(errors: list[vol.Invalid]) -> OptionsError:
     return OptionsError([f"{path}: {message}" for path, message in found], fields)
 
 
+def clean_option(path: str, data: Any) -> Any:
+    """The clean value of the option at ``path`` (``mqtt.port``) in an options document.
+
+    An option left out, or whose section is not a mapping, has its default.
+    Raises :class:`OptionsError` naming ``path`` when the value is invalid,
+    and :class:`KeyError` for a path the table does not have; an option of a
+    list's items (``dtus[].host``) is not one value, so it is not looked up.
+    """
+    spec = option(path)
+    if "[]" in path:
+        raise KeyError(path)
+    present, value = _get(data if isinstance(data, dict) else {}, path)
+    if not present:
+        return spec.default
+    try:
+        return vol.Schema(_value(spec))(value)
+    except vol.Invalid as err:
+        raise OptionsError([f"{path}: {_describe(err)[1]}"]) from None
+
+
 def normalize(data: Any) -> dict[str, Any]:
     """Validate a parsed options document; the clean document with every default filled in.
 
@@ -633,6 +653,7 @@ __all__ = [
     "Options",
     "OptionsError",
     "WebOptions",
+    "clean_option",
     "form_description",
     "form_values",
     "from_clean",

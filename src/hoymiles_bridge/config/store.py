@@ -19,7 +19,13 @@ and nothing is written half-way.
 Secrets (:data:`~hoymiles_bridge.config.options.SECRET_KEYS`) never leave the
 process: :func:`masked_values` shows a stored secret as
 :data:`~hoymiles_bridge.protocol.jsonify.MASK`; a submitted value still equal
-to the mask keeps the stored secret, an empty one removes it.
+to the mask keeps the stored secret, an empty one removes it. The MQTT
+password is sent to the broker, so it is kept only for the same broker: when
+``mqtt.host``, ``mqtt.port`` or ``mqtt.tls`` change, :func:`prepare` refuses
+a masked password (a page that could save options must not be able to point
+the bridge, and its stored password, at a broker of its own). The web
+password is only compared with what browsers send, never sent anywhere, so
+it stays when ``web.host`` or ``web.port`` change.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from hoymiles_bridge.config.options import (
     Options,
     OptionsError,
     WebOptions,
+    clean_option,
     form_values,
     from_clean,
     normalize,
@@ -56,6 +63,11 @@ from hoymiles_bridge.protocol.secrets import MASK
 _LOGGER = logging.getLogger(__name__)
 
 Mode = Literal["addon", "file", "readonly"]
+#: The options that say where the MQTT password is sent, and how.
+BROKER_KEYS: Final = ("mqtt.host", "mqtt.port", "mqtt.tls")
+#: The message on ``mqtt.password`` when the broker changes and the password is masked.
+NEW_BROKER_MESSAGE: Final = "enter the password again to change the broker"
+
 #: Mode of every file the store writes, the options file and its backup: they
 #: may hold passwords, so only their owner may read them.
 FILE_MODE: Final = 0o600
@@ -143,7 +155,11 @@ def masked_values(raw: Any, *, addon: bool) -> dict[str, Any]:
 
 
 def merge_secrets(submitted: dict[str, Any], stored: Any) -> dict[str, Any]:
-    """``submitted`` with each masked secret replaced by the stored one ("" removes it)."""
+    """``submitted`` with each masked secret replaced by the stored one ("" removes it).
+
+    It does not ask whether the stored MQTT password may go to the submitted
+    broker: :func:`prepare` does, before it merges.
+    """
     merged = copy.deepcopy(submitted)
     for key in SECRET_KEYS:
         section, _, name = key.partition(".")
@@ -170,14 +186,59 @@ def scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
+#: What :func:`_broker` gives for an invalid value (unequal to every valid one).
+_INVALID: Final = object()
+
+
+def _broker(data: Any, key: str) -> Any:
+    """The clean value of the broker option ``key`` in ``data``; ``_INVALID`` when invalid."""
+    try:
+        return clean_option(key, data)
+    except OptionsError:
+        return _INVALID
+
+
+def keeps_password_for_another_broker(submitted: Any, stored: Any) -> bool:
+    """Whether ``submitted`` keeps the stored MQTT password for another broker.
+
+    True when its ``mqtt.password`` is the mask (keep the stored one), a
+    password is stored, and ``mqtt.host``, ``mqtt.port`` or ``mqtt.tls``
+    differ from the stored ones once both are validated (a value left out is
+    its default). A submitted broker option that is invalid does not count:
+    its own message says what is wrong. A stored one that is invalid counts
+    as different from any valid one.
+    """
+    if _lookup(submitted, "mqtt.password") != MASK:
+        return False
+    if _lookup(stored, "mqtt.password") in (None, ""):
+        return False  # nothing stored, nothing to send anywhere
+    for key in BROKER_KEYS:
+        new = _broker(submitted, key)
+        if new is not _INVALID and new != _broker(stored, key):
+            return True
+    return False
+
+
 def prepare(submitted: Any, stored: Any) -> tuple[dict[str, Any], Options]:
     """Merge the secrets and validate: the clean document and the options.
 
-    Raises :class:`OptionsError` with a message per field.
+    Raises :class:`OptionsError` with a message per field, including
+    :data:`NEW_BROKER_MESSAGE` on ``mqtt.password`` when the submitted options
+    keep the stored MQTT password for another broker
+    (:func:`keeps_password_for_another_broker`).
     """
     if not isinstance(submitted, dict):
         raise OptionsError(["options: expected a mapping of option names to values"])
-    clean = normalize(merge_secrets(submitted, stored))
+    moved = keeps_password_for_another_broker(submitted, stored)
+    again = f"mqtt.password: {NEW_BROKER_MESSAGE}"
+    try:
+        clean = normalize(merge_secrets(submitted, stored))
+    except OptionsError as err:
+        if moved:
+            raise OptionsError(sorted([*err.problems, again])) from None
+        raise
+    if moved:
+        raise OptionsError([again])
     return clean, from_clean(clean)
 
 
@@ -407,12 +468,15 @@ class ReadOnlyConfigStore:
 
 
 __all__ = [
+    "BROKER_KEYS",
     "FILE_MODE",
+    "NEW_BROKER_MESSAGE",
     "ConfigStore",
     "ConfigStoreError",
     "FileConfigStore",
     "ReadOnlyConfigStore",
     "changed_keys",
+    "keeps_password_for_another_broker",
     "masked_values",
     "merge_secrets",
     "options_document",
