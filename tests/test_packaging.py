@@ -1,4 +1,5 @@
-"""Dependency promises: upb backend, gencode not newer than the runtime floor, CRC fallback."""
+"""Dependency promises: upb backend, gencode not newer than the runtime floor, CRC fallback,
+the floors of the dependencies."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
+import pytest
 from google.protobuf.internal import api_implementation
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from hoymiles_bridge import __version__
 
@@ -59,3 +64,31 @@ def test_crc_falls_back_with_one_warning_when_c_extension_is_missing() -> None:
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
     assert len(warnings) == 1 and "C extension" in warnings[0]
+
+
+# --- floors -----------------------------------------------------------------------------------
+
+
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project
+
+
+def _requirements() -> list[tuple[Requirement, str]]:
+    """Every requirement of pyproject.toml with its extra ("" for the runtime ones)."""
+    project = _project()
+    found = [(Requirement(text), "") for text in project["dependencies"]]
+    for extra, texts in project["optional-dependencies"].items():
+        found += [(Requirement(text), extra) for text in texts]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("name", "floor"), [("aiohttp", "3.14.1"), ("protobuf", "6.33.5"), ("cryptography", "44.0.1")]
+)
+def test_runtime_floors(name: str, floor: str) -> None:
+    """The oldest releases accepted have the security fixes we rely on."""
+    requirement = next(r for r, extra in _requirements() if not extra and r.name == name)
+    lowest = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+    assert lowest and min(lowest) >= Version(floor), str(requirement)
+    assert Version(floor) in requirement.specifier
