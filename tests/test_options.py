@@ -19,6 +19,7 @@ from hoymiles_bridge.config.options import (
     SECRET_KEYS,
     FormField,
     OptionsError,
+    clean_option,
     form_description,
     form_values,
     load_options,
@@ -411,3 +412,18 @@ def test_files_that_cannot_be_read_as_values(tmp_path: Path) -> None:
         assert len(info.value.problems) == 1, name
         assert info.value.problems[0].startswith(f"{path}: not valid {kind}: "), name
         assert problem in info.value.problems[0], name
+
+
+def test_clean_option() -> None:
+    """One option's clean value, as the schema gives it, or its default when left out."""
+    assert clean_option("mqtt.port", {}) == 1883
+    assert clean_option("mqtt.port", {"mqtt": "not a section"}) == 1883
+    assert clean_option("mqtt.port", {"mqtt": {"port": "8883"}}) == 8883
+    assert clean_option("mqtt.host", {"mqtt": {"host": " broker.lan "}}) == "broker.lan"
+    assert clean_option("mqtt.host", {"mqtt": {"host": None}}) is None
+    with pytest.raises(OptionsError) as info:
+        clean_option("mqtt.port", {"mqtt": {"port": True}})
+    assert info.value.fields == {"mqtt.port": "expected a whole number"}
+    for path in ("dtus[].host", "no_such_option"):
+        with pytest.raises(KeyError):
+            clean_option(path, {})

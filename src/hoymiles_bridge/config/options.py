@@ -359,9 +359,9 @@ def clean_option(path: str, data: Any) -> Any:
     and :class:`KeyError` for a path the table does not have; an option of a
     list's items (``dtus[].host``) is not one value, so it is not looked up.
     """
-    spec = option(path)
     if "[]" in path:
         raise KeyError(path)
+    spec = option(path)
     present, value = _get(data if isinstance(data, dict) else {}, path)
     if not present:
         return spec.default
