@@ -8,16 +8,18 @@ FROM ${BUILD_FROM}
 ARG BUILD_ARCH=amd64
 ARG BUILD_VERSION=0.1.0
 
-# Build from the repository's own source. gcc and musl-dev are only needed
-# while crcmod compiles its C extension (every other dependency ships
-# musllinux wheels); they are removed in the same layer. Their versions come
-# from the pinned Alpine release, so they are not pinned again (DL3018).
-COPY pyproject.toml README.md /tmp/src/
+# Build from the repository's own source, with every Python package at the
+# version constraints.txt pins (scripts/update-constraints.sh renews it), so a
+# rebuild installs the same packages. gcc and musl-dev are only needed while
+# crcmod compiles its C extension (every other dependency ships musllinux
+# wheels or is pure Python); they are removed in the same layer. Their versions
+# come from the pinned Alpine release, so they are not pinned again (DL3018).
+COPY pyproject.toml README.md constraints.txt /tmp/src/
 COPY src /tmp/src/src
 COPY protos /tmp/src/protos
 # hadolint ignore=DL3018
 RUN apk add --no-cache --virtual .build-deps gcc musl-dev \
-    && pip install --no-cache-dir /tmp/src \
+    && pip install --no-cache-dir -c /tmp/src/constraints.txt /tmp/src \
     && apk del --no-network .build-deps \
     && rm -rf /tmp/src \
     && hoymiles-bridge --version

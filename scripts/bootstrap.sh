@@ -2,12 +2,14 @@
 # Sourced by scripts/demo.sh and scripts/test.sh: prepares everything the
 # project needs on a fresh Debian/Ubuntu machine, then activates .venv.
 #   - system packages via apt (only when running as root and one is missing)
-#   - a virtualenv in .venv with the package and its extras, refreshed
-#     whenever pyproject.toml changes.
+#   - a virtualenv in .venv with the package and its extras at the exact
+#     versions of constraints.txt, refreshed whenever pyproject.toml or
+#     constraints.txt changes (scripts/update-constraints.sh renews the latter).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
+CONSTRAINTS="$ROOT/constraints.txt"
 EXTRAS="${HOYMILES_EXTRAS:-test,dev}"
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
@@ -61,13 +63,13 @@ if [ -n "${HOYMILES_APT_PACKAGES:-}" ]; then
   apt_install $HOYMILES_APT_PACKAGES
 fi
 
-stamp_value="$("$PY" -c 'import sys; print(sys.version)' | head -1)|$EXTRAS|$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+stamp_value="$("$PY" -c 'import sys; print(sys.version)' | head -1)|$EXTRAS|$(sha256sum "$ROOT/pyproject.toml" "$CONSTRAINTS" | cut -d' ' -f1 | tr '\n' '|')"
 stamp_file="$VENV/.bootstrap-stamp"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp_value" ]; then
   log "preparing $VENV (one-time; takes a minute)"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel >/dev/null
-  "$VENV/bin/python" -m pip install -q -e "${ROOT}[$EXTRAS]"
+  "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" --upgrade pip setuptools wheel >/dev/null
+  "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" -e "${ROOT}[$EXTRAS]"
   printf '%s' "$stamp_value" >"$stamp_file"
 fi
 # shellcheck disable=SC1091

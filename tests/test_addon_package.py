@@ -380,10 +380,13 @@ def test_dockerfile(config: dict[str, Any]) -> None:
         for line in re.findall(r"^COPY (.+)$", text, re.MULTILINE)
         for source in line.split()[:-1]
     }
-    for source in ("pyproject.toml", "README.md", "src", "protos"):
+    for source in ("pyproject.toml", "README.md", "constraints.txt", "src", "protos"):
         assert source in copied, source
         assert (ROOT / source).exists() and source not in ignored, source
     assert "rootfs" in copied and "rootfs" not in ignored
+    # the packages are installed at the versions constraints.txt pins
+    installs = re.findall(r"pip install .*", text)
+    assert installs and all("-c /tmp/src/constraints.txt " in line for line in installs)
     for kept_out in (".git", ".venv", "tests", "benchmarks", "docs"):
         assert kept_out in ignored, kept_out
 
@@ -440,9 +443,25 @@ def test_clean_clone_builds_and_installs(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
     python = venv / "bin" / "python"
+    # as the Dockerfile does: the dependencies at the versions constraints.txt pins
+    constraints = source / "constraints.txt"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(wheel)], check=True, env=env
+        [str(python), "-m", "pip", "install", "--quiet", "-c", str(constraints), str(wheel)],
+        check=True,
+        env=env,
     )
+    pins = dict(line.split("==") for line in constraints.read_text().splitlines() if "==" in line)
+    frozen = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format", "json"],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    for package in json.loads(frozen.stdout):
+        name = re.sub(r"[-_.]+", "-", package["name"]).lower()
+        if name not in ("hoymiles-bridge", "pip", "setuptools", "wheel"):  # (the venv's own)
+            assert pins.get(name) == package["version"], (name, package["version"])
     result = subprocess.run(
         [str(venv / "bin" / "hoymiles-bridge"), "--version"],
         check=True,

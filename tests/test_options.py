@@ -19,6 +19,7 @@ from hoymiles_bridge.config.options import (
     SECRET_KEYS,
     FormField,
     OptionsError,
+    clean_option,
     form_description,
     form_values,
     load_options,
@@ -286,3 +287,143 @@ def test_form_values_fill_defaults_and_storable_drops_empties() -> None:
     description = form_description(addon=True)
     assert "web" not in {s["key"] for s in description["sections"]}
     assert SECRET_KEYS == ("mqtt.password", "web.password")
+
+
+# --- strict numbers ------------------------------------------------------------------
+
+#: Values no number option takes: booleans, fractions, infinities, NaN, text that is
+#: not a whole number, and containers.
+_NOT_WHOLE_NUMBERS: list[Any] = [
+    True,
+    False,
+    35.9,
+    0.5,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    "35.9",
+    "1e999",
+    "Infinity",
+    "9" * 5000,
+    "35 s",
+    "",
+    [35],
+    {"value": 35},
+]
+
+
+_NUMERIC_IDS = [path for path, _ in _numeric_fields()]
+
+
+def _value_at(options: Any, path: str) -> Any:
+    """The value of the option at ``path`` (``mqtt.port``, ``dtus[0].port``) in ``options``."""
+    node = options
+    for part in path.replace("[0]", ".0").split("."):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    return node
+
+
+@pytest.mark.parametrize(("path", "field"), _numeric_fields(), ids=_NUMERIC_IDS)
+def test_numbers_are_whole_finite_and_not_booleans(path: str, field: FormField) -> None:
+    for value in _NOT_WHOLE_NUMBERS:
+        with pytest.raises(OptionsError) as info:
+            validate(_with(path, value))
+        assert info.value.fields == {path: "expected a whole number"}, repr(value)[:20]
+        assert info.value.sentence() == f"The option {path} is invalid: expected a whole number."
+    # a whole number written as a float without a fraction, or as text, is that number
+    low = 1 if field.kind == "port" else field.min
+    assert low is not None
+    for value in (float(low), str(low), f" {low} "):
+        found = _value_at(validate(_with(path, value)), path)
+        assert found == low and type(found) is int, value
+
+
+@pytest.mark.parametrize(("path", "field"), _numeric_fields(), ids=_NUMERIC_IDS)
+def test_huge_numbers_are_out_of_bounds(path: str, field: FormField) -> None:
+    if field.kind == "port":
+        too_big = too_small = "expected a port number from 1 to 65535"
+    else:
+        # an option without an upper bound in the table still stops at 2**31 - 1
+        too_big = f"value must be at most {field.max if field.max is not None else 2**31 - 1}"
+        too_small = f"value must be at least {field.min}"
+    for value, message in (
+        (10**5000, too_big),
+        (1e300, too_big),
+        (2**31, too_big),
+        (-(10**5000), too_small),
+        (-1e300, too_small),
+    ):
+        with pytest.raises(OptionsError) as info:
+            validate(_with(path, value))
+        assert info.value.fields == {path: message}, f"a {type(value).__name__}: {message}"
+
+
+def test_optional_numbers_say_what_is_wrong() -> None:
+    assert validate(_with("min_poll_interval", None)).min_poll_interval is None
+    for value, message in (
+        (0, "value must be at least 1"),
+        (True, "expected a whole number"),
+        ("often", "expected a whole number"),
+    ):
+        with pytest.raises(OptionsError) as info:
+            validate(_with("min_poll_interval", value))
+        assert info.value.fields == {"min_poll_interval": message}, value
+
+
+def test_files_with_numbers_that_are_not_options(tmp_path: Path) -> None:
+    """YAML and JSON numbers that are not whole, finite numbers give a field's message."""
+    head = "dtus:\n  - host: 192.0.2.1\n"
+    for name, text in (
+        ("bool.yaml", head + "poll_interval: true\n"),
+        ("fraction.yaml", head + "poll_interval: 35.9\n"),
+        ("infinite.yaml", head + "poll_interval: .inf\n"),
+        ("exponent.yaml", head + "poll_interval: 1.0e+999\n"),
+        ("nan.yaml", head + "poll_interval: .nan\n"),
+        ("infinite.json", '{"dtus": [{"host": "192.0.2.1"}], "poll_interval": Infinity}'),
+        ("exponent.json", '{"dtus": [{"host": "192.0.2.1"}], "poll_interval": 1e999}'),
+        ("nan.json", '{"dtus": [{"host": "192.0.2.1"}], "poll_interval": NaN}'),
+    ):
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(OptionsError) as info:
+            load_options(path)
+        assert info.value.fields == {"poll_interval": "expected a whole number"}, name
+    whole = tmp_path / "whole.yaml"
+    whole.write_text(head + "poll_interval: 35.0\n")
+    assert load_options(whole).poll_interval == 35
+
+
+def test_files_that_cannot_be_read_as_values(tmp_path: Path) -> None:
+    """A number with thousands of digits, a date that does not exist or nesting too deep
+    is one line naming the file, not a traceback."""
+    digits = "9" * 5000
+    for name, text, problem in (
+        ("huge.yaml", f"dtus:\n  - host: h\npoll_interval: {digits}\n", "a number is too long"),
+        ("huge.json", f'{{"dtus": [{{"host": "h"}}], "poll_interval": {digits}}}', "too long"),
+        ("date.yaml", "dtus:\n  - host: h\n    name: 2025-02-30\n", "date that does not exist"),
+        ("deep.yaml", "[" * 100_000, "nested too deeply"),
+        ("deep.json", "[" * 100_000, "nested too deeply"),
+    ):
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(OptionsError) as info:
+            load_options(path)
+        kind = "JSON" if name.endswith(".json") else "YAML"
+        assert len(info.value.problems) == 1, name
+        assert info.value.problems[0].startswith(f"{path}: not valid {kind}: "), name
+        assert problem in info.value.problems[0], name
+
+
+def test_clean_option() -> None:
+    """One option's clean value, as the schema gives it, or its default when left out."""
+    assert clean_option("mqtt.port", {}) == 1883
+    assert clean_option("mqtt.port", {"mqtt": "not a section"}) == 1883
+    assert clean_option("mqtt.port", {"mqtt": {"port": "8883"}}) == 8883
+    assert clean_option("mqtt.host", {"mqtt": {"host": " broker.lan "}}) == "broker.lan"
+    assert clean_option("mqtt.host", {"mqtt": {"host": None}}) is None
+    with pytest.raises(OptionsError) as info:
+        clean_option("mqtt.port", {"mqtt": {"port": True}})
+    assert info.value.fields == {"mqtt.port": "expected a whole number"}
+    for path in ("dtus[].host", "no_such_option"):
+        with pytest.raises(KeyError):
+            clean_option(path, {})

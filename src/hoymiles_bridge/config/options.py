@@ -6,12 +6,21 @@ from the option table in :mod:`hoymiles_bridge.config.table`: the schema, the
 defaults of the typed :class:`Options` and the web UI's configuration form.
 :func:`load_options` turns any problem into :class:`OptionsError` with one
 plain line per problem, naming the key and what is expected.
+
+Numbers are strict: a number option takes a whole number (an integer, a float
+without a fraction such as ``35.0``, or text of at most 18 digits such as
+``"35"``) within its bounds; true and false, fractions, infinities and NaN are
+refused, and an option without an upper bound in the table stops at
+:data:`MAX_WHOLE_NUMBER`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +69,37 @@ class OptionsError(InvalidArgumentError):
         return f"{len(self.fields)} options are invalid: {', '.join(self.fields)}."
 
 
+#: The largest value of a number option whose row gives no upper bound (what a
+#: signed 32-bit integer holds): the options are stored and sent as JSON, and a
+#: number with thousands of digits cannot even be printed.
+MAX_WHOLE_NUMBER: Final = 2**31 - 1
+
+#: Text that is a whole number: an optional sign and at most 18 digits.
+_WHOLE_NUMBER_TEXT: Final = re.compile(r"[+-]?[0-9]{1,18}")
+
+
+def _whole_number(value: Any) -> int:
+    """``value`` as an ``int``: an integer, a float without a fraction or text of digits.
+
+    True and false are refused although Python counts them as integers, and so
+    are fractions, infinities, NaN and anything else.
+    """
+    if isinstance(value, bool):
+        raise vol.Invalid("expected a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _WHOLE_NUMBER_TEXT.fullmatch(value.strip()):
+        return int(value.strip())
+    raise vol.Invalid("expected a whole number")
+
+
 def _port(value: Any) -> int:
-    port = vol.Coerce(int)(value)
+    port = _whole_number(value)
     if not 1 <= port <= 65535:
         raise vol.Invalid("expected a port number from 1 to 65535")
-    return int(port)
+    return port
 
 
 def _host(value: Any) -> str:
@@ -96,7 +131,8 @@ def _value(spec: OptionSpec) -> Any:
     validator: Any
     match spec.kind:
         case "int":
-            validator = vol.All(vol.Coerce(int), vol.Range(min=spec.min, max=spec.max))
+            high = spec.max if spec.max is not None else MAX_WHOLE_NUMBER
+            validator = vol.All(_whole_number, vol.Range(min=spec.min, max=high))
         case "bool":
             validator = bool
         case "text" | "secret":
@@ -123,7 +159,17 @@ def _value(spec: OptionSpec) -> Any:
             validator = _schema(spec.fields)
         case _:
             assert_never(spec.kind)
-    return vol.Any(None, validator) if spec.optional else validator
+    return _or_none(validator) if spec.optional else validator
+
+
+def _or_none(validator: Any) -> Any:
+    """``validator`` that also takes ``None``, keeping the validator's own messages."""
+    schema = vol.Schema(validator)
+
+    def check(value: Any) -> Any:
+        return None if value is None else schema(value)
+
+    return check
 
 
 def _schema(specs: tuple[OptionSpec, ...]) -> vol.Schema:
@@ -281,7 +327,6 @@ _check_against_table()
 _FRIENDLY: Final = {
     "extra keys not allowed": "unknown option",
     "required key not provided": "required option is missing",
-    "expected int": "expected a whole number",
     "expected bool": "expected true or false",
     "expected str": "expected text",
     "expected a list": "expected a list",
@@ -304,6 +349,26 @@ def _options_error(errors: list[vol.Invalid]) -> OptionsError:
     for path, message in found:
         fields[path] = f"{fields[path]}; {message}" if path in fields else message
     return OptionsError([f"{path}: {message}" for path, message in found], fields)
+
+
+def clean_option(path: str, data: Any) -> Any:
+    """The clean value of the option at ``path`` (``mqtt.port``) in an options document.
+
+    An option left out, or whose section is not a mapping, has its default.
+    Raises :class:`OptionsError` naming ``path`` when the value is invalid,
+    and :class:`KeyError` for a path the table does not have; an option of a
+    list's items (``dtus[].host``) is not one value, so it is not looked up.
+    """
+    if "[]" in path:
+        raise KeyError(path)
+    spec = option(path)
+    present, value = _get(data if isinstance(data, dict) else {}, path)
+    if not present:
+        return spec.default
+    try:
+        return vol.Schema(_value(spec))(value)
+    except vol.Invalid as err:
+        raise OptionsError([f"{path}: {_describe(err)[1]}"]) from None
 
 
 def normalize(data: Any) -> dict[str, Any]:
@@ -349,8 +414,9 @@ def load_options(path: str | Path) -> Options:
         raise OptionsError([f"{file}: no such file"]) from None
     except (OSError, UnicodeDecodeError) as err:
         raise OptionsError([f"{file}: cannot be read ({err})"]) from None
+    kind = "JSON" if file.suffix == ".json" else "YAML"
     try:
-        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         line = getattr(err, "lineno", None) or getattr(
             getattr(err, "problem_mark", None), "line", None
@@ -360,10 +426,25 @@ def load_options(path: str | Path) -> Options:
             if line is not None
             else ""
         )
-        raise OptionsError(
-            [f"{file}: not valid {'JSON' if file.suffix == '.json' else 'YAML'}{where}"]
-        ) from None
+        raise OptionsError([f"{file}: not valid {kind}{where}"]) from None
+    except (ValueError, RecursionError) as err:
+        raise OptionsError([f"{file}: not valid {kind}: {unreadable_value(err)}"]) from None
     return validate(data)
+
+
+def unreadable_value(err: ValueError | RecursionError) -> str:
+    """Why a YAML or JSON text that parsed could still not be turned into values.
+
+    The parsers raise :class:`ValueError` for a number with more digits than
+    Python converts (``sys.get_int_max_str_digits()``) or, in YAML, a date that
+    does not exist, and :class:`RecursionError` for nesting deeper than the
+    interpreter's stack.
+    """
+    if isinstance(err, RecursionError):
+        return "its lists or mappings are nested too deeply"
+    if "integer string conversion" in str(err):
+        return f"a number is too long (more than {sys.get_int_max_str_digits()} digits)"
+    return "a value cannot be read, such as a date that does not exist"
 
 
 # --- the configuration form -----------------------------------------------------
@@ -562,6 +643,7 @@ __all__ = [
     "FORM_FIELDS",
     "FORM_SECTIONS",
     "LOG_LEVELS",
+    "MAX_WHOLE_NUMBER",
     "NIGHT_POLICIES",
     "SCHEMA",
     "SECRET_KEYS",
@@ -571,11 +653,13 @@ __all__ = [
     "Options",
     "OptionsError",
     "WebOptions",
+    "clean_option",
     "form_description",
     "form_values",
     "from_clean",
     "load_options",
     "normalize",
     "storable",
+    "unreadable_value",
     "validate",
 ]

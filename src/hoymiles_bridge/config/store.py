@@ -7,7 +7,8 @@ the bridge so that they apply:
   ``addon/``) - the add-on: the Supervisor keeps the options;
 * :class:`FileConfigStore` - standalone: the ``--config`` file (YAML or JSON
   by its suffix), replaced atomically with the old one kept as
-  ``<file>.bak``; the restart is the service's in-process one;
+  ``<file>.bak``, both readable by their owner only (:data:`FILE_MODE`); the
+  restart is the service's in-process one;
 * :class:`ReadOnlyConfigStore` - nowhere to save (the bridge was given its
   options in code, as in tests).
 
@@ -18,7 +19,13 @@ and nothing is written half-way.
 Secrets (:data:`~hoymiles_bridge.config.options.SECRET_KEYS`) never leave the
 process: :func:`masked_values` shows a stored secret as
 :data:`~hoymiles_bridge.protocol.jsonify.MASK`; a submitted value still equal
-to the mask keeps the stored secret, an empty one removes it.
+to the mask keeps the stored secret, an empty one removes it. The MQTT
+password is sent to the broker, so it is kept only for the same broker: when
+``mqtt.host``, ``mqtt.port`` or ``mqtt.tls`` change, :func:`prepare` refuses
+a masked password (a page that could save options must not be able to point
+the bridge, and its stored password, at a broker of its own). The web
+password is only compared with what browsers send, never sent anywhere, so
+it stays when ``web.host`` or ``web.port`` change.
 """
 
 from __future__ import annotations
@@ -43,10 +50,12 @@ from hoymiles_bridge.config.options import (
     Options,
     OptionsError,
     WebOptions,
+    clean_option,
     form_values,
     from_clean,
     normalize,
     storable,
+    unreadable_value,
 )
 from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.protocol.secrets import MASK
@@ -54,8 +63,14 @@ from hoymiles_bridge.protocol.secrets import MASK
 _LOGGER = logging.getLogger(__name__)
 
 Mode = Literal["addon", "file", "readonly"]
-#: Mode of a new options file: it may hold passwords.
-NEW_FILE_MODE: Final = 0o600
+#: The options that say where the MQTT password is sent, and how.
+BROKER_KEYS: Final = ("mqtt.host", "mqtt.port", "mqtt.tls")
+#: The message on ``mqtt.password`` when the broker changes and the password is masked.
+NEW_BROKER_MESSAGE: Final = "enter the password again to change the broker"
+
+#: Mode of every file the store writes, the options file and its backup: they
+#: may hold passwords, so only their owner may read them.
+FILE_MODE: Final = 0o600
 
 
 class ConfigStoreError(HoymilesError):
@@ -140,7 +155,11 @@ def masked_values(raw: Any, *, addon: bool) -> dict[str, Any]:
 
 
 def merge_secrets(submitted: dict[str, Any], stored: Any) -> dict[str, Any]:
-    """``submitted`` with each masked secret replaced by the stored one ("" removes it)."""
+    """``submitted`` with each masked secret replaced by the stored one ("" removes it).
+
+    It does not ask whether the stored MQTT password may go to the submitted
+    broker: :func:`prepare` does, before it merges.
+    """
     merged = copy.deepcopy(submitted)
     for key in SECRET_KEYS:
         section, _, name = key.partition(".")
@@ -167,14 +186,59 @@ def scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
+#: What :func:`_broker` gives for an invalid value (unequal to every valid one).
+_INVALID: Final = object()
+
+
+def _broker(data: Any, key: str) -> Any:
+    """The clean value of the broker option ``key`` in ``data``; ``_INVALID`` when invalid."""
+    try:
+        return clean_option(key, data)
+    except OptionsError:
+        return _INVALID
+
+
+def keeps_password_for_another_broker(submitted: Any, stored: Any) -> bool:
+    """Whether ``submitted`` keeps the stored MQTT password for another broker.
+
+    True when its ``mqtt.password`` is the mask (keep the stored one), a
+    password is stored, and ``mqtt.host``, ``mqtt.port`` or ``mqtt.tls``
+    differ from the stored ones once both are validated (a value left out is
+    its default). A submitted broker option that is invalid does not count:
+    its own message says what is wrong. A stored one that is invalid counts
+    as different from any valid one.
+    """
+    if _lookup(submitted, "mqtt.password") != MASK:
+        return False
+    if _lookup(stored, "mqtt.password") in (None, ""):
+        return False  # nothing stored, nothing to send anywhere
+    for key in BROKER_KEYS:
+        new = _broker(submitted, key)
+        if new is not _INVALID and new != _broker(stored, key):
+            return True
+    return False
+
+
 def prepare(submitted: Any, stored: Any) -> tuple[dict[str, Any], Options]:
     """Merge the secrets and validate: the clean document and the options.
 
-    Raises :class:`OptionsError` with a message per field.
+    Raises :class:`OptionsError` with a message per field, including
+    :data:`NEW_BROKER_MESSAGE` on ``mqtt.password`` when the submitted options
+    keep the stored MQTT password for another broker
+    (:func:`keeps_password_for_another_broker`).
     """
     if not isinstance(submitted, dict):
         raise OptionsError(["options: expected a mapping of option names to values"])
-    clean = normalize(merge_secrets(submitted, stored))
+    moved = keeps_password_for_another_broker(submitted, stored)
+    again = f"mqtt.password: {NEW_BROKER_MESSAGE}"
+    try:
+        clean = normalize(merge_secrets(submitted, stored))
+    except OptionsError as err:
+        if moved:
+            raise OptionsError(sorted([*err.problems, again])) from None
+        raise
+    if moved:
+        raise OptionsError([again])
     return clean, from_clean(clean)
 
 
@@ -210,9 +274,10 @@ def write_atomically(path: Path, text: str, *, backup: bool = True) -> None:
     """Replace ``path`` by ``text`` in one step, keeping the old file as ``<path>.bak``.
 
     The text goes to a temporary file in the same directory, is flushed to
-    disk, gets the old file's mode (and owner, when allowed), and only then
-    replaces the file. On any error the file is as it was and no temporary
-    file is left behind.
+    disk, gets the mode :data:`FILE_MODE` (whatever the old file's mode was:
+    options files hold passwords) and the old file's owner (when allowed),
+    and only then replaces the file. On any error the file is as it was and
+    no temporary file is left behind.
     """
     target = Path(os.path.realpath(path))  # replace a symlink's target, not the link
     directory = target.parent
@@ -228,7 +293,7 @@ def write_atomically(path: Path, text: str, *, backup: bool = True) -> None:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temp, (old.st_mode & 0o7777) if old is not None else NEW_FILE_MODE)
+        os.chmod(temp, FILE_MODE)
         if old is not None:
             with contextlib.suppress(PermissionError):
                 os.chown(temp, old.st_uid, old.st_gid)
@@ -244,13 +309,23 @@ def write_atomically(path: Path, text: str, *, backup: bool = True) -> None:
 
 
 def _backup(target: Path) -> None:
-    """Copy ``target`` to ``<target>.bak`` (itself replaced atomically)."""
+    """Copy ``target`` to ``<target>.bak`` (itself replaced atomically).
+
+    The copy has the mode :data:`FILE_MODE` from its first byte (the
+    temporary file is created so, and only the contents and times are
+    copied), and ``target``'s owner when allowed.
+    """
     bak = target.with_name(target.name + ".bak")
     handle, temp_name = tempfile.mkstemp(prefix=f".{bak.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     replaced = False
     try:
-        shutil.copy2(target, temp_name)
+        os.chmod(temp_name, FILE_MODE)
+        shutil.copyfile(target, temp_name)
+        old = target.stat()
+        os.utime(temp_name, ns=(old.st_atime_ns, old.st_mtime_ns))
+        with contextlib.suppress(PermissionError):
+            os.chown(temp_name, old.st_uid, old.st_gid)
         os.replace(temp_name, bak)
         replaced = True
     finally:
@@ -309,12 +384,18 @@ class FileConfigStore:
         except (OSError, UnicodeDecodeError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else "not UTF-8"
             raise ConfigStoreError(f"Cannot read {self.path}: {reason}.", status=500) from None
+        kind = "JSON" if self.path.suffix.lower() == ".json" else "YAML"
         try:
             data = _parse(self.path, text)
         except (json.JSONDecodeError, yaml.YAMLError):
-            kind = "JSON" if self.path.suffix.lower() == ".json" else "YAML"
             raise ConfigStoreError(
                 f"{self.path} is not valid {kind}; fix it by hand first, nothing was changed.",
+                status=409,
+            ) from None
+        except (ValueError, RecursionError) as err:
+            raise ConfigStoreError(
+                f"{self.path} is not valid {kind} ({unreadable_value(err)}); "
+                "fix it by hand first, nothing was changed.",
                 status=409,
             ) from None
         return data if data is not None else {}
@@ -387,11 +468,15 @@ class ReadOnlyConfigStore:
 
 
 __all__ = [
+    "BROKER_KEYS",
+    "FILE_MODE",
+    "NEW_BROKER_MESSAGE",
     "ConfigStore",
     "ConfigStoreError",
     "FileConfigStore",
     "ReadOnlyConfigStore",
     "changed_keys",
+    "keeps_password_for_another_broker",
     "masked_values",
     "merge_secrets",
     "options_document",

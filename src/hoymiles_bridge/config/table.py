@@ -37,7 +37,9 @@ class OptionSpec:
     options of a list's items, ``<list>[].<key>`` (``dtus[].host``).
     ``kind`` says what the option holds:
 
-    * ``int`` - a whole number from ``min`` to ``max`` (``None``: no bound);
+    * ``int`` - a whole number from ``min`` to ``max`` (``None``: no bound,
+      though the schema stops at 2**31 - 1); never true or false, a
+      fraction, an infinity or NaN;
     * ``bool`` - true or false;
     * ``text`` - any text, from ``min`` to ``max`` characters when given;
     * ``topic`` - an MQTT topic without wildcards, slashes around it removed;
