@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import re
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,13 +16,17 @@ import pytest
 from hoymiles_bridge import __version__
 from hoymiles_bridge.addon.runner import (
     SUPERVISOR_INGRESS_PEER,
+    Service,
     addon_web_config,
     bridge_status,
+    fixed_broker,
     standalone_web_config,
 )
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.web import WebServer
+from hoymiles_bridge.web.hub import WebHub
 
 INGRESS = "127.0.0.2"  # stands in for the Supervisor, 172.30.32.2
 LOCAL = "127.0.0.1"
@@ -237,6 +242,17 @@ def test_standalone_web_config(caplog: pytest.LogCaptureFixture) -> None:
     assert "without web.username/web.password" in caplog.text
 
 
+def test_extra_host_names_come_from_the_environment() -> None:
+    options = validate({"dtus": [{"host": "192.0.2.1"}], "web": {"host": "0.0.0.0"}})
+    assert standalone_web_config(options, {}).hosts == ()
+    web = standalone_web_config(options, {"HOYMILES_BRIDGE_WEB_HOSTS": " solar.lan, ,Pi.Example "})
+    assert web.hosts == ("solar.lan", "Pi.Example")
+    assert "also as solar.lan, Pi.Example" in web.describe()
+    service = Service(options, fixed_broker(MqttSettings()), web)
+    assert service.web.host_allowed("solar.lan:8099") and service.web.host_allowed("pi.example")
+    assert not service.web.host_allowed("evil.example")
+
+
 def test_bridge_status_before_the_bridge_exists() -> None:
     options = validate({"dtus": [{"host": "192.0.2.1"}, {"host": "192.0.2.2"}]})
     status = bridge_status(options, None)
@@ -247,3 +263,77 @@ def test_bridge_status_before_the_bridge_exists() -> None:
             {"host": "192.0.2.2", "serial": None, "state": "starting"},
         ],
     }
+
+
+# --- hardening: Host allow-list, websocket Origin ---------------------------------
+
+
+async def _api_server(**kwargs: Any) -> WebServer:
+    """A server with the JSON API whose bridge is still starting (enough for the guards)."""
+    kwargs.setdefault("hub", WebHub())
+    kwargs.setdefault("fleet", lambda: None)
+    return await _start(**kwargs)
+
+
+async def _ws_status(server: WebServer, headers: dict[str, str], *, source: str = LOCAL) -> int:
+    """The websocket handshake's answer: 101 when it opened, else the refusal's status."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0), force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        try:
+            socket = await session.ws_connect(
+                f"http://{LOCAL}:{server.port}/api/ws", headers=headers
+            )
+        except aiohttp.WSServerHandshakeError as err:
+            return err.status
+        first = await socket.receive_str(timeout=5)
+        assert json.loads(first)["type"] == "state"
+        await socket.close()
+        return 101
+
+
+async def test_a_foreign_host_is_refused_standalone() -> None:
+    """DNS rebinding: a page of evil.example that resolves to the bridge sends its own Host."""
+    server = await _api_server()
+    try:
+        evil = {"Host": "evil.example", "X-Requested-With": "hoymiles-bridge"}
+        for method, path in (("POST", "/api/config"), ("GET", "/"), ("GET", "/api/status")):
+            status, text, _ = await _get(server, path, method=method, headers=evil, json={})
+            assert status == 421, (method, path)
+            assert text.count(".") == 1 and "Traceback" not in text  # one plain sentence
+        assert await _ws_status(server, {"Host": f"evil.example:{server.port}"}) == 421
+        # The names of this machine's loopback, with or without the port, are this bridge.
+        for host in ("localhost", "LOCALHOST:{port}", "127.0.0.1:{port}", "[::1]:{port}"):
+            good = {"Host": host.format(port=server.port)}
+            assert (await _get(server, "/", headers=good))[0] == 200, host
+            assert await _ws_status(server, good) == 101, host
+    finally:
+        await server.stop()
+
+
+async def test_behind_ingress_any_host_is_served() -> None:
+    """Add-on: only the Supervisor reaches the port, and it forwards the browser's Host."""
+    server = await _api_server(allowed_peers=frozenset({INGRESS}))
+    try:
+        ha = {"Host": "homeassistant.example:8123"}
+        assert (await _get(server, "/", source=INGRESS, headers=ha))[0] == 200
+        assert await _ws_status(server, ha, source=INGRESS) == 101
+    finally:
+        await server.stop()
+
+
+def test_allowed_host_names() -> None:
+    loopback = WebServer(LOCAL, 8099, status=_status, allowed_peers=None)
+    wide = WebServer("0.0.0.0", 8099, status=_status, allowed_peers=None)
+    named = WebServer(
+        "bridge.lan", 8099, status=_status, allowed_peers=None, allowed_hosts=["Solar.Example"]
+    )
+    own = socket.gethostname().lower()
+    for server in (loopback, wide, named):
+        for host in ("localhost", "127.0.0.1", "[::1]:8099", "192.168.1.5:8099", "[fd00::5]"):
+            assert server.host_allowed(host), (server, host)
+        for host in ("evil.example", "evil.example:8099", "localhost.evil.example", "[evil]", ""):
+            assert not server.host_allowed(host), (server, host)
+        assert server.host_allowed(own) and server.host_allowed(f"{own}.local:8099")
+    assert named.host_allowed("bridge.lan:8099") and named.host_allowed("solar.example.")
+    assert not loopback.host_allowed("bridge.lan")
+    assert not wide.host_allowed("0.0.0.0.example")

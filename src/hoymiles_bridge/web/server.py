@@ -12,7 +12,13 @@ also answers the JSON API of :mod:`hoymiles_bridge.web.api` (the bridge may be
 given as a callable while the service is still starting it).
 
 Standalone, the server has no peer restriction; with ``credentials`` it asks
-for HTTP basic auth (the caller does that when it listens beyond loopback).
+for HTTP basic auth (whenever the options configure them, loopback included).
+It also answers only requests whose ``Host`` names this bridge (see
+:meth:`WebServer.host_allowed`), so a web page of another site whose name was
+made to resolve to the bridge's address ("DNS rebinding") is refused with 421
+before it can read or change anything. Behind ingress the ``Host`` is the one
+Home Assistant's proxy forwards, and only that proxy reaches the port, so it is
+not checked there.
 
 Pages use relative links only: behind ingress the UI lives under
 ``/api/hassio_ingress/<token>/``, and an absolute ``/...`` link would leave it.
@@ -27,6 +33,7 @@ import hmac
 import html
 import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -53,6 +60,14 @@ HEALTH_PATH: Final = "/health"
 #: How long stop() lets open requests finish.
 _SHUTDOWN_TIMEOUT: Final = 2.0
 _REALM: Final = 'Basic realm="Hoymiles DTU Bridge", charset="UTF-8"'
+#: Host names a standalone server always answers to (besides any IP address).
+LOOPBACK_NAMES: Final = frozenset({"localhost"})
+#: Listening on these addresses means every interface: they are never a Host.
+_WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104
+_MISDIRECTED: Final = (
+    "Misdirected request: this bridge answers only to its IP addresses, localhost, "
+    "its machine's name and the names in HOYMILES_BRIDGE_WEB_HOSTS.\n"
+)
 #: Handler errors answered with a plain 500 instead of a traceback.
 _HANDLER_ERRORS: Final = (
     HoymilesError,
@@ -126,6 +141,52 @@ def _addresses(values: Iterable[str]) -> frozenset[str]:
         raise InvalidArgumentError(f"not an IP address: {err}") from None
 
 
+def host_name(value: str) -> str | None:
+    """The name in a ``Host`` header: lower case, without port, brackets or final dot.
+
+    ``None`` when the header is malformed (a bad port, an unclosed or
+    non-IPv6 bracket).
+    """
+    text = value.strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        name, rest = text[1:end], text[end + 1 :]
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            return None
+    else:
+        name, colon, port = text.partition(":")
+        rest = colon + port
+    if rest and not (
+        rest.startswith(":") and len(rest) <= 6 and (rest[1:] == "" or _digits(rest[1:]))
+    ):
+        return None
+    return name.removesuffix(".")
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _is_ipv4(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def peer_address(request: web.Request) -> str | None:
     """The TCP peer's IP address (never taken from a header), or ``None`` when unknown."""
     transport = request.transport
@@ -160,6 +221,7 @@ class WebServer:
         fleet: Fleet | Callable[[], Fleet | None] | None = None,
         clock: Callable[[], float] = time.time,
         config_store: ConfigStore | None = None,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -171,6 +233,8 @@ class WebServer:
             if credentials is None
             else (credentials[0].encode("utf-8"), credentials[1].encode("utf-8"))
         )
+        #: The host names a standalone server answers to besides IP addresses.
+        self.host_names = self._host_names(host, allowed_hosts)
         self._access_log = access_log
         self._runner: web.AppRunner | None = None
         self.hub = hub
@@ -245,6 +309,35 @@ class WebServer:
 
     # --- access control ---------------------------------------------------
 
+    @staticmethod
+    def _host_names(host: str, extra: Iterable[str]) -> frozenset[str]:
+        machine = socket.gethostname().lower().removesuffix(".")
+        names = set(LOOPBACK_NAMES) | {machine, f"{machine}.local"}
+        for name in (host, *extra):
+            cleaned = name.strip().lower().removesuffix(".")
+            if cleaned not in _WILDCARD_HOSTS and not _is_ip_address(cleaned):
+                names.add(cleaned)
+        return frozenset(names)
+
+    def host_allowed(self, value: str) -> bool:
+        """Whether a request with ``Host: value`` is meant for this bridge.
+
+        Standalone these are: any IP address (a browser sends an address only
+        when its user typed that address, so no other site can be behind it),
+        ``localhost``, the machine's name (also with ``.local``), ``host``
+        when it is a name, and the ``allowed_hosts``; with any port. A DNS
+        rebinding attack always sends its own name, so it is refused. Behind
+        ingress (``allowed_peers``) every ``Host`` is allowed.
+        """
+        if self.allowed_peers is not None:
+            return True
+        name = host_name(value)
+        if not name:
+            return False
+        if value.lstrip().startswith("["):
+            return True  # host_name() already checked it is an IPv6 address
+        return name in self.host_names or _is_ipv4(name)
+
     def _peer_allowed(self, request: web.Request) -> bool:
         if self.allowed_peers is None:
             return True
@@ -273,6 +366,10 @@ class WebServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        hosts = request.headers.getall("Host", [])
+        if len(hosts) > 1 or (hosts and not self.host_allowed(hosts[0])):
+            _LOGGER.debug("Refused a request for the host %r", hosts)
+            return web.Response(status=421, text=_MISDIRECTED)
         if not self._peer_allowed(request):
             return web.Response(
                 status=403, text="Forbidden: this port only serves Home Assistant ingress.\n"
@@ -324,8 +421,10 @@ class WebServer:
 
 __all__ = [
     "DEFAULT_HEALTH_PEERS",
+    "LOOPBACK_NAMES",
     "StatusCallback",
     "WebServer",
+    "host_name",
     "normalize_address",
     "peer_address",
 ]
