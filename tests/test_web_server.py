@@ -337,3 +337,34 @@ def test_allowed_host_names() -> None:
     assert named.host_allowed("bridge.lan:8099") and named.host_allowed("solar.example.")
     assert not loopback.host_allowed("bridge.lan")
     assert not wide.host_allowed("0.0.0.0.example")
+
+
+async def test_the_websocket_checks_the_origin() -> None:
+    """Any web page may open a websocket to any address: only this bridge's pages may read it."""
+    server = await _api_server()
+    try:
+        here = f"127.0.0.1:{server.port}"
+        assert await _ws_status(server, {"Origin": "http://evil.example"}) == 403
+        assert await _ws_status(server, {"Origin": "null"}) == 403
+        assert await _ws_status(server, {"Origin": f"http://{here}"}) == 101
+        assert await _ws_status(server, {}) == 101  # not a browser: nothing to protect from
+        # A POST needs the same Origin (and its custom header).
+        csrf = {"X-Requested-With": "hoymiles-bridge"}
+        status, _, _ = await _get(
+            server, "/api/decode", method="POST", json={"hex": ""}, headers=csrf
+        )
+        assert status == 400  # past the guards: the body is checked
+        foreign = {**csrf, "Origin": "http://evil.example"}
+        assert (await _get(server, "/api/decode", method="POST", json={}, headers=foreign))[
+            0
+        ] == 403
+    finally:
+        await server.stop()
+    ingress = await _api_server(allowed_peers=frozenset({INGRESS}))
+    try:
+        forwarded = {"Origin": "https://ha.example", "X-Forwarded-Host": "ha.example"}
+        assert await _ws_status(ingress, forwarded, source=INGRESS) == 101
+        foreign = {"Origin": "https://evil.example", "X-Forwarded-Host": "ha.example"}
+        assert await _ws_status(ingress, foreign, source=INGRESS) == 403
+    finally:
+        await ingress.stop()

@@ -4,8 +4,11 @@ Every route is relative to where the app is mounted, so it works under the
 ingress prefix. GETs have no side effects. Every POST must be same-origin: an
 ``Origin`` header, when present, must name the request's host, and the custom
 header ``X-Requested-With: hoymiles-bridge`` is required (a cross-site form
-cannot set it). A bad request is answered 4xx with ``{"error": "<sentence>"}``
-naming the field. No response or websocket message carries a secret.
+cannot set it). The websocket ``api/ws`` has the same ``Origin`` rule: browsers
+let any page open a websocket to any address, and only the ``Origin`` tells
+another site's page from this bridge's. A bad request is answered 4xx with
+``{"error": "<sentence>"}`` naming the field. No response or websocket message
+carries a secret.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from hoymiles_bridge.web.hub import Encoded, WebHub, encode, safe_hex
 CSRF_HEADER: Final = "X-Requested-With"
 CSRF_VALUE: Final = "hoymiles-bridge"
 DEFAULT_FRAME_LIMIT: Final = 200
+WEBSOCKET_PATH: Final = "/api/ws"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -150,7 +154,7 @@ class WebApi:
         router.add_get("/api/diagnostics/download", self._diagnostics_download)
         router.add_post("/api/command", self._command)
         router.add_post("/api/read", self._read)
-        router.add_get("/api/ws", self._websocket)
+        router.add_get(WEBSOCKET_PATH, self._websocket)
         # Each page's own routes live next to this module (web/common.py is what they see).
         for module in (config_api, console_api, history_api):
             module.register(app, self)
@@ -162,10 +166,13 @@ class WebApi:
     @web.middleware
     async def _same_origin(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/api/"):
+            problem = None
             if request.method not in {"GET", "HEAD", "OPTIONS"}:
                 problem = self._cross_site(request)
-                if problem is not None:
-                    return error(403, problem)
+            elif request.path == WEBSOCKET_PATH:
+                problem = self._foreign_origin(request)
+            if problem is not None:
+                return error(403, problem)
             try:
                 return await handler(request)
             except BadRequest as err:
@@ -173,12 +180,17 @@ class WebApi:
         return await handler(request)
 
     def _cross_site(self, request: web.Request) -> str | None:
+        """Why a POST is refused as cross-site, or ``None`` (see the module docs)."""
         if request.headers.get(CSRF_HEADER, "").strip().lower() != CSRF_VALUE:
             return f"the {CSRF_HEADER}: {CSRF_VALUE} header is required"
+        return self._foreign_origin(request)
+
+    def _foreign_origin(self, request: web.Request) -> str | None:
+        """Why the request's ``Origin`` is not this bridge, or ``None`` (none sent: no browser)."""
         origin = request.headers.get("Origin")
         if origin is None:
             return None
-        hosts = {request.host.lower()}
+        hosts = {request.headers.get("Host", "").strip().lower()}
         forwarded = request.headers.get("X-Forwarded-Host")
         if self.trust_forwarded_host and forwarded:
             hosts.add(forwarded.split(",")[0].strip().lower())
@@ -187,7 +199,7 @@ class WebApi:
             origin_host = url.raw_authority.lower() if url.absolute else ""
         except ValueError:
             origin_host = ""
-        if origin_host not in hosts:
+        if not origin_host or origin_host not in hosts:
             return "the request's Origin is not this bridge"
         return None
 
