@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import re
 import socket
@@ -230,9 +231,17 @@ def test_standalone_web_config(caplog: pytest.LogCaptureFixture) -> None:
         None,
         None,
     )
-    # On loopback the credentials are not needed.
+    # Credentials that are configured are always asked for, on loopback too: other local
+    # users and programs reach 127.0.0.1 as well.
     loop_creds = validate({"dtus": dtus, "web": {"username": "u", "password": "p"}})
-    assert standalone_web_config(loop_creds).credentials is None
+    assert standalone_web_config(loop_creds).credentials == ("u", "p")
+    # Half of them is still asked for (the other one empty), with a warning.
+    user_only = validate({"dtus": dtus, "web": {"username": "u"}})
+    assert standalone_web_config(user_only).credentials == ("u", "")
+    assert "web.username is set without web.password" in caplog.text
+    password_only = validate({"dtus": dtus, "web": {"password": "p"}})
+    assert standalone_web_config(password_only).credentials == ("", "p")
+    assert "web.password is set without web.username" in caplog.text
     wide = validate(
         {"dtus": dtus, "web": {"host": "0.0.0.0", "port": 8100, "username": "u", "password": "p"}}
     )
@@ -240,6 +249,18 @@ def test_standalone_web_config(caplog: pytest.LogCaptureFixture) -> None:
     open_wide = validate({"dtus": dtus, "web": {"host": "0.0.0.0"}})
     assert standalone_web_config(open_wide).credentials is None
     assert "without web.username/web.password" in caplog.text
+
+
+async def test_configured_credentials_guard_a_loopback_service() -> None:
+    options = validate({"dtus": [{"host": "192.0.2.1"}], "web": {"username": "u", "password": "p"}})
+    web = dataclasses.replace(standalone_web_config(options), port=0)  # any free port
+    service = Service(options, fixed_broker(MqttSettings()), web)
+    await service.web.start()
+    try:
+        assert (await _get(service.web, "/api/status"))[0] == 401
+        assert (await _get(service.web, "/api/status", headers=_basic("u", "p")))[0] == 200
+    finally:
+        await service.web.stop()
 
 
 def test_extra_host_names_come_from_the_environment() -> None:

@@ -112,7 +112,12 @@ def _is_loopback(host: str) -> bool:
 
 
 def standalone_web_config(options: Options, environ: Mapping[str, str] | None = None) -> WebConfig:
-    """``options.web``; basic auth when it listens beyond loopback and has credentials.
+    """``options.web``; basic auth whenever ``web.username`` or ``web.password`` is set.
+
+    Loopback is no exception: other users and programs of the machine reach
+    127.0.0.1 too, and whoever configured credentials expects them asked for.
+    With only one of the two set, the other is asked for empty (and a warning
+    says so).
 
     ``HOYMILES_BRIDGE_WEB_HOSTS`` (comma-separated) names the extra host names
     the web UI is opened as, for example a DNS name of the machine.
@@ -123,15 +128,22 @@ def standalone_web_config(options: Options, environ: Mapping[str, str] | None = 
     )
     web = options.web
     credentials = None
-    if not _is_loopback(web.host):
-        if web.username and web.password:
-            credentials = (web.username, web.password)
-        else:
+    if web.username or web.password:
+        credentials = (web.username or "", web.password or "")
+        if not web.password:
             _LOGGER.warning(
-                "The web server listens on %s without web.username/web.password: "
-                "anyone who can reach it sees the bridge's state",
-                web.host,
+                "web.username is set without web.password: the web UI asks for an empty password"
             )
+        elif not web.username:
+            _LOGGER.warning(
+                "web.password is set without web.username: the web UI asks for an empty user name"
+            )
+    elif not _is_loopback(web.host):
+        _LOGGER.warning(
+            "The web server listens on %s without web.username/web.password: "
+            "anyone who can reach it sees the bridge's state",
+            web.host,
+        )
     return WebConfig(web.host, web.port, allowed_peers=None, credentials=credentials, hosts=hosts)
 
 
