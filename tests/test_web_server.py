@@ -342,6 +342,32 @@ async def test_behind_ingress_any_host_is_served() -> None:
         await server.stop()
 
 
+async def test_pages_carry_a_content_security_policy() -> None:
+    for peers, ancestors in ((None, "'none'"), (frozenset({LOCAL}), "'self'")):
+        server = await _api_server(allowed_peers=peers)
+        try:
+            status, page, headers = await _get(server, "/")
+            assert status == 200
+            policy = dict(
+                part.strip().split(" ", 1) for part in headers["Content-Security-Policy"].split(";")
+            )
+            assert policy["default-src"] == "'self'"
+            # Standalone no page may frame the UI; behind ingress only Home Assistant's own
+            # frontend, which is the same origin as the ingress URL.
+            assert policy["frame-ancestors"] == ancestors
+            assert "unsafe" not in headers["Content-Security-Policy"]
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            assert headers["Referrer-Policy"] == "no-referrer"
+            for path in ("/api/status", "/health", "/missing"):
+                assert "Content-Security-Policy" in (await _get(server, path))[2], path
+        finally:
+            await server.stop()
+    # Nothing inline that the policy would block: scripts and styles are files.
+    assert re.findall(r"<script\b[^>]*>", page)
+    assert all(" src=" in tag for tag in re.findall(r"<script\b[^>]*>", page))
+    assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=|javascript:", page, re.IGNORECASE)
+
+
 def test_allowed_host_names() -> None:
     loopback = WebServer(LOCAL, 8099, status=_status, allowed_peers=None)
     wide = WebServer("0.0.0.0", 8099, status=_status, allowed_peers=None)

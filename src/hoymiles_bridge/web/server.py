@@ -22,6 +22,15 @@ not checked there.
 
 Pages use relative links only: behind ingress the UI lives under
 ``/api/hassio_ingress/<token>/``, and an absolute ``/...`` link would leave it.
+
+Every response carries a ``Content-Security-Policy``: scripts, styles,
+fetches and the websocket come from this origin only (``'self'``; the pages
+have no inline script or style), images also from ``data:`` (the empty
+favicon). ``frame-ancestors`` is ``'none'`` standalone, where no page has a
+reason to frame the UI. Behind ingress it is ``'self'``: Home Assistant's
+frontend shows the UI in an iframe whose URL is on the frontend's own origin
+(``https://<home assistant>/api/hassio_ingress/<token>/``), so the frontend
+is "self" and any other site's frame is refused.
 """
 
 from __future__ import annotations
@@ -89,6 +98,15 @@ _STATIC_TYPES: Final = {
     ".svg": "image/svg+xml",
 }
 _IMMUTABLE: Final = "public, max-age=31536000, immutable"
+
+
+def content_security_policy(*, ingress: bool) -> str:
+    """The ``Content-Security-Policy`` of every response (see the module docs)."""
+    ancestors = "'self'" if ingress else "'none'"
+    return (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        f"form-action 'self'; frame-ancestors {ancestors}"
+    )
 
 
 def asset_versions(directory: Path = STATIC_DIR) -> dict[str, str]:
@@ -236,6 +254,7 @@ class WebServer:
         #: The host names a standalone server answers to besides IP addresses.
         self.host_names = self._host_names(host, allowed_hosts)
         self._access_log = access_log
+        self._policy = content_security_policy(ingress=self.allowed_peers is not None)
         self._runner: web.AppRunner | None = None
         self.hub = hub
         #: The JSON API (``api/...``), when a hub and a fleet were given.
@@ -388,8 +407,8 @@ class WebServer:
             _LOGGER.exception("Web request %s %s failed", request.method, request.path)
             return web.Response(status=500, text="Internal error; see the bridge's log.\n")
 
-    @staticmethod
-    async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    async def _security_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.setdefault("Content-Security-Policy", self._policy)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("Cache-Control", "no-cache")
@@ -424,6 +443,7 @@ __all__ = [
     "LOOPBACK_NAMES",
     "StatusCallback",
     "WebServer",
+    "content_security_policy",
     "host_name",
     "normalize_address",
     "peer_address",
