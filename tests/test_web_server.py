@@ -368,6 +368,93 @@ async def test_pages_carry_a_content_security_policy() -> None:
     assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=|javascript:", page, re.IGNORECASE)
 
 
+_HUGE = "9" * 5000
+_COMMAND = '{"command": "limit_persistent_relative", "serial": "116412345678", "value": %s}'
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("api/command", _COMMAND % _HUGE, "'value'"),
+        ("api/command", _COMMAND % "NaN", "'value'"),
+        ("api/command", _COMMAND % "Infinity", "'value'"),
+        ("api/command", _COMMAND % "-Infinity", "'value'"),
+        ("api/command", _COMMAND % "1e999", "'value'"),
+        ("api/command", _COMMAND % "true", "'value'"),
+        ("api/read", '{"request": "AppInfoToDtu", "dtu": NaN}', "'dtu'"),
+        ("api/read", '{"request": ' + _HUGE + "}", "'request'"),
+        ("api/decode", '{"hex": 1e999}', "'hex'"),
+        ("api/config/validate", '{"options": {"poll_interval": ' + _HUGE + "}}", "poll_interval"),
+        ("api/config/validate", '{"options": {"poll_interval": Infinity}}', "poll_interval"),
+        ("api/config/validate", '{"options": {"dtus": [{"port": NaN}]}}', "'options.dtus[0].port'"),
+        ("api/config", '{"options": {"mqtt": {"port": -1e999}}}', "'options.mqtt.port'"),
+        ("api/config", '{"options": %s}' % ("[" * 20000 + "]" * 20000), "nested"),
+    ],
+    ids=lambda v: v if len(v) < 60 else f"{v[:30]}...({len(v)} characters)",
+)
+async def test_unusable_numbers_in_a_body_are_a_400_naming_the_field(
+    path: str, body: str, field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await _api_server()
+    try:
+        headers = {"X-Requested-With": "hoymiles-bridge", "Content-Type": "application/json"}
+        status, text, _ = await _get(server, "/" + path, method="POST", data=body, headers=headers)
+    finally:
+        await server.stop()
+    assert status in {400, 422}, text[:300]
+    error = json.loads(text)["error"]
+    assert field in error and "Traceback" not in error and len(error) < 200, error
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+class _RefusingStore:
+    """A file store whose save refuses the options with a plain HoymilesError."""
+
+    mode = "file"
+    source = "bridge.yaml"
+    can_save = True
+    can_restart = False
+    process_web = None
+
+    async def load(self) -> dict[str, Any]:
+        return {"dtus": [{"host": "192.0.2.1"}]}
+
+    async def save(self, submitted: dict[str, Any]) -> Any:
+        raise InvalidArgumentError("the option 'poll_interval' cannot be stored that way")
+
+    async def restart(self) -> None:  # pragma: no cover - not asked
+        raise AssertionError
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_refusal_from_the_options_is_a_400() -> None:
+    server = await _api_server(config_store=_RefusingStore())
+    try:
+        headers = {"X-Requested-With": "hoymiles-bridge"}
+        options = {"options": {"dtus": [{"host": "192.0.2.1"}], "poll_interval": 40}}
+        status, text, _ = await _get(
+            server, "/api/config", method="POST", json=options, headers=headers
+        )
+    finally:
+        await server.stop()
+    assert status == 400 and "'poll_interval'" in json.loads(text)["error"]
+
+
+async def test_unusable_numbers_in_a_query_are_a_400() -> None:
+    server = await _api_server()
+    try:
+        for query in (f"limit={_HUGE}", "limit=%C2%B2", "since=" + _HUGE):
+            status, text, _ = await _get(server, "/api/frames?" + query)
+            assert status == 400, (query, text[:200])
+        for query in ("since=1e999", "since=nan", f"since={_HUGE}"):
+            status, text, _ = await _get(server, "/api/history?" + query)
+            assert status in {400, 503}, (query, text[:200])  # 503: the bridge is starting
+    finally:
+        await server.stop()
+
+
 def test_allowed_host_names() -> None:
     loopback = WebServer(LOCAL, 8099, status=_status, allowed_peers=None)
     wide = WebServer("0.0.0.0", 8099, status=_status, allowed_peers=None)

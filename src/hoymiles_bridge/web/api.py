@@ -35,6 +35,7 @@ from hoymiles_bridge.core.commands import (
     CommandOutcome,
     CommandRequest,
     Target,
+    ValueKind,
     known_names,
     lookup,
 )
@@ -56,6 +57,7 @@ from hoymiles_bridge.protocol.requests import READ_REQUESTS
 from hoymiles_bridge.protocol.secrets import mask_secrets, masked_copy
 from hoymiles_bridge.web import config_api, console_api, history_api
 from hoymiles_bridge.web.common import (
+    MAX_DIGITS,
     BadRequest,
     error,
     json_text,
@@ -89,6 +91,14 @@ def _process() -> dict[str, Any]:
         "cpu_user_s": round(usage.ru_utime, 3),
         "cpu_system_s": round(usage.ru_stime, 3),
     }
+
+
+def _count(text: str) -> int | None:
+    """A query's whole number (ASCII digits, at most MAX_DIGITS), or ``None``."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_DIGITS:
+        return None
+    return int(text)
 
 
 def _percentiles(samples: list[float]) -> dict[str, float | int | None]:
@@ -320,16 +330,14 @@ class WebApi:
             raise BadRequest("the parameter 'direction' must be 'to_dtu' or 'from_dtu'")
         limit = default_limit
         if "limit" in query:
-            text = query["limit"]
-            if not text.isdigit() or int(text) < 1:
+            limit = _count(query["limit"])
+            if limit is None or limit < 1:
                 raise BadRequest("the parameter 'limit' must be a whole number above 0")
-            limit = int(text)
         since = None
-        try:
-            if "since" in query:
-                since = int(query["since"])
-        except ValueError:
-            raise BadRequest("the parameter 'since' must be a frame id") from None
+        if "since" in query:
+            since = _count(query["since"])
+            if since is None:
+                raise BadRequest("the parameter 'since' must be a frame id")
         return self.hub.frame_records(
             dtu=query.get("dtu") or None,
             direction=direction,
@@ -443,18 +451,20 @@ class WebApi:
         serial = text_field(body, "serial", required=False) or ""
         dtu = text_field(body, "dtu", required=False)
         value = body.get("value")
-        if isinstance(value, bool):
-            payload = "1" if value else "0"
-        elif isinstance(value, int | float | str):
-            payload = str(value)
-        elif value is None:
-            raise BadRequest("the field 'value' is required")
-        else:
-            raise BadRequest("the field 'value' must be a number, text or true/false")
         try:
             spec = lookup(name)
         except InvalidArgumentError:
             raise BadRequest(f"the field 'command' must be one of: {known_names()}") from None
+        if isinstance(value, bool):
+            if spec.value is ValueKind.NUMBER:
+                raise BadRequest(f"the field 'value' must be a number for the command {name!r}")
+            payload = "1" if value else "0"
+        elif isinstance(value, int | float | str):
+            payload = str(value)  # read_body() let only finite numbers of few digits through
+        elif value is None:
+            raise BadRequest("the field 'value' is required")
+        else:
+            raise BadRequest("the field 'value' must be a number, text or true/false")
         if spec.target is Target.INVERTER:
             if not serial:
                 known = [i.serial for i in self.fleet.inverters()]
