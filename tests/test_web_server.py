@@ -331,6 +331,23 @@ async def test_a_foreign_host_is_refused_standalone() -> None:
         await server.stop()
 
 
+async def _raw_status(server: WebServer, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(LOCAL, server.port)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(4096), 5)
+    writer.close()
+    await writer.wait_closed()
+    return answer.split(b"\r\n")[0]
+
+
+async def test_a_missing_host_is_served_but_two_are_not(open_server: WebServer) -> None:
+    # Browsers always send one Host; a request without any (HTTP/1.0) is no rebinding.
+    assert b" 200 " in await _raw_status(open_server, b"GET /health HTTP/1.0\r\n\r\n")
+    two = b"GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n"
+    assert re.search(rb" (400|421) ", await _raw_status(open_server, two))
+
+
 async def test_behind_ingress_any_host_is_served() -> None:
     """Add-on: only the Supervisor reaches the port, and it forwards the browser's Host."""
     server = await _api_server(allowed_peers=frozenset({INGRESS}))

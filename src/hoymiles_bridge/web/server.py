@@ -75,7 +75,7 @@ LOOPBACK_NAMES: Final = frozenset({"localhost"})
 _WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104
 _MISDIRECTED: Final = (
     "Misdirected request: this bridge answers only to its IP addresses, localhost, "
-    "its machine's name and the names in HOYMILES_BRIDGE_WEB_HOSTS.\n"
+    "the machine's name and the names in HOYMILES_BRIDGE_WEB_HOSTS.\n"
 )
 #: Handler errors answered with a plain 500 instead of a traceback.
 _HANDLER_ERRORS: Final = (
@@ -333,7 +333,7 @@ class WebServer:
         machine = socket.gethostname().lower().removesuffix(".")
         names = set(LOOPBACK_NAMES) | {machine, f"{machine}.local"}
         for name in (host, *extra):
-            cleaned = name.strip().lower().removesuffix(".")
+            cleaned = name.strip().lower().removesuffix(".").strip("[]")
             if cleaned not in _WILDCARD_HOSTS and not _is_ip_address(cleaned):
                 names.add(cleaned)
         return frozenset(names)
@@ -341,12 +341,13 @@ class WebServer:
     def host_allowed(self, value: str) -> bool:
         """Whether a request with ``Host: value`` is meant for this bridge.
 
-        Standalone these are: any IP address (a browser sends an address only
-        when its user typed that address, so no other site can be behind it),
-        ``localhost``, the machine's name (also with ``.local``), ``host``
-        when it is a name, and the ``allowed_hosts``; with any port. A DNS
-        rebinding attack always sends its own name, so it is refused. Behind
-        ingress (``allowed_peers``) every ``Host`` is allowed.
+        Standalone these are: any IP address (a browser sends an address when
+        the page's URL holds it, and a page at the bridge's address is the
+        bridge's own), ``localhost``, the machine's name (also with
+        ``.local``), ``host`` when it is a name, and the ``allowed_hosts``;
+        with any port, so port mappings and proxies work. A DNS rebinding
+        attack always sends its own name, so it is refused. Behind ingress
+        (``allowed_peers``) every ``Host`` is allowed.
         """
         if self.allowed_peers is not None:
             return True
@@ -356,6 +357,16 @@ class WebServer:
         if value.lstrip().startswith("["):
             return True  # host_name() already checked it is an IPv6 address
         return name in self.host_names or _is_ipv4(name)
+
+    def _host_ok(self, request: web.Request) -> bool:
+        """Whether the request's one ``Host`` is allowed (none at all: not a browser)."""
+        if self.allowed_peers is not None:
+            return True
+        hosts = request.headers.getall("Host", [])
+        if len(hosts) <= 1 and all(self.host_allowed(h) for h in hosts):
+            return True
+        _LOGGER.debug("Refused a request for the host %r", hosts)
+        return False
 
     def _peer_allowed(self, request: web.Request) -> bool:
         if self.allowed_peers is None:
@@ -385,9 +396,7 @@ class WebServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        hosts = request.headers.getall("Host", [])
-        if len(hosts) > 1 or (hosts and not self.host_allowed(hosts[0])):
-            _LOGGER.debug("Refused a request for the host %r", hosts)
+        if not self._host_ok(request):
             return web.Response(status=421, text=_MISDIRECTED)
         if not self._peer_allowed(request):
             return web.Response(
