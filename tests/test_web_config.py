@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.addon.config_store import SupervisorConfigStore
@@ -355,3 +356,39 @@ async def test_config_page_in_addon_mode(
         assert addon.standin.restarts == 1
         assert MQTT_SECRET not in await page.content()
         assert proxy.absolute_redirects == [] and proxy.stray_requests == []
+
+
+async def test_a_password_error_shows_under_the_password_field(
+    mosquitto: Mosquitto,
+    browser_page: Page,
+    console_errors: ConsoleErrors,
+    ingress_proxy: IngressProxies,
+) -> None:
+    """A 422 naming ``mqtt.password`` (a new broker needs the password again) is shown there."""
+    console_errors.allow(r"status of 422")
+    page = browser_page
+    refusal = {
+        "error": "The option mqtt.password is invalid.",
+        "fields": {"mqtt.password": "enter the password again to change the broker"},
+    }
+
+    async def refuse_saves(route: Route) -> None:
+        if route.request.method == "POST":
+            await route.fulfill(status=422, json=refusal)
+        else:
+            await route.continue_()
+
+    async with _addon(mosquitto) as addon:
+        proxy = await ingress_proxy(f"http://127.0.0.1:{addon.server.port}")
+        await page.route(re.compile(r".*/api/config$"), refuse_saves)
+        await page.goto(proxy.url_for("#config"))
+        password = page.locator("#cfg-mqtt-password")
+        await expect(password).to_have_value(MASK)
+        await page.locator("#cfg-mqtt-host").fill("192.0.2.99")
+        await page.click("#config-save")
+        message = page.locator('[data-key="mqtt.password"] .field-error')
+        await expect(message).to_have_text("enter the password again to change the broker")
+        await expect(password).to_have_attribute("aria-invalid", "true")
+        await expect(password).to_be_focused()
+        await expect(page.locator("#config-status")).to_contain_text("Not saved")
+        assert addon.standin.saved == []

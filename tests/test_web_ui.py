@@ -10,12 +10,17 @@ import contextlib
 import io
 import json
 import re
+import time
 from typing import Any
 
 from playwright.async_api import Page, expect
 
 from hoymiles_bridge.cli.main import main as cli_main
+from hoymiles_bridge.dtu.connection import FrameEvent
+from hoymiles_bridge.errors import BadMagicError
 from hoymiles_bridge.protocol.devices import format_serial
+from hoymiles_bridge.protocol.registry import Direction
+from hoymiles_bridge.web.hub import HEX_BYTES
 from tests.browser.helpers import ConsoleErrors
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
@@ -135,3 +140,26 @@ async def test_inspector(
     await page.emulate_media(color_scheme="dark")
     await screenshot(page, "inspector")
     assert ui.proxy.absolute_redirects == [] and ui.proxy.stray_requests == []
+
+
+async def test_inspector_says_when_a_frame_is_cut(ui: Ui, browser_page: Page) -> None:
+    """A run of garbage longer than any frame keeps only its start; the detail says so."""
+    page = browser_page
+    await page.goto(ui.proxy.url_for("#inspector"))
+    await expect(page.locator("#frames tr.frame").first).to_be_visible()
+    raw = b"\x00garbage" * 5000
+    error = BadMagicError(f"skipped {len(raw)} bytes that are not part of a frame", raw)
+    assert ui.server.hub is not None
+    ui.server.hub.on_frame(
+        "DTU", FrameEvent(time.time(), Direction.FROM_DTU, raw, None, None, error)
+    )
+    row = page.locator(f'#frames tr.frame[data-id="{ui.server.hub.frames[-1].data["id"]}"]')
+    await expect(row).to_contain_text("40000")
+    await row.click()
+    detail = page.locator(".detail-row .frame-detail")
+    note = f"Only the first {HEX_BYTES:,} of 40,000 bytes are kept"
+    await expect(detail.locator(".truncated-note")).to_contain_text(note)
+    await expect(detail.locator(".error-text")).to_contain_text("not part of a frame")
+    # Frames that were not cut say nothing of the kind.
+    await page.locator("#frames tr.frame").first.click()
+    await expect(page.locator(".detail-row").first).not_to_contain_text("are kept")

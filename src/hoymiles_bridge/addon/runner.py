@@ -5,7 +5,8 @@ Used by ``hoymiles-bridge run`` in both modes:
 * add-on (``--addon``): the web server listens on the ingress port for the
   Supervisor's ingress proxy only, and the broker comes from the options'
   ``mqtt.host`` or else from the Supervisor's MQTT service;
-* standalone (``--config``): the web server listens where ``web`` says.
+* standalone (``--config``): the web server listens where ``web`` says, and
+  answers to the extra host names in ``HOYMILES_BRIDGE_WEB_HOSTS`` too.
 
 The web server starts first, so ``/health`` answers while the bridge waits
 for the Supervisor's broker. SIGTERM (``docker stop``, s6) or SIGINT stop
@@ -66,6 +67,8 @@ class WebConfig:
     port: int
     allowed_peers: frozenset[str] | None = None
     credentials: tuple[str, str] | None = None
+    #: Host names the server answers to besides its defaults (standalone only).
+    hosts: tuple[str, ...] = ()
 
     def describe(self) -> str:
         who = (
@@ -73,6 +76,8 @@ class WebConfig:
             if self.allowed_peers is None
             else "ingress from " + ", ".join(sorted(self.allowed_peers))
         )
+        if self.hosts:
+            who += ", also as " + ", ".join(self.hosts)
         auth = ", basic auth" if self.credentials is not None else ""
         return f"web: http://{self.host}:{self.port}/ ({who}{auth})"
 
@@ -106,20 +111,40 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def standalone_web_config(options: Options) -> WebConfig:
-    """``options.web``; basic auth when it listens beyond loopback and has credentials."""
+def standalone_web_config(options: Options, environ: Mapping[str, str] | None = None) -> WebConfig:
+    """``options.web``; basic auth whenever ``web.username`` or ``web.password`` is set.
+
+    Loopback is no exception: other users and programs of the machine reach
+    127.0.0.1 too, and whoever configured credentials expects them asked for.
+    With only one of the two set, the other is asked for empty (and a warning
+    says so).
+
+    ``HOYMILES_BRIDGE_WEB_HOSTS`` (comma-separated) names the extra host names
+    the web UI is opened as, for example a DNS name of the machine.
+    """
+    env = os.environ if environ is None else environ
+    hosts = tuple(
+        h.strip() for h in env.get("HOYMILES_BRIDGE_WEB_HOSTS", "").split(",") if h.strip()
+    )
     web = options.web
     credentials = None
-    if not _is_loopback(web.host):
-        if web.username and web.password:
-            credentials = (web.username, web.password)
-        else:
+    if web.username or web.password:
+        credentials = (web.username or "", web.password or "")
+        if not web.password:
             _LOGGER.warning(
-                "The web server listens on %s without web.username/web.password: "
-                "anyone who can reach it sees the bridge's state",
-                web.host,
+                "web.username is set without web.password: the web UI asks for an empty password"
             )
-    return WebConfig(web.host, web.port, allowed_peers=None, credentials=credentials)
+        elif not web.username:
+            _LOGGER.warning(
+                "web.password is set without web.username: the web UI asks for an empty user name"
+            )
+    elif not _is_loopback(web.host):
+        _LOGGER.warning(
+            "The web server listens on %s without web.username/web.password: "
+            "anyone who can reach it sees the bridge's state",
+            web.host,
+        )
+    return WebConfig(web.host, web.port, allowed_peers=None, credentials=credentials, hosts=hosts)
 
 
 def addon_broker(options: Options) -> BrokerSource:
@@ -225,6 +250,7 @@ class Service:
             hub=self.hub,
             fleet=lambda: self.bridge.fleet if self.bridge is not None else None,
             config_store=config_store,
+            allowed_hosts=web.hosts,
         )
 
     def status(self) -> dict[str, Any]:

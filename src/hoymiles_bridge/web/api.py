@@ -4,8 +4,11 @@ Every route is relative to where the app is mounted, so it works under the
 ingress prefix. GETs have no side effects. Every POST must be same-origin: an
 ``Origin`` header, when present, must name the request's host, and the custom
 header ``X-Requested-With: hoymiles-bridge`` is required (a cross-site form
-cannot set it). A bad request is answered 4xx with ``{"error": "<sentence>"}``
-naming the field. No response or websocket message carries a secret.
+cannot set it). The websocket ``api/ws`` has the same ``Origin`` rule: browsers
+let any page open a websocket to any address, and only the ``Origin`` tells
+another site's page from this bridge's. A bad request is answered 4xx with
+``{"error": "<sentence>"}`` naming the field. No response or websocket message
+carries a secret.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from hoymiles_bridge.core.commands import (
     CommandOutcome,
     CommandRequest,
     Target,
+    ValueKind,
     known_names,
     lookup,
 )
@@ -53,6 +57,7 @@ from hoymiles_bridge.protocol.requests import READ_REQUESTS
 from hoymiles_bridge.protocol.secrets import mask_secrets, masked_copy
 from hoymiles_bridge.web import config_api, console_api, history_api
 from hoymiles_bridge.web.common import (
+    MAX_DIGITS,
     BadRequest,
     error,
     json_text,
@@ -64,6 +69,7 @@ from hoymiles_bridge.web.hub import Encoded, WebHub, encode, safe_hex
 CSRF_HEADER: Final = "X-Requested-With"
 CSRF_VALUE: Final = "hoymiles-bridge"
 DEFAULT_FRAME_LIMIT: Final = 200
+WEBSOCKET_PATH: Final = "/api/ws"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -85,6 +91,14 @@ def _process() -> dict[str, Any]:
         "cpu_user_s": round(usage.ru_utime, 3),
         "cpu_system_s": round(usage.ru_stime, 3),
     }
+
+
+def _count(text: str) -> int | None:
+    """A query's whole number (ASCII digits, at most MAX_DIGITS), or ``None``."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_DIGITS:
+        return None
+    return int(text)
 
 
 def _percentiles(samples: list[float]) -> dict[str, float | int | None]:
@@ -150,7 +164,7 @@ class WebApi:
         router.add_get("/api/diagnostics/download", self._diagnostics_download)
         router.add_post("/api/command", self._command)
         router.add_post("/api/read", self._read)
-        router.add_get("/api/ws", self._websocket)
+        router.add_get(WEBSOCKET_PATH, self._websocket)
         # Each page's own routes live next to this module (web/common.py is what they see).
         for module in (config_api, console_api, history_api):
             module.register(app, self)
@@ -162,10 +176,13 @@ class WebApi:
     @web.middleware
     async def _same_origin(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/api/"):
+            problem = None
             if request.method not in {"GET", "HEAD", "OPTIONS"}:
                 problem = self._cross_site(request)
-                if problem is not None:
-                    return error(403, problem)
+            elif request.path == WEBSOCKET_PATH:
+                problem = self._foreign_origin(request)
+            if problem is not None:
+                return error(403, problem)
             try:
                 return await handler(request)
             except BadRequest as err:
@@ -173,12 +190,17 @@ class WebApi:
         return await handler(request)
 
     def _cross_site(self, request: web.Request) -> str | None:
+        """Why a POST is refused as cross-site, or ``None`` (see the module docs)."""
         if request.headers.get(CSRF_HEADER, "").strip().lower() != CSRF_VALUE:
             return f"the {CSRF_HEADER}: {CSRF_VALUE} header is required"
+        return self._foreign_origin(request)
+
+    def _foreign_origin(self, request: web.Request) -> str | None:
+        """Why the request's ``Origin`` is not this bridge, or ``None`` (none sent: no browser)."""
         origin = request.headers.get("Origin")
         if origin is None:
             return None
-        hosts = {request.host.lower()}
+        hosts = {request.headers.get("Host", "").strip().lower()}
         forwarded = request.headers.get("X-Forwarded-Host")
         if self.trust_forwarded_host and forwarded:
             hosts.add(forwarded.split(",")[0].strip().lower())
@@ -187,7 +209,7 @@ class WebApi:
             origin_host = url.raw_authority.lower() if url.absolute else ""
         except ValueError:
             origin_host = ""
-        if origin_host not in hosts:
+        if not origin_host or origin_host not in hosts:
             return "the request's Origin is not this bridge"
         return None
 
@@ -308,16 +330,14 @@ class WebApi:
             raise BadRequest("the parameter 'direction' must be 'to_dtu' or 'from_dtu'")
         limit = default_limit
         if "limit" in query:
-            text = query["limit"]
-            if not text.isdigit() or int(text) < 1:
+            limit = _count(query["limit"])
+            if limit is None or limit < 1:
                 raise BadRequest("the parameter 'limit' must be a whole number above 0")
-            limit = int(text)
         since = None
-        try:
-            if "since" in query:
-                since = int(query["since"])
-        except ValueError:
-            raise BadRequest("the parameter 'since' must be a frame id") from None
+        if "since" in query:
+            since = _count(query["since"])
+            if since is None:
+                raise BadRequest("the parameter 'since' must be a frame id")
         return self.hub.frame_records(
             dtu=query.get("dtu") or None,
             direction=direction,
@@ -431,18 +451,20 @@ class WebApi:
         serial = text_field(body, "serial", required=False) or ""
         dtu = text_field(body, "dtu", required=False)
         value = body.get("value")
-        if isinstance(value, bool):
-            payload = "1" if value else "0"
-        elif isinstance(value, int | float | str):
-            payload = str(value)
-        elif value is None:
-            raise BadRequest("the field 'value' is required")
-        else:
-            raise BadRequest("the field 'value' must be a number, text or true/false")
         try:
             spec = lookup(name)
         except InvalidArgumentError:
             raise BadRequest(f"the field 'command' must be one of: {known_names()}") from None
+        if isinstance(value, bool):
+            if spec.value is ValueKind.NUMBER:
+                raise BadRequest(f"the field 'value' must be a number for the command {name!r}")
+            payload = "1" if value else "0"
+        elif isinstance(value, int | float | str):
+            payload = str(value)  # read_body() let only finite numbers of few digits through
+        elif value is None:
+            raise BadRequest("the field 'value' is required")
+        else:
+            raise BadRequest("the field 'value' must be a number, text or true/false")
         if spec.target is Target.INVERTER:
             if not serial:
                 known = [i.serial for i in self.fleet.inverters()]

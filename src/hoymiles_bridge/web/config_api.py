@@ -19,6 +19,12 @@ come from the API's :class:`~hoymiles_bridge.config.store.ConfigStore`
   cannot restart itself, 422 when the stored options are invalid, 502 when the
   Supervisor refused.
 
+A body that is not an object with ``options``, or that holds a number no
+option can take (``NaN``, ``Infinity``, a whole number of more than
+:data:`~hoymiles_bridge.web.common.MAX_DIGITS` digits), is answered 400 naming
+the field, as is any other refusal of the options that is not an
+:class:`~hoymiles_bridge.config.options.OptionsError` (422).
+
 Secrets are masked in every answer and never logged.
 """
 
@@ -46,6 +52,7 @@ from hoymiles_bridge.config.store import (
     options_document,
     prepare,
 )
+from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.web.common import ApiContext, BadRequest, read_body
 
 _LOGGER = logging.getLogger(__name__)
@@ -132,6 +139,8 @@ class ConfigRoutes:
             prepare(submitted, stored)
         except OptionsError as err:
             return _invalid(err)
+        except HoymilesError as err:
+            return _error(400, str(err))
         return web.json_response({"ok": True})
 
     async def save(self, request: web.Request) -> web.Response:
@@ -147,6 +156,8 @@ class ConfigRoutes:
         except ConfigStoreError as err:
             self.api.hub.log("config", f"saving the options failed: {err.message}", level="error")
             return _error(err.status, err.message)
+        except HoymilesError as err:  # any other refusal of the options is about the input
+            return _error(400, str(err))
         changed = changed_keys(_known(before), options_document(saved))
         where = "the Supervisor" if self.addon else self.store.source
         self.api.hub.log(

@@ -3,15 +3,26 @@
 :class:`WebHub` listens to the fleet (its events and frames, see
 :meth:`WebHub.attach`) and keeps bounded ring buffers:
 
-* frames: every frame in and out of every DTU session (default 2,000);
+* frames: every frame in and out of every DTU session, at most 2,000 and at
+  most :data:`FRAME_BUFFER_BYTES` of encoded JSON (the newest frame is always
+  kept); the oldest go first. A record's ``hex`` holds at most
+  :data:`HEX_BYTES` bytes, the largest frame the protocol allows, so a real
+  frame is never cut: only a run of bytes that is not a frame (a peer that
+  sends garbage, read by the connection in chunks of up to 256 KiB) is, and
+  its record says ``"truncated": true`` (``length`` is the whole run's);
 * events: state changes, displacement, new alarms, commands and their outcome,
   bridge start, MQTT connect and disconnect (default 500);
 * power history: ``(time, W)`` per inverter and in total, one point per fresh
-  poll, bounded to about 24 h at the poll interval (at most 20,000 points);
+  poll, bounded to about 24 h at the poll interval (at most 20,000 points per
+  series). An inverter not polled for :data:`SERIES_EXPIRY` (48 h) is
+  forgotten: its series goes, and its last power no longer counts in the total;
 * daily yields: per local day (the bridge's clock) the highest ``yieldday`` each
   inverter reported that day, for the last 31 days. The bridge's value guard
   (:mod:`hoymiles_bridge.core.values`) already keeps ``yieldday`` from going down
   during a day and resets it at local midnight, so the maximum is the day's yield.
+  A day holds only the inverters that reported on it, so this stays bounded
+  without forgetting anyone: the yields of an inverter that went away are part
+  of the month's history.
 
 Each frame and event is turned into a JSON-able dict and encoded ONCE; the
 same string goes into the ring buffer, the export and every websocket client.
@@ -50,8 +61,10 @@ from hoymiles_bridge.dtu.connection import FrameEvent
 from hoymiles_bridge.errors import FrameError
 from hoymiles_bridge.protocol.frame import (
     EXTENDED_HEADER_SIZE,
+    GCM_TAG_SIZE,
     HEADER_SIZE,
     MAGIC,
+    MAX_FRAME_SIZE,
     encode_frame,
     is_extended_tag,
 )
@@ -62,12 +75,19 @@ from hoymiles_bridge.protocol.secrets import SECRET_TAGS, has_secret, masked_cop
 _LOGGER = logging.getLogger(__name__)
 
 FRAME_BUFFER: Final = 2000
+#: The frame ring's budget: the UTF-8 length of its records' JSON. The records'
+#: dicts take about as much again.
+FRAME_BUFFER_BYTES: Final = 8 * 1024 * 1024
+#: Most bytes a record's ``hex`` shows: the largest frame, encrypted, with its GCM tag.
+HEX_BYTES: Final = MAX_FRAME_SIZE + GCM_TAG_SIZE
 EVENT_BUFFER: Final = 500
 #: Per-client queue of live messages; the oldest is dropped when it is full.
 CLIENT_QUEUE: Final = 500
 #: Power history: about a day at the poll interval, never more points than this.
 HISTORY_SECONDS: Final = 24 * 3600
 HISTORY_MAX_POINTS: Final = 20000
+#: An inverter not polled for this many seconds loses its power series.
+SERIES_EXPIRY: Final = 48 * 3600
 #: Daily yields: this many local days are kept.
 DAILY_DAYS: Final = 31
 #: Live state pushes are coalesced to at most one per this many seconds.
@@ -108,10 +128,16 @@ def safe_hex(event: FrameEvent) -> tuple[str, bool]:
 
 
 def build_frame_record(frame_id: int, dtu: str, event: FrameEvent) -> dict[str, Any]:
-    """The inspector's record of one frame (see DOCS.md, "Web API")."""
+    """The inspector's record of one frame (see DOCS.md, "Web API").
+
+    ``hex`` holds at most :data:`HEX_BYTES` bytes; ``truncated`` says it was cut.
+    """
     frame, decoded = event.frame, event.decoded
     message = decoded.message if decoded is not None else None
     hex_text, redacted = safe_hex(event)
+    truncated = len(hex_text) > 2 * HEX_BYTES
+    if truncated:
+        hex_text = hex_text[: 2 * HEX_BYTES]
     tag = frame.tag if frame is not None else _peek_tag(event.raw)
     if decoded is not None:
         name: str | None = decoded.name
@@ -132,6 +158,7 @@ def build_frame_record(frame_id: int, dtu: str, event: FrameEvent) -> dict[str, 
         "crc_ok": frame.crc_ok if frame is not None else None,
         "encrypted": frame.encrypted if frame is not None else None,
         "hex": hex_text,
+        "truncated": truncated,
         "redacted": redacted,
         "payload": message_to_dict(message) if message is not None else None,
         "error": str(event.error) if event.error is not None else None,
@@ -144,6 +171,8 @@ class Encoded:
 
     data: dict[str, Any]
     json: str
+    #: The JSON's length in UTF-8 bytes, for a frame (what the frame ring's budget counts).
+    size: int = 0
 
 
 class Subscription:
@@ -193,18 +222,26 @@ class WebHub:
         self,
         *,
         frames: int = FRAME_BUFFER,
+        frame_bytes: int = FRAME_BUFFER_BYTES,
         events: int = EVENT_BUFFER,
         queue_size: int = CLIENT_QUEUE,
         history_points: int = HISTORY_MAX_POINTS,
         daily_days: int = DAILY_DAYS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.frames: deque[Encoded] = deque(maxlen=frames)
+        #: The newest frames, oldest first (see the module docs for the bounds).
+        self.frames: deque[Encoded] = deque()
+        self.frame_limit = frames
+        self.frame_budget = frame_bytes
+        #: What the frame ring holds: the sum of its records' ``size``.
+        self.frame_bytes = 0
         self.events: deque[Encoded] = deque(maxlen=events)
         self.queue_size = queue_size
         self.history_points = history_points
         self.history: dict[str, deque[tuple[float, float]]] = {}
         self._latest_power: dict[str, float] = {}
+        #: When each inverter of the power history was last polled (its poll's time).
+        self._last_seen: dict[str, float] = {}
         #: "YYYY-MM-DD" (local) -> {inverter serial: Wh}; see daily_data().
         self.daily: dict[str, dict[str, float]] = {}
         self.daily_days = max(1, daily_days)
@@ -285,8 +322,15 @@ class WebHub:
         self.frame_count += 1
         if event.error is not None:
             self.frame_errors += 1
-        item = Encoded(record, encode(record))
+        text = encode(record)
+        item = Encoded(record, text, len(text.encode("utf-8")))
         self.frames.append(item)
+        self.frame_bytes += item.size
+        frames = self.frames
+        while len(frames) > self.frame_limit or (
+            self.frame_bytes > self.frame_budget and len(frames) > 1
+        ):
+            self.frame_bytes -= frames.popleft().size
         self._publish("frame", item.json)
 
     def frame_records(
@@ -380,11 +424,21 @@ class WebHub:
         power = event.data.get("power") or {}
         for serial, watts in power.items():
             self._latest_power[serial] = float(watts)
+            self._last_seen[serial] = when
             self._ring(serial).append((round(when, 1), round(float(watts), 1)))
+        self._forget_gone(when)
         self._ring("total").append((round(when, 1), round(sum(self._latest_power.values()), 1)))
         yields = event.data.get("yieldday") or {}
         if yields:
             self._record_yields(when, yields)
+
+    def _forget_gone(self, now: float) -> None:
+        """Drop the series and last power of inverters not polled for SERIES_EXPIRY."""
+        for serial, seen in list(self._last_seen.items()):
+            if now - seen > SERIES_EXPIRY:
+                del self._last_seen[serial]
+                self._latest_power.pop(serial, None)
+                self.history.pop(serial, None)
 
     def _record_yields(self, when: float, yields: dict[str, Any]) -> None:
         year, month, mday = local_day(when)
@@ -467,6 +521,9 @@ __all__ = [
     "DAILY_DAYS",
     "EVENT_BUFFER",
     "FRAME_BUFFER",
+    "FRAME_BUFFER_BYTES",
+    "HEX_BYTES",
+    "SERIES_EXPIRY",
     "Encoded",
     "Subscription",
     "WebHub",

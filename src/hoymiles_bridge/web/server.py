@@ -12,10 +12,25 @@ also answers the JSON API of :mod:`hoymiles_bridge.web.api` (the bridge may be
 given as a callable while the service is still starting it).
 
 Standalone, the server has no peer restriction; with ``credentials`` it asks
-for HTTP basic auth (the caller does that when it listens beyond loopback).
+for HTTP basic auth (whenever the options configure them, loopback included).
+It also answers only requests whose ``Host`` names this bridge (see
+:meth:`WebServer.host_allowed`), so a web page of another site whose name was
+made to resolve to the bridge's address ("DNS rebinding") is refused with 421
+before it can read or change anything. Behind ingress the ``Host`` is the one
+Home Assistant's proxy forwards, and only that proxy reaches the port, so it is
+not checked there.
 
 Pages use relative links only: behind ingress the UI lives under
 ``/api/hassio_ingress/<token>/``, and an absolute ``/...`` link would leave it.
+
+Every response carries a ``Content-Security-Policy``: scripts, styles,
+fetches and the websocket come from this origin only (``'self'``; the pages
+have no inline script or style), images also from ``data:`` (the empty
+favicon). ``frame-ancestors`` is ``'none'`` standalone, where no page has a
+reason to frame the UI. Behind ingress it is ``'self'``: Home Assistant's
+frontend shows the UI in an iframe whose URL is on the frontend's own origin
+(``https://<home assistant>/api/hassio_ingress/<token>/``), so the frontend
+is "self" and any other site's frame is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ import hmac
 import html
 import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -53,6 +69,14 @@ HEALTH_PATH: Final = "/health"
 #: How long stop() lets open requests finish.
 _SHUTDOWN_TIMEOUT: Final = 2.0
 _REALM: Final = 'Basic realm="Hoymiles DTU Bridge", charset="UTF-8"'
+#: Host names a standalone server always answers to (besides any IP address).
+LOOPBACK_NAMES: Final = frozenset({"localhost"})
+#: Listening on these addresses means every interface: they are never a Host.
+_WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104
+_MISDIRECTED: Final = (
+    "Misdirected request: this bridge answers only to its IP addresses, localhost, "
+    "the machine's name and the names in HOYMILES_BRIDGE_WEB_HOSTS.\n"
+)
 #: Handler errors answered with a plain 500 instead of a traceback.
 _HANDLER_ERRORS: Final = (
     HoymilesError,
@@ -74,6 +98,15 @@ _STATIC_TYPES: Final = {
     ".svg": "image/svg+xml",
 }
 _IMMUTABLE: Final = "public, max-age=31536000, immutable"
+
+
+def content_security_policy(*, ingress: bool) -> str:
+    """The ``Content-Security-Policy`` of every response (see the module docs)."""
+    ancestors = "'self'" if ingress else "'none'"
+    return (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        f"form-action 'self'; frame-ancestors {ancestors}"
+    )
 
 
 def asset_versions(directory: Path = STATIC_DIR) -> dict[str, str]:
@@ -126,6 +159,52 @@ def _addresses(values: Iterable[str]) -> frozenset[str]:
         raise InvalidArgumentError(f"not an IP address: {err}") from None
 
 
+def host_name(value: str) -> str | None:
+    """The name in a ``Host`` header: lower case, without port, brackets or final dot.
+
+    ``None`` when the header is malformed (a bad port, an unclosed or
+    non-IPv6 bracket).
+    """
+    text = value.strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        name, rest = text[1:end], text[end + 1 :]
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            return None
+    else:
+        name, colon, port = text.partition(":")
+        rest = colon + port
+    if rest and not (
+        rest.startswith(":") and len(rest) <= 6 and (rest[1:] == "" or _digits(rest[1:]))
+    ):
+        return None
+    return name.removesuffix(".")
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _is_ipv4(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def peer_address(request: web.Request) -> str | None:
     """The TCP peer's IP address (never taken from a header), or ``None`` when unknown."""
     transport = request.transport
@@ -160,6 +239,7 @@ class WebServer:
         fleet: Fleet | Callable[[], Fleet | None] | None = None,
         clock: Callable[[], float] = time.time,
         config_store: ConfigStore | None = None,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -171,7 +251,10 @@ class WebServer:
             if credentials is None
             else (credentials[0].encode("utf-8"), credentials[1].encode("utf-8"))
         )
+        #: The host names a standalone server answers to besides IP addresses.
+        self.host_names = self._host_names(host, allowed_hosts)
         self._access_log = access_log
+        self._policy = content_security_policy(ingress=self.allowed_peers is not None)
         self._runner: web.AppRunner | None = None
         self.hub = hub
         #: The JSON API (``api/...``), when a hub and a fleet were given.
@@ -245,6 +328,46 @@ class WebServer:
 
     # --- access control ---------------------------------------------------
 
+    @staticmethod
+    def _host_names(host: str, extra: Iterable[str]) -> frozenset[str]:
+        machine = socket.gethostname().lower().removesuffix(".")
+        names = set(LOOPBACK_NAMES) | {machine, f"{machine}.local"}
+        for name in (host, *extra):
+            cleaned = name.strip().lower().removesuffix(".").strip("[]")
+            if cleaned not in _WILDCARD_HOSTS and not _is_ip_address(cleaned):
+                names.add(cleaned)
+        return frozenset(names)
+
+    def host_allowed(self, value: str) -> bool:
+        """Whether a request with ``Host: value`` is meant for this bridge.
+
+        Standalone these are: any IP address (a browser sends an address when
+        the page's URL holds it, and a page at the bridge's address is the
+        bridge's own), ``localhost``, the machine's name (also with
+        ``.local``), ``host`` when it is a name, and the ``allowed_hosts``;
+        with any port, so port mappings and proxies work. A DNS rebinding
+        attack always sends its own name, so it is refused. Behind ingress
+        (``allowed_peers``) every ``Host`` is allowed.
+        """
+        if self.allowed_peers is not None:
+            return True
+        name = host_name(value)
+        if not name:
+            return False
+        if value.lstrip().startswith("["):
+            return True  # host_name() already checked it is an IPv6 address
+        return name in self.host_names or _is_ipv4(name)
+
+    def _host_ok(self, request: web.Request) -> bool:
+        """Whether the request's one ``Host`` is allowed (none at all: not a browser)."""
+        if self.allowed_peers is not None:
+            return True
+        hosts = request.headers.getall("Host", [])
+        if len(hosts) <= 1 and all(self.host_allowed(h) for h in hosts):
+            return True
+        _LOGGER.debug("Refused a request for the host %r", hosts)
+        return False
+
     def _peer_allowed(self, request: web.Request) -> bool:
         if self.allowed_peers is None:
             return True
@@ -273,6 +396,8 @@ class WebServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not self._host_ok(request):
+            return web.Response(status=421, text=_MISDIRECTED)
         if not self._peer_allowed(request):
             return web.Response(
                 status=403, text="Forbidden: this port only serves Home Assistant ingress.\n"
@@ -291,8 +416,8 @@ class WebServer:
             _LOGGER.exception("Web request %s %s failed", request.method, request.path)
             return web.Response(status=500, text="Internal error; see the bridge's log.\n")
 
-    @staticmethod
-    async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    async def _security_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.setdefault("Content-Security-Policy", self._policy)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("Cache-Control", "no-cache")
@@ -324,8 +449,11 @@ class WebServer:
 
 __all__ = [
     "DEFAULT_HEALTH_PEERS",
+    "LOOPBACK_NAMES",
     "StatusCallback",
     "WebServer",
+    "content_security_policy",
+    "host_name",
     "normalize_address",
     "peer_address",
 ]

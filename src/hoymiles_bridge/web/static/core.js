@@ -130,6 +130,9 @@ window.HB = (() => {
       frame.hex ? el("div", { class: "legend" }, ["magic", "tag", "seq", "crc", "len"].map((n) =>
         el("span", { class: `hx-${n}`, text: n }))) : null,
       frame.hex ? el("pre", { class: "hex" }, headerSpans(frame.hex)) : null,
+      // The bridge keeps only the start of a run of bytes longer than any frame.
+      frame.truncated ? el("p", { class: "muted truncated-note",
+        text: `Only the first ${num(frame.hex.length / 2, 0)} of ${num(frame.length, 0)} bytes are kept.` }) : null,
       frame.redacted ? el("p", { class: "muted", text: "Secrets masked: this is the redacted frame, not the wire bytes." }) : null,
       frame.error ? el("p", { class: "error-text", text: frame.error }) : null,
       frame.payload ? el("ul", { class: "tree" }, tree(frame.payload, frame.message || "payload", 0))
