@@ -135,10 +135,12 @@ async def test_basic_auth() -> None:
             {"Authorization": "Bearer s3cret:with:colons"},
             {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
         ):
-            assert (await _get(server, "/health", headers=headers_))[0] == 401, headers_
+            assert (await _get(server, "/", headers=headers_))[0] == 401, headers_
         good = _basic("admin", "s3cret:with:colons")
         assert (await _get(server, "/", headers=good))[0] == 200
+        # the local health probe (Docker's HEALTHCHECK) works with and without a login
         assert (await _get(server, "/health", headers=good))[0] == 200
+        assert (await _get(server, "/health"))[0] == 200
     finally:
         await server.stop()
 
@@ -259,6 +261,9 @@ async def test_configured_credentials_guard_a_loopback_service() -> None:
     try:
         assert (await _get(service.web, "/api/status"))[0] == 401
         assert (await _get(service.web, "/api/status", headers=_basic("u", "p")))[0] == 200
+        # the container's own health probe (from 127.0.0.1) needs no login; pages do
+        assert (await _get(service.web, "/health"))[0] == 200
+        assert (await _get(service.web, "/"))[0] == 401
     finally:
         await service.web.stop()
 

@@ -275,7 +275,7 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
                 "username",
                 "text",
                 label="User name",
-                help="Basic auth when listening beyond this machine.",
+                help="Basic auth: the web UI asks for it whenever it is set.",
                 optional=True,
             ),
             OptionSpec("password", "secret", label="Password", help=_KEEP_OR_EMPTY, optional=True),

@@ -378,6 +378,10 @@ class WebServer:
             return True
         return request.path == HEALTH_PATH and peer in self.health_peers
 
+    def _health_probe(self, request: web.Request) -> bool:
+        """The container's own health check (``/health`` from a health peer) needs no login."""
+        return request.path == HEALTH_PATH and peer_address(request) in self.health_peers
+
     def _authorized(self, request: web.Request) -> bool:
         if self._credentials is None:
             return True
@@ -402,7 +406,7 @@ class WebServer:
             return web.Response(
                 status=403, text="Forbidden: this port only serves Home Assistant ingress.\n"
             )
-        if not self._authorized(request):
+        if not self._authorized(request) and not self._health_probe(request):
             return web.Response(
                 status=401,
                 text="Unauthorized: this bridge needs a user name and password.\n",
