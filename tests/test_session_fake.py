@@ -14,11 +14,13 @@ import contextlib
 import dataclasses
 import itertools
 import random
+import struct
 from types import TracebackType
 
 import pytest
 
 from hoymiles_bridge.dtu.client import DtuClient
+from hoymiles_bridge.dtu.connection import MAX_FRAME_ERRORS
 from hoymiles_bridge.dtu.policy import (
     MIN_INTERVAL_DEFAULT,
     MIN_INTERVAL_NEW_FIRMWARE,
@@ -28,6 +30,7 @@ from hoymiles_bridge.dtu.policy import (
 )
 from hoymiles_bridge.dtu.session import DtuSession, DtuTarget, SessionState
 from hoymiles_bridge.errors import DtuDisplacedError, InvalidArgumentError
+from hoymiles_bridge.protocol.frame import MAX_FRAME_SIZE
 from hoymiles_bridge.protocol.models import AppInfo, DtuConfig, NetworkInfo, RealData, Warnings
 from hoymiles_bridge.simulator import default_fleet
 from hoymiles_bridge.simulator.fleet import DtuSpec
@@ -662,5 +665,28 @@ def test_a_hostile_dtu_does_not_stop_its_neighbour() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         assert all(session.state is SessionState.STOPPED for session in sessions)
+
+    run_virtual(main)
+
+
+def test_a_dtu_that_sends_garbage_is_dropped_backed_off_and_found_again() -> None:
+    """A stream of maximum-length headers: the connection closes itself after a few
+    of them (the splitter's work stays linear), the session backs off and recovers."""
+
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        header = struct.pack(">2sHHHH", b"HM", 0xA211, 1, 0, MAX_FRAME_SIZE)
+        fake.endpoint.responder = lambda data: header * 6554  # 64 KiB
+        async with Running(fake, PollPolicy()) as run:
+            await run.until(300)
+            session = run.session
+            assert session.state is SessionState.OFFLINE
+            assert f"{MAX_FRAME_ERRORS} malformed frames in a row" in session.state_reason
+            starts = run.poll_starts()
+            assert all(gap >= PollPolicy().retry_initial / 2 - EPS for gap in _gaps(starts))
+            fake.endpoint.responder = fake.answer
+            await run.until(300 + MIN_INTERVAL_DEFAULT + 5)
+            assert session.state is SessionState.CONNECTED and session.failures == 0
+        assert run.recorder.state_sequence == [SessionState.OFFLINE, SessionState.CONNECTED]
 
     run_virtual(main)
