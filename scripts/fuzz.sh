@@ -29,7 +29,11 @@ import tomllib
 with open("pyproject.toml", "rb") as file:
     print("\n".join(tomllib.load(file)["project"]["optional-dependencies"]["fuzz"]))
 ')
-python -m pip install -q "${fuzz_requirements[@]}"
+constraints=()
+if [ -f constraints.txt ]; then
+  constraints=(-c constraints.txt) # the pins every install of the project takes
+fi
+python -m pip install -q "${constraints[@]}" "${fuzz_requirements[@]}"
 
 summary=()
 crashed=0
