@@ -16,9 +16,18 @@ from hoymiles_bridge.errors import (
     FrameLengthError,
     TruncatedFrameError,
 )
-from hoymiles_bridge.protocol.crc import crc16_modbus, crc16_modbus_python
+from hoymiles_bridge.protocol import frame as frame_module
+from hoymiles_bridge.protocol.crc import (
+    CRC_INIT,
+    crc16_modbus,
+    crc16_modbus_python,
+    crc16_update,
+    crc16_zeros,
+)
 from hoymiles_bridge.protocol.frame import (
     GCM_TAG_SIZE,
+    HEADER_SIZE,
+    KEPT_BAD_BYTES,
     MAX_FRAME_SIZE,
     ExtendedHeader,
     Frame,
@@ -248,3 +257,120 @@ def test_truncated_frame_followed_by_full_frame_recovers_the_second() -> None:
     frames = [f for f in got if isinstance(f, Frame)]
     assert any(isinstance(f, CrcMismatchError | FrameLengthError) for f in got)
     assert frames and all(f.sequence == 2 and f.payload == b"\x10\x02" for f in frames)
+
+
+# --- linear cost on hostile streams --------------------------------------------------------
+
+#: A header announcing the largest frame, with a CRC that its "payload" will not have.
+HOSTILE_HEADER = struct.pack(">2sHHHH", b"HM", 0xA211, 1, 0, MAX_FRAME_SIZE)
+MIB = 1024 * 1024
+#: Bytes run through the CRC per byte fed, at most (measured: about 2.4 for the
+#: stream below; the splitter before this bound hashed about 1500 per byte fed).
+WORK_PER_BYTE = 4
+
+
+def _hostile_stream(size: int, embedded: dict[int, bytes] | None = None) -> bytes:
+    """``size`` bytes of HOSTILE_HEADER back to back, with ``embedded`` frames at offsets."""
+    data = bytearray((HOSTILE_HEADER * (size // HEADER_SIZE + 1))[:size])
+    for offset, frame in (embedded or {}).items():
+        data[offset : offset + len(frame)] = frame
+    return bytes(data)
+
+
+class _CrcCounter:
+    """Counts the bytes the splitter hands to the CRC functions, independently of it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.hashed = 0
+        plain, update = frame_module.crc16_modbus, frame_module.crc16_update
+
+        def counted_plain(data: bytes) -> int:
+            self.hashed += len(data)
+            return plain(data)
+
+        def counted_update(register: int, data: bytes | bytearray) -> int:
+            self.hashed += len(data)
+            return update(register, data)
+
+        monkeypatch.setattr(frame_module, "crc16_modbus", counted_plain)
+        monkeypatch.setattr(frame_module, "crc16_update", counted_update)
+
+
+@pytest.mark.parametrize("chunk", [MIB, 1460], ids=["one-chunk", "tcp-segments"])
+def test_a_mebibyte_of_maximum_length_headers_costs_linear_work(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = _CrcCounter(monkeypatch)
+    data = _hostile_stream(MIB)
+    splitter = FrameSplitter()
+    items: list[Frame | FrameError] = []
+    for at in range(0, len(data), chunk):
+        items += splitter.feed(data[at : at + chunk])
+    assert counter.hashed == splitter.crc_bytes
+    assert splitter.crc_bytes <= WORK_PER_BYTE * len(data)
+    # every candidate was still tried: one error per header that could be completed
+    assert len(items) == (len(data) - splitter.pending) // HEADER_SIZE
+    assert all(isinstance(i, CrcMismatchError) for i in items)
+    # no error holds more than the header and KEPT_BAD_BYTES of what it rejects
+    assert all(
+        len(i.raw) <= HEADER_SIZE + KEPT_BAD_BYTES for i in items if isinstance(i, FrameError)
+    )
+    assert splitter.pending <= MAX_FRAME_SIZE
+    assert splitter.unframed == len(data)
+
+
+def test_frames_hidden_in_a_mebibyte_of_hostile_headers_are_all_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frames = {
+        offset: encode_frame(0xA211, number, bytes([number]) * (number * 37 % 900))
+        for number, offset in enumerate(range(1000, MIB - 20_000, 65_530), start=1)
+    }
+    frames[500_003] = encode_frame(0xDA01, 99, b"\x08\x01", extended=ExtendedHeader(serial=7))
+    data = _hostile_stream(MIB, frames)
+    counter = _CrcCounter(monkeypatch)
+    splitter = FrameSplitter()
+    items = splitter.feed(data[: MIB // 2]) + splitter.feed(data[MIB // 2 :])
+    found = [i.to_bytes() for i in items if isinstance(i, Frame)]
+    # (a frame in the last 16 KiB would wait, as before, for the bytes the
+    # header in front of it announces: that is why none is placed there)
+    assert found == [frames[offset] for offset in sorted(frames)]
+    assert counter.hashed == splitter.crc_bytes <= WORK_PER_BYTE * len(data)
+
+
+def test_a_bad_frame_of_16_kib_keeps_only_its_header_and_64_bytes() -> None:
+    bad = bytearray(encode_frame(0xA211, 5, bytes(MAX_FRAME_SIZE - HEADER_SIZE)))
+    bad[6] ^= 0xFF
+    good = encode_frame(0xA211, 6, b"\x10\x01")
+    items = FrameSplitter().feed(bytes(bad) + b"\x00" * 500 + good)
+    error, skipped, frame = items
+    assert isinstance(error, CrcMismatchError)
+    assert error.raw == bytes(bad[: HEADER_SIZE + KEPT_BAD_BYTES])
+    assert isinstance(skipped, BadMagicError) and "500 bytes" in str(skipped)
+    assert skipped.raw == bytes(KEPT_BAD_BYTES)
+    assert isinstance(frame, Frame) and frame.sequence == 6
+
+
+def test_unframed_counts_the_bytes_since_the_last_good_frame() -> None:
+    splitter = FrameSplitter()
+    good = encode_frame(0xA211, 1, b"\x10\x01")
+    splitter.feed(b"junk" + good)
+    assert splitter.unframed == 0
+    splitter.feed(b"HM\xa2\x11" + b"zz")
+    assert splitter.unframed == 6
+    splitter.feed(good[:5])
+    assert splitter.unframed == 6 + 5
+    splitter.feed(good[5:])
+    assert splitter.unframed == 0
+
+
+@given(st.binary(max_size=400), st.data())
+def test_property_crc_of_any_range_from_two_registers(data: bytes, draw: st.DataObject) -> None:
+    first = draw.draw(st.integers(0, len(data)))
+    stop = draw.draw(st.integers(first, len(data)))
+    z_first, z_stop = crc16_update(0, data[:first]), crc16_update(0, data[:stop])
+    assert crc16_zeros(CRC_INIT ^ z_first, stop - first) ^ z_stop == crc16_modbus(data[first:stop])
+    register = draw.draw(st.integers(0, 0xFFFF))
+    count = draw.draw(st.integers(0, 3000))
+    assert crc16_zeros(register, count) == crc16_update(register, bytes(count))
+    assert crc16_modbus_python(data, register) == crc16_update(register, data)

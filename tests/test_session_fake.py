@@ -14,11 +14,13 @@ import contextlib
 import dataclasses
 import itertools
 import random
+import struct
 from types import TracebackType
 
 import pytest
 
 from hoymiles_bridge.dtu.client import DtuClient
+from hoymiles_bridge.dtu.connection import MAX_FRAME_ERRORS
 from hoymiles_bridge.dtu.policy import (
     MIN_INTERVAL_DEFAULT,
     MIN_INTERVAL_NEW_FIRMWARE,
@@ -27,7 +29,8 @@ from hoymiles_bridge.dtu.policy import (
     firmware_min_interval,
 )
 from hoymiles_bridge.dtu.session import DtuSession, DtuTarget, SessionState
-from hoymiles_bridge.errors import DtuDisplacedError
+from hoymiles_bridge.errors import DtuDisplacedError, InvalidArgumentError
+from hoymiles_bridge.protocol.frame import MAX_FRAME_SIZE
 from hoymiles_bridge.protocol.models import AppInfo, DtuConfig, NetworkInfo, RealData, Warnings
 from hoymiles_bridge.simulator import default_fleet
 from hoymiles_bridge.simulator.fleet import DtuSpec
@@ -91,10 +94,17 @@ class Recorder:
 class Running:
     """Runs a session on a fake DTU as a named task; ``until`` moves virtual time on."""
 
-    def __init__(self, fake: FakeDtu, policy: PollPolicy, *, seed: int = 7) -> None:
+    def __init__(
+        self,
+        fake: FakeDtu,
+        policy: PollPolicy,
+        *,
+        seed: int = 7,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.fake = fake
         self.loop = asyncio.get_running_loop()
-        self.recorder = Recorder()
+        self.recorder = recorder if recorder is not None else Recorder()
         self.session = DtuSession(
             DtuTarget("fake-dtu"),
             policy,
@@ -510,3 +520,173 @@ def test_policy_backoff_is_jittered_between_half_and_the_full_step(seed: int) ->
     for failures in range(1, 15):
         step = min(300.0, 5.0 * 2 ** (failures - 1))
         assert step / 2 <= PollPolicy.backoff(failures, 5.0, 300.0, rng) <= step
+
+
+# --- hostile DTUs and failing listeners: a session only ends when cancelled ----------------
+
+#: A DTU serial no topic may ever carry.
+HOSTILE_SERIAL = "4143/cmd/#"
+
+
+def _turn_hostile(fake: FakeDtu) -> str:
+    """Make ``fake`` answer with :data:`HOSTILE_SERIAL`; returns its real serial."""
+    good = fake.dtu.spec.serial
+    fake.dtu.spec = dataclasses.replace(fake.dtu.spec, serial=HOSTILE_SERIAL)
+    return good
+
+
+def _behave(fake: FakeDtu, serial: str) -> None:
+    fake.dtu.spec = dataclasses.replace(fake.dtu.spec, serial=serial)
+
+
+class FailingRecorder(Recorder):
+    """A listener that raises ``error`` from every real-data report while ``failing``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+        self.failing = True
+        self.raised = 0
+
+    async def on_real_data(self, session: DtuSession, data: RealData, fresh: bool) -> None:
+        await super().on_real_data(session, data, fresh)
+        if self.failing:
+            self.raised += 1
+            raise self.error
+
+
+def test_a_dtu_answering_with_a_bad_serial_is_backed_off_then_recovers() -> None:
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        good = _turn_hostile(fake)
+        async with Running(fake, PollPolicy()) as run:
+            await run.until(300)
+            session = run.session
+            assert session.state is SessionState.OFFLINE
+            assert "serial number in AppInfoFromDtu.dtu_sn" in session.state_reason
+            # nothing the DTU said reached the listener
+            assert run.recorder.infos == [] and run.recorder.data == []
+            # backed off: far fewer attempts than 300 s of retries without pause
+            starts = run.poll_starts()
+            assert 5 < len(starts) < 300 / PollPolicy().retry_initial
+            assert all(gap >= PollPolicy().retry_initial / 2 - EPS for gap in _gaps(starts))
+            _behave(fake, good)
+            await run.until(300 + MIN_INTERVAL_DEFAULT + 5)
+            assert session.state is SessionState.CONNECTED
+            assert session.failures == 0
+            assert [info.dtu_serial for info in run.recorder.infos] == [good]
+            assert session.dtu_serial == good
+        assert run.recorder.state_sequence == [SessionState.OFFLINE, SessionState.CONNECTED]
+
+    run_virtual(main)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [InvalidArgumentError("a listener's bug"), ConnectionResetError("a socket broke")],
+    ids=["project-error", "os-error"],
+)
+def test_a_listener_that_raises_does_not_end_the_session(error: Exception) -> None:
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        recorder = FailingRecorder(error)
+        policy = PollPolicy()
+        async with Running(fake, policy, recorder=recorder) as run:
+            await run.until(600)  # ``until`` fails if the session ended
+            session = run.session
+            assert recorder.raised > 5
+            assert session.failures == recorder.raised
+            assert session.state is SessionState.OFFLINE
+            assert f"unexpected error: {error}" in session.state_reason
+            # every failure closed the socket and backed off before the next try
+            starts = run.poll_starts()
+            assert len(starts) == recorder.raised
+            assert all(gap >= policy.retry_initial / 2 - EPS for gap in _gaps(starts))
+            recorder.failing = False
+            await run.until(600 + 2 * MIN_INTERVAL_DEFAULT + 5)
+            assert session.state is SessionState.CONNECTED
+            assert session.failures == 0
+            raised = recorder.raised
+            await run.until(600 + 6 * MIN_INTERVAL_DEFAULT)
+            assert recorder.raised == raised
+            recent = [t for t, _ in recorder.data if t > 600 + 2 * MIN_INTERVAL_DEFAULT + 5]
+            assert len(recent) >= 3  # back on the 35 s timetable
+
+    run_virtual(main)
+
+
+def test_a_hostile_dtu_does_not_stop_its_neighbour() -> None:
+    """Two sessions in one task group, as the fleet runs them: one DTU sends a bad
+    serial and then data its listener chokes on; the other one polls on as usual."""
+
+    async def main() -> None:
+        hostile = FakeDtu(start=NOON)
+        good_serial = _turn_hostile(hostile)
+        spec = dataclasses.replace(default_fleet().dtus[0], serial="10F872226797")
+        calm = FakeDtu(spec, start=NOON)
+        hostile_listener = FailingRecorder(InvalidArgumentError("no such inverter"))
+        calm_listener = Recorder()
+        policy = PollPolicy()
+        sessions = [
+            DtuSession(
+                DtuTarget(name, name=name),
+                policy,
+                listener,
+                client_factory=fake.client,
+                clock=fake.wall,
+                seed=3,
+            )
+            for name, fake, listener in (
+                ("hostile", hostile, hostile_listener),
+                ("calm", calm, calm_listener),
+            )
+        ]
+
+        async def fleet() -> None:
+            async with asyncio.TaskGroup() as group:
+                for session in sessions:
+                    group.create_task(session.run(), name=f"session-{session.target.label}")
+
+        task = asyncio.create_task(fleet(), name="two-sessions")
+        await asyncio.sleep(300)
+        _behave(hostile, good_serial)  # from now on its listener is what fails
+        await asyncio.sleep(300)
+        assert not task.done()
+        bad, good = sessions
+        assert bad.state is SessionState.OFFLINE and bad.failures > 5
+        assert hostile_listener.raised > 0
+        assert all(info.dtu_serial == good_serial for info in hostile_listener.infos)
+        assert good.state is SessionState.CONNECTED and good.failures == 0
+        # the neighbour kept its timetable the whole time
+        times = calm_listener.data_times
+        assert len(times) == 600 // MIN_INTERVAL_DEFAULT + 1
+        assert _gaps(times)[1:] == pytest.approx([MIN_INTERVAL_DEFAULT] * (len(times) - 2))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert all(session.state is SessionState.STOPPED for session in sessions)
+
+    run_virtual(main)
+
+
+def test_a_dtu_that_sends_garbage_is_dropped_backed_off_and_found_again() -> None:
+    """A stream of maximum-length headers: the connection closes itself after a few
+    of them (the splitter's work stays linear), the session backs off and recovers."""
+
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        header = struct.pack(">2sHHHH", b"HM", 0xA211, 1, 0, MAX_FRAME_SIZE)
+        fake.endpoint.responder = lambda data: header * 6554  # 64 KiB
+        async with Running(fake, PollPolicy()) as run:
+            await run.until(300)
+            session = run.session
+            assert session.state is SessionState.OFFLINE
+            assert f"{MAX_FRAME_ERRORS} malformed frames in a row" in session.state_reason
+            starts = run.poll_starts()
+            assert all(gap >= PollPolicy().retry_initial / 2 - EPS for gap in _gaps(starts))
+            fake.endpoint.responder = fake.answer
+            await run.until(300 + MIN_INTERVAL_DEFAULT + 5)
+            assert session.state is SessionState.CONNECTED and session.failures == 0
+        assert run.recorder.state_sequence == [SessionState.OFFLINE, SessionState.CONNECTED]
+
+    run_virtual(main)

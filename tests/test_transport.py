@@ -6,11 +6,17 @@ import asyncio
 
 import pytest
 
-from hoymiles_bridge.dtu.connection import Connection, ConnectionState
+from hoymiles_bridge.dtu.connection import (
+    MAX_FRAME_ERRORS,
+    MAX_UNFRAMED_BYTES,
+    Connection,
+    ConnectionState,
+)
 from hoymiles_bridge.dtu.memory import MemoryEndpoint, MemoryTransport
 from hoymiles_bridge.dtu.transport import TcpTransport, TransportListener
 from hoymiles_bridge.errors import DtuConnectionError, DtuDisplacedError, DtuTimeoutError
 from hoymiles_bridge.protocol.codec import encode_message
+from hoymiles_bridge.protocol.frame import encode_frame
 from hoymiles_bridge.simulator.handlers import heartbeat
 
 from .fake_dtu import FakeDtu, local_time, run_virtual
@@ -344,3 +350,73 @@ def test_a_stuck_test_fails_instead_of_hanging() -> None:
 
     with pytest.raises(RuntimeError, match="idle for good"):
         run_virtual(main)
+
+
+# --- a peer that sends garbage is not read for long ------------------------------------------
+
+
+def _malformed(count: int) -> bytes:
+    """``count`` frames with a wrong CRC: each one CrcMismatchError.
+
+    Their tag is one no request waits for, so none of them fails a request by itself.
+    """
+    frames = []
+    for number in range(count):
+        frame = bytearray(encode_frame(0x1234, number, b"\x08\x01"))
+        frame[6] ^= 0xFF
+        frames.append(bytes(frame))
+    return b"".join(frames)
+
+
+def test_malformed_frames_in_a_row_close_the_connection() -> None:
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        fake.endpoint.responder = lambda data: _malformed(MAX_FRAME_ERRORS + 40)
+        async with fake.client(min_spacing=0, retries=0) as client:
+            with pytest.raises(DtuConnectionError, match=f"{MAX_FRAME_ERRORS} malformed frames"):
+                await client.heartbeat()
+            connection = client.connection
+            assert connection is not None and connection.frame_errors == MAX_FRAME_ERRORS
+            assert connection.close_error is not None
+            await asyncio.sleep(0)
+            assert connection.state is ConnectionState.CLOSED
+        assert asyncio.get_running_loop().time() == 0  # refused at once, no timeout
+
+    run_virtual(main)
+
+
+def test_64_kib_without_a_frame_close_the_connection() -> None:
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        fake.endpoint.responder = lambda data: None
+        async with fake.client(min_spacing=0, retries=0) as client:
+            request = asyncio.create_task(client.heartbeat(), name="heartbeat-into-garbage")
+            await asyncio.sleep(0.1)
+            for _ in range(7):  # seven garbage errors, well below MAX_FRAME_ERRORS
+                assert fake.endpoint.send(bytes(MAX_UNFRAMED_BYTES // 7 + 1))
+            with pytest.raises(DtuConnectionError, match="bytes without a valid frame"):
+                await request
+            assert client.connection is not None
+            assert client.connection.frame_errors == 7
+
+    run_virtual(main)
+
+
+def test_a_few_errors_between_good_frames_are_tolerated() -> None:
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+
+        def noisy(data: bytes) -> bytes | None:
+            reply = fake.answer(data)
+            return _malformed(MAX_FRAME_ERRORS - 1) + reply if reply else reply
+
+        fake.endpoint.responder = noisy
+        async with fake.client(min_spacing=0, retries=0) as client:
+            for _ in range(5):  # each good reply starts the count again
+                beat = await client.heartbeat()
+                assert beat.dtu_serial == fake.dtu.serial
+            assert client.connection is not None
+            assert client.connection.frame_errors == 5 * (MAX_FRAME_ERRORS - 1)
+            assert client.reconnects == 0
+
+    run_virtual(main)

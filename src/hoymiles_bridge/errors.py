@@ -66,6 +66,14 @@ class PayloadDecodeError(ProtocolError):
     """The payload is not a valid protobuf of the message the tag names."""
 
 
+class InvalidSerialError(PayloadDecodeError):
+    """A reply names a device by a serial number that breaks the serial rule.
+
+    The rule is :data:`hoymiles_bridge.protocol.devices.SERIAL_PATTERN`; a
+    serial that breaks it never reaches a model, a topic or a page.
+    """
+
+
 class EncryptionError(ProtocolError):
     """Encryption is required, or a payload failed AES-GCM authentication.
 

@@ -12,6 +12,13 @@ sequence goes to the oldest waiter for that tag. A reply whose sequence
 belongs to a request that was already given up (a timeout here, or a request
 of a previous session) is stale and discarded - never handed to another
 caller. Frames nobody waits for are unsolicited pushes.
+
+A peer that sends garbage is not talked to for long: after
+:data:`MAX_FRAME_ERRORS` malformed frames in a row, or
+:data:`MAX_UNFRAMED_BYTES` bytes without one good frame, the connection
+closes itself and every waiting request fails with a
+:class:`~hoymiles_bridge.errors.DtuConnectionError` that says why (the
+session then backs off as after any lost connection).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from hoymiles_bridge.protocol.frame import (
     ExtendedHeader,
     Frame,
     FrameSplitter,
+    error_excerpt,
     parse_frame,
     peek_header,
 )
@@ -59,6 +67,13 @@ CONNECT_TIMEOUT: Final = 5.0
 REQUEST_TIMEOUT: Final = 10.0
 #: How many given-up sequence numbers to remember for stale-reply detection.
 _RETIRED_MEMORY: Final = 256
+#: Malformed frames in a row (no good frame between them) after which the
+#: connection is closed. A DTU sends whole frames; a garbled reply or two, or
+#: a few stray bytes, are far below this.
+MAX_FRAME_ERRORS: Final = 16
+#: Bytes received without one good frame after which the connection is
+#: closed: four times the largest frame the splitter accepts.
+MAX_UNFRAMED_BYTES: Final = 64 * 1024
 
 
 class ConnectionState(enum.Enum):
@@ -147,6 +162,8 @@ class Connection:
         self._transport: Transport | None = None
         self._state = ConnectionState.IDLE
         self._closing = False
+        self._aborted = False
+        self._errors_in_a_row = 0
         self._close_error: DtuConnectionError | None = None
         self._closed = asyncio.Event()
         self.on_frame = on_frame
@@ -261,7 +278,7 @@ class Connection:
     # --- sending ----------------------------------------------------------
 
     def _write(self, message: Message, tag: int, extended: ExtendedHeader | None) -> int:
-        if self._transport is None or self._state is not ConnectionState.CONNECTED:
+        if self._transport is None or self._state is not ConnectionState.CONNECTED or self._aborted:
             raise self._close_error or DtuConnectionError(
                 f"not connected to {self.host}:{self.port}"
             )
@@ -329,21 +346,47 @@ class Connection:
         """Forget half a frame that will never be completed (its reply timed out)."""
         leftover = self._splitter.clear()
         if leftover:
+            excerpt = error_excerpt(leftover)
             self._report_error(
                 TruncatedFrameError(
-                    f"dropped an incomplete frame of {len(leftover)} bytes", leftover
+                    f"dropped an incomplete frame of {len(leftover)} bytes", excerpt
                 ),
-                leftover,
+                excerpt,
             )
 
     # --- receiving --------------------------------------------------------
 
     def _data_received(self, data: bytes) -> None:
+        if self._aborted:
+            return  # closed for sending garbage; the rest is not read
         for item in self._splitter.feed(data):
             if isinstance(item, FrameError):
                 self._frame_error(item)
+                self._errors_in_a_row += 1
+                if self._errors_in_a_row >= MAX_FRAME_ERRORS:
+                    self._abort(
+                        f"closed the connection to {self.host}: "
+                        f"{self._errors_in_a_row} malformed frames in a row"
+                    )
+                    return
             else:
+                self._errors_in_a_row = 0
                 self._frame_received(item)
+        unframed = self._splitter.unframed
+        if unframed >= MAX_UNFRAMED_BYTES:
+            self._abort(
+                f"closed the connection to {self.host}: {unframed} bytes without a valid frame"
+            )
+
+    def _abort(self, reason: str) -> None:
+        """Stop reading a peer that sends garbage: fail every request and close."""
+        _LOGGER.warning("%s", reason)
+        error = DtuConnectionError(reason)
+        self._aborted = True
+        self._close_error = error
+        self._fail_all(error)
+        self._splitter.clear()
+        self.close()
 
     def _take_waiter(self, tag: int, sequence: int) -> _Waiter | None | _Stale:
         """The waiter a reply belongs to, ``STALE`` for a late reply, None for a push."""

@@ -3,8 +3,12 @@
 :class:`DtuSession` owns a :class:`~hoymiles_bridge.dtu.client.DtuClient`
 and runs until cancelled. It never raises for a DTU problem: every failure
 becomes a state (``offline``, ``night``, ``displaced``...) and a back-off, and
-the listener hears about it. Sessions of different DTUs share nothing, so one
-failing DTU never delays another.
+the listener hears about it. Nor does it raise for any other error of the
+package (:class:`~hoymiles_bridge.errors.HoymilesError`, a listener's
+included) or an unexpected ``OSError``: the cycle is logged and backed off
+like a failed poll. Only cancellation ends a session, so one DTU can never
+end the task group the others run in. Sessions of different DTUs share
+nothing, so one failing DTU never delays another.
 
 Two clocks: ``clock`` (Unix time) decides what is due - cloud-upload pauses,
 info re-reads, ``next_poll``; waiting and the poll timetable use the event
@@ -30,6 +34,7 @@ from hoymiles_bridge.errors import (
     DtuDisplacedError,
     DtuRejectedError,
     DtuTimeoutError,
+    HoymilesError,
     ProtocolError,
 )
 from hoymiles_bridge.protocol.devices import inverter_type, parse_serial
@@ -167,7 +172,10 @@ class DtuSession:
                 await self._sleep(self.start_delay)
             while True:
                 began = loop.time()
-                wait = await self._cycle()
+                try:
+                    wait = await self._cycle()
+                except (HoymilesError, OSError) as err:
+                    wait = await self._survive(err)
                 # Keep a timetable: the next poll is due ``wait`` after this one
                 # began, however long the poll and its publishing took. The
                 # timetable runs on the loop's clock, the one its timers use.
@@ -210,6 +218,34 @@ class DtuSession:
             await self.client.close()
         return self.interval
 
+    async def _survive(self, err: HoymilesError | OSError) -> float:
+        """A cycle ended with an error nothing expected: log it, back off, go on.
+
+        A bad reply the client did not map, a listener that raised, a socket
+        error: each is one failed poll, never the end of the session.
+        """
+        # Loud for the first failure of a streak; the state change reports the rest.
+        _LOGGER.log(
+            logging.WARNING if self.failures == 0 else logging.DEBUG,
+            "%s: the poll failed unexpectedly (%s: %s); backing off",
+            self.target.label,
+            type(err).__name__,
+            err,
+        )
+        _LOGGER.debug("%s: where it failed", self.target.label, exc_info=err)
+        try:
+            return await self._failed(f"unexpected error: {err}")
+        except (HoymilesError, OSError) as again:
+            # Reporting the failure failed too (the listener raised again):
+            # the back-off still holds.
+            _LOGGER.warning(
+                "%s: reporting the failure failed as well (%s: %s)",
+                self.target.label,
+                type(again).__name__,
+                again,
+            )
+            return self._retry_wait()
+
     def _displaced(self) -> bool:
         conn = self.client.connection
         return conn is not None and isinstance(conn.close_error, DtuDisplacedError)
@@ -226,12 +262,17 @@ class DtuSession:
         )
         return wait
 
-    async def _failed(self, reason: str) -> float:
-        self.failures += 1
-        await self.client.close()
+    def _retry_wait(self) -> float:
+        """The back-off after ``self.failures`` failed polls, never above the poll interval."""
         wait = PollPolicy.backoff(
             self.failures, self.policy.retry_initial, self.policy.retry_max, self._rng
         )
+        return min(wait, max(self.interval, self.policy.retry_initial))
+
+    async def _failed(self, reason: str) -> float:
+        self.failures += 1
+        wait = self._retry_wait()
+        await self.client.close()
         if self.failures >= UNREACHABLE_AFTER or self.state is SessionState.STARTING:
             if self._dusk():
                 await self._set_state(
@@ -239,7 +280,7 @@ class DtuSession:
                 )
             else:
                 await self._set_state(SessionState.OFFLINE, reason)
-        return min(wait, max(self.interval, self.policy.retry_initial))
+        return wait
 
     def _dusk(self) -> bool:
         """Whether the last data looked like dusk: nearly no power left.

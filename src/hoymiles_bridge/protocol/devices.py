@@ -7,10 +7,11 @@ and nowhere else.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
-from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.errors import InvalidArgumentError, InvalidSerialError
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +123,46 @@ def dtu_model(serial: str) -> str:
 
 _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 
+# --- the serial rule ---------------------------------------------------------
+
+#: The one rule for a serial number a device sends as text (the DTU serial,
+#: ``dtu_sn``/``sn`` in replies): 1 to 16 hex digits, optionally followed by
+#: one ``J`` (some DTUs print their serial so; hoymiles-wifi drops the ``J``
+#: before the model lookup, and :func:`dtu_model` does too). Lower-case
+#: digits are accepted and upper-cased. Serials sent as int64 (inverters,
+#: meters) are printed by :func:`format_serial` and always follow the rule.
+#: Serials become MQTT topic levels and Home Assistant ids, so nothing else -
+#: no ``/``, ``+``, ``#``, spaces or control characters - may pass. Correct
+#: the rule here and nowhere else.
+SERIAL_PATTERN: Final = "[0-9A-Fa-f]{1,16}[Jj]?"
+_SERIAL_RE: Final = re.compile(SERIAL_PATTERN)
+#: How much of a refused serial an error message quotes.
+_QUOTED: Final = 24
+
+
+def check_serial(value: str, field: str, *, optional: bool = False) -> str:
+    """``value`` upper-cased when it follows :data:`SERIAL_PATTERN`.
+
+    ``field`` names where the serial came from (``"AppInfoFromDtu.dtu_sn"``).
+    With ``optional`` an empty value (the DTU left the field out) is allowed
+    and returned as ``""``; anything else that breaks the rule raises
+    :class:`~hoymiles_bridge.errors.InvalidSerialError`.
+    """
+    if _SERIAL_RE.fullmatch(value):
+        return value.upper()
+    if not value:
+        if optional:
+            return ""
+        raise InvalidSerialError(f"the serial number in {field} is empty")
+    quoted = repr(value[:_QUOTED]) + ("..." if len(value) > _QUOTED else "")
+    raise InvalidSerialError(f"the serial number in {field}, {quoted}, is not 1 to 16 hex digits")
+
 
 def format_serial(serial: int) -> str:
-    """An int64 serial as printed on the label: 12 uppercase hex digits."""
+    """An int64 serial as printed on the label: 12 (up to 16) uppercase hex digits.
+
+    The result always follows :data:`SERIAL_PATTERN`.
+    """
     return f"{serial & 0xFFFFFFFFFFFFFFFF:012X}"
 
 
@@ -170,8 +208,10 @@ def inverter_hw_version(value: int) -> str:
 __all__ = [
     "DTU_MODELS",
     "INVERTER_TYPES",
+    "SERIAL_PATTERN",
     "InverterType",
     "built_in_dtu_serial",
+    "check_serial",
     "dtu_model",
     "dtu_version",
     "format_serial",

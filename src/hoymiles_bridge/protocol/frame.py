@@ -14,6 +14,14 @@ Gateway / energy-storage tags use a 24-byte header (section 2.5) that adds a
 marker, the gateway serial as u64 and a "number" before the payload.
 
 Nothing here does I/O. Every failure is a :class:`~hoymiles_bridge.errors.FrameError`.
+
+The splitter's cost is linear in its input, whatever the input. Garbage full
+of ``HM`` headers that each announce the largest frame used to cost a CRC
+over up to 16 KiB per header; now only the first candidate of a bad stretch
+is hashed on its own, and the overlapping candidates after it are checked
+from CRC registers of the stream kept every few bytes (see
+:class:`_Resync`). Errors keep the header and at most :data:`KEPT_BAD_BYTES`
+bytes of what they reject.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from hoymiles_bridge.errors import (
     FrameLengthError,
     TruncatedFrameError,
 )
-from hoymiles_bridge.protocol.crc import crc16_modbus
+from hoymiles_bridge.protocol.crc import CRC_INIT, crc16_modbus, crc16_update, crc16_zeros
 
 MAGIC: Final = b"HM"
 HEADER_SIZE: Final = 10
@@ -41,6 +49,9 @@ GCM_TAG_SIZE: Final = 16
 MAX_FRAME_SIZE: Final = 16 * 1024
 #: The constant seen at offset 10 of every extended header (meaning unknown).
 EXTENDED_MARKER: Final = 0x000E
+#: How many bytes of rejected data (after the header, if any) a splitter error
+#: keeps in ``raw``: enough to recognise it in the inspector, never a 16 KiB copy.
+KEPT_BAD_BYTES: Final = 64
 
 _HEADER: Final = struct.Struct(">2sHHHH")
 _EXTENDED_TAIL: Final = struct.Struct(">HQHH")  # bytes 10..24
@@ -199,22 +210,50 @@ def _build(
     gcm_size: int,
     verify_crc: bool,
 ) -> Frame:
+    payload = data[header_size:length]
+    actual = crc16_modbus(payload)
+    if actual != crc and verify_crc:
+        raise _crc_error(tag, crc, actual, data[: length + gcm_size])
+    return _assemble(
+        data, tag, sequence, crc, length, header_size, gcm_size, payload, actual == crc
+    )
+
+
+def _assemble(
+    data: bytes,
+    tag: int,
+    sequence: int,
+    crc: int,
+    length: int,
+    header_size: int,
+    gcm_size: int,
+    payload: bytes,
+    crc_ok: bool,
+) -> Frame:
+    """The Frame of ``data`` (one whole frame) whose ``payload`` was already cut and checked."""
     header: ExtendedHeader | None = None
     if header_size == EXTENDED_HEADER_SIZE:
         marker, serial, reserved, number = _EXTENDED_TAIL.unpack_from(data, HEADER_SIZE)
         header = ExtendedHeader(serial=serial, number=number, marker=marker, reserved=reserved)
-    payload = data[header_size:length]
-    actual = crc16_modbus(payload)
-    if actual != crc and verify_crc:
-        raise CrcMismatchError(
-            f"CRC mismatch on tag {tag:04X}: header says {crc:04X}, payload gives {actual:04X}",
-            data[: length + gcm_size],
-            expected=crc,
-            actual=actual,
-        )
     gcm_tag = data[length : length + gcm_size] if gcm_size else b""
     # positional: this runs for every frame and keywords cost more
-    return Frame(tag, sequence, payload, crc, length, actual == crc, gcm_tag, header)
+    return Frame(tag, sequence, payload, crc, length, crc_ok, gcm_tag, header)
+
+
+def _crc_error(tag: int, expected: int, actual: int, raw: bytes) -> CrcMismatchError:
+    return CrcMismatchError(
+        f"CRC mismatch on tag {tag:04X}: header says {expected:04X}, payload gives {actual:04X}",
+        raw,
+        expected=expected,
+        actual=actual,
+    )
+
+
+def error_excerpt(data: bytes | bytearray) -> bytes:
+    """What an error about the rejected ``data`` keeps: its header and KEPT_BAD_BYTES more."""
+    head = peek_header(bytes(data[:HEADER_SIZE]))
+    header_size = EXTENDED_HEADER_SIZE if head is not None and is_extended_tag(head[0]) else 0
+    return bytes(data[: max(header_size, HEADER_SIZE) + KEPT_BAD_BYTES])
 
 
 def peek_header(data: bytes) -> tuple[int, int] | None:
@@ -232,6 +271,83 @@ def _never(_tag: int) -> bool:
     return False
 
 
+#: Spacing in bytes of the CRC registers a resynchronising splitter keeps. Each
+#: check of a candidate hashes at most this many bytes twice.
+_CHECKPOINT: Final = 16
+
+
+class _Resync:
+    """CRC registers of the stream while the splitter works through a bad stretch.
+
+    After a candidate frame fails its CRC, the splitter tries every ``HM``
+    inside the rejected bytes, and each of those may announce up to 16 KiB.
+    Hashing each candidate's payload on its own would cost the announced
+    length per candidate. Instead this keeps ``z(x)``, the CRC register
+    (started at 0) over the stream from a fixed origin up to the absolute
+    position ``x``, at every multiple of :data:`_CHECKPOINT`; the CRC of any
+    range then follows from two registers (``crc.py`` explains why), and each
+    byte of the stream is hashed once however many candidates cover it.
+
+    The stretch ends at ``frontier``, the end of the furthest rejected
+    candidate; past it the splitter drops this object and hashes frames the
+    plain way again. ``hashed`` counts the bytes run through the CRC.
+    """
+
+    __slots__ = ("frontier", "grid", "grid_start", "hashed", "head", "head_z")
+
+    def __init__(self, origin: int, frontier: int) -> None:
+        self.frontier = frontier
+        #: A position with a known register (the origin, later the buffer start).
+        self.head = origin
+        self.head_z = 0
+        #: Registers at ``grid_start + i * _CHECKPOINT``, all beyond ``head``.
+        self.grid: list[int] = []
+        self.grid_start = origin - origin % _CHECKPOINT + _CHECKPOINT
+        self.hashed = 0
+
+    def register(self, buf: bytes | bytearray, base: int, x: int) -> int:
+        """``z(x)``; ``buf`` holds the stream from the absolute position ``base`` on."""
+        step = _CHECKPOINT
+        if x < self.grid_start:
+            pos, z = self.head, self.head_z
+        else:
+            index = (x - self.grid_start) // step
+            grid = self.grid
+            if index >= len(grid):
+                # Extend the grid up to x: every byte is hashed once, here.
+                pos = self.grid_start + (len(grid) - 1) * step if grid else self.head
+                z = grid[-1] if grid else self.head_z
+                target = self.grid_start + index * step
+                while pos < target:
+                    following = self.grid_start + len(grid) * step
+                    z = crc16_update(z, buf[pos - base : following - base])
+                    self.hashed += following - pos
+                    grid.append(z)
+                    pos = following
+            pos = self.grid_start + index * step
+            z = grid[index]
+        if x > pos:
+            z = crc16_update(z, buf[pos - base : x - base])
+            self.hashed += x - pos
+        return z
+
+    def crc(self, buf: bytes | bytearray, base: int, first: int, stop: int) -> int:
+        """CRC-16/MODBUS of the stream bytes ``first..stop`` (absolute positions)."""
+        z_first = self.register(buf, base, first)
+        return crc16_zeros(CRC_INIT ^ z_first, stop - first) ^ self.register(buf, base, stop)
+
+    def move_head(self, buf: bytes | bytearray, base: int, position: int) -> None:
+        """Keep what is needed from ``position`` on (the splitter drops the bytes before it)."""
+        if position <= self.head:
+            return
+        self.head_z = self.register(buf, base, position)
+        self.head = position
+        if position >= self.grid_start:
+            passed = (position - self.grid_start) // _CHECKPOINT + 1
+            del self.grid[:passed]
+            self.grid_start += passed * _CHECKPOINT
+
+
 class FrameSplitter:
     """Cut a byte stream into frames, resynchronising on ``HM``.
 
@@ -240,12 +356,28 @@ class FrameSplitter:
     malformed one, the :class:`FrameError` that describes it. Incomplete input
     is kept for the next call and never reported as an error.
 
+    After a frame fails its CRC, every ``HM`` inside its bytes is tried as the
+    start of a frame (a truncated frame may have swallowed the start of the
+    next one), as is every ``HM`` in garbage. The work stays linear in the
+    input however many such candidates there are: :attr:`crc_bytes` counts
+    the bytes run through the CRC so far, at most a few times the bytes fed.
+    An error's ``raw`` holds the header and at most :data:`KEPT_BAD_BYTES`
+    bytes after it.
+
     ``encrypted(tag)`` tells whether a frame with that tag carries a GCM tag
     after the length-counted bytes; the session sets it once it knows the DTU
     encrypts.
     """
 
-    __slots__ = ("_buffer", "encrypted", "max_frame_size")
+    __slots__ = (
+        "_buffer",
+        "_crc_bytes",
+        "_last_frame_end",
+        "_offset",
+        "_resync",
+        "encrypted",
+        "max_frame_size",
+    )
 
     def __init__(
         self,
@@ -256,17 +388,39 @@ class FrameSplitter:
         self._buffer = bytearray()
         self.encrypted: EncryptedPredicate = encrypted or _never
         self.max_frame_size = max_frame_size
+        #: Absolute stream position of the first byte in ``_buffer``.
+        self._offset = 0
+        self._last_frame_end = 0
+        self._resync: _Resync | None = None
+        self._crc_bytes = 0
 
     @property
     def pending(self) -> int:
         """Bytes held back waiting for the rest of a frame."""
         return len(self._buffer)
 
+    @property
+    def crc_bytes(self) -> int:
+        """Bytes run through the CRC so far (the splitter's work, for tests and benchmarks)."""
+        return self._crc_bytes + (self._resync.hashed if self._resync is not None else 0)
+
+    @property
+    def unframed(self) -> int:
+        """Bytes received since the end of the last good frame (held-back bytes included)."""
+        return self._offset + len(self._buffer) - self._last_frame_end
+
     def clear(self) -> bytes:
         """Drop and return whatever is buffered (for a connection that closed)."""
         rest = bytes(self._buffer)
         self._buffer.clear()
+        self._offset += len(rest)
+        self._end_resync()
         return rest
+
+    def _end_resync(self) -> None:
+        if self._resync is not None:
+            self._crc_bytes += self._resync.hashed
+            self._resync = None
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | FrameError]:
         buf: bytes | bytearray
@@ -277,10 +431,15 @@ class FrameSplitter:
             # Common case: nothing held back. Work on the chunk itself and copy
             # only what is left over at the end.
             buf = data if isinstance(data, bytes) else bytes(data)
+        base = self._offset  # absolute position of buf[0]
         out: list[Frame | FrameError] = []
         start = 0
         end = len(buf)
+        resync = self._resync
         while end - start >= 2:
+            if resync is not None and base + start >= resync.frontier:
+                self._end_resync()
+                resync = None
             if buf[start] != 0x48 or buf[start + 1] != 0x4D:
                 found = buf.find(MAGIC, start)
                 # Keep a trailing "H": it may be the first half of the next magic.
@@ -289,7 +448,7 @@ class FrameSplitter:
                     out.append(
                         BadMagicError(
                             f"skipped {stop - start} bytes that are not part of a frame",
-                            bytes(buf[start:stop]),
+                            bytes(buf[start : min(stop, start + KEPT_BAD_BYTES)]),
                         )
                     )
                     start = stop
@@ -314,25 +473,58 @@ class FrameSplitter:
             total = length + gcm_size
             if end - start < total:
                 break
-            if start == 0 and total == end and type(buf) is bytes:
-                raw = buf  # the chunk is exactly one frame: no copy
+            if resync is None:
+                if start == 0 and total == end and type(buf) is bytes:
+                    raw = buf  # the chunk is exactly one frame: no copy
+                else:
+                    raw = bytes(buf[start : start + total])
+                payload = raw[header_size:length]
+                actual = crc16_modbus(payload)
+                self._crc_bytes += length - header_size
+                if actual == crc:
+                    out.append(
+                        _assemble(
+                            raw, tag, sequence, crc, length, header_size, gcm_size, payload, True
+                        )
+                    )
+                    start += total
+                    self._last_frame_end = base + start
+                    continue
             else:
-                raw = bytes(buf[start : start + total])
-            try:
-                out.append(_build(raw, tag, sequence, crc, length, header_size, gcm_size, True))
-            except FrameError as err:
-                out.append(err)
-                # A bad CRC may mean a truncated frame swallowed the start of the
-                # next one: resume at the next "HM" inside the rejected bytes.
-                inner = raw.find(MAGIC, 2)
-                start += inner if inner > 0 else total
+                first = base + start + header_size
+                actual = resync.crc(buf, base, first, base + start + length)
+                if actual == crc:
+                    raw = bytes(buf[start : start + total])
+                    payload = raw[header_size:length]
+                    out.append(
+                        _assemble(
+                            raw, tag, sequence, crc, length, header_size, gcm_size, payload, True
+                        )
+                    )
+                    start += total
+                    self._last_frame_end = base + start
+                    continue
+            kept = min(total, header_size + KEPT_BAD_BYTES)
+            out.append(_crc_error(tag, crc, actual, bytes(buf[start : start + kept])))
+            # A bad CRC may mean a truncated frame swallowed the start of the
+            # next one: resume at the next "HM" inside the rejected bytes.
+            if resync is None:
+                resync = self._resync = _Resync(base + start, base + start + total)
             else:
-                start += total
+                resync.frontier = max(resync.frontier, base + start + total)
+            inner = buf.find(MAGIC, start + 2, start + total)
+            start = inner if inner >= 0 else start + total
+        if resync is not None:
+            if base + start >= resync.frontier:
+                self._end_resync()
+            else:
+                resync.move_head(buf, base, base + start)
         if buf is self._buffer:
             if start:
                 del self._buffer[:start]
         elif start < end:
             self._buffer = bytearray(buf[start:])
+        self._offset = base + start
         return out
 
 
@@ -340,12 +532,14 @@ __all__ = [
     "EXTENDED_HEADER_SIZE",
     "GCM_TAG_SIZE",
     "HEADER_SIZE",
+    "KEPT_BAD_BYTES",
     "MAGIC",
     "MAX_FRAME_SIZE",
     "ExtendedHeader",
     "Frame",
     "FrameSplitter",
     "encode_frame",
+    "error_excerpt",
     "is_extended_tag",
     "parse_frame",
     "peek_header",

@@ -5,6 +5,14 @@ JSON shape the CLI prints and other tools rely on). Raw protocol integers are
 scaled here and only here (protocol.md section 4.2): voltage 0.1 V, current
 0.01 A, power 0.1 W, frequency 0.01 Hz, power factor 0.001, temperature
 0.1 degC, energy Wh.
+
+Serials are checked here too: a DTU serial string that breaks
+:data:`~hoymiles_bridge.protocol.devices.SERIAL_PATTERN` makes ``from_pb``
+raise :class:`~hoymiles_bridge.errors.InvalidSerialError`, and int64 serials
+are printed by :func:`~hoymiles_bridge.protocol.devices.format_serial`, so
+every serial a model holds follows the rule. The identity replies (app info,
+real data) must carry a serial; in the others an empty one means the DTU left
+the field out, and stays empty.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from operator import attrgetter
 from typing import Any, Final
 
 from hoymiles_bridge.protocol.devices import (
+    check_serial,
     dtu_model,
     dtu_version,
     format_serial,
@@ -362,7 +371,7 @@ class RealData:
         """Merge one or more pages into one snapshot (models are built on first read)."""
         self = cls.__new__(cls)
         first = pages[0]
-        object.__setattr__(self, "dtu_serial", first.sn)
+        object.__setattr__(self, "dtu_serial", check_serial(first.sn, "RealDataNewFromDtu.sn"))
         object.__setattr__(self, "timestamp", first.time)
         object.__setattr__(self, "_pages", pages)
         object.__setattr__(self, "_cache", [])
@@ -498,9 +507,10 @@ class AppInfo:
     @classmethod
     def from_pb(cls, msg: appinfo_pb2.AppInfoFromDtu) -> AppInfo:
         info = msg.dtu_info
+        serial = check_serial(msg.dtu_sn, "AppInfoFromDtu.dtu_sn")
         return cls(
-            dtu_serial=msg.dtu_sn,
-            dtu_model=dtu_model(msg.dtu_sn),
+            dtu_serial=serial,
+            dtu_model=dtu_model(serial),
             timestamp=msg.time,
             dtu_firmware=dtu_version(info.dtu_sw),
             dtu_hardware=dtu_version(info.dtu_hw),
@@ -553,7 +563,9 @@ class Heartbeat:
 
     @classmethod
     def from_pb(cls, msg: heartbeat_pb2.HeartbeatFromDtu) -> Heartbeat:
-        return cls(msg.dtu_sn, msg.time, msg.csq)
+        return cls(
+            check_serial(msg.dtu_sn, "HeartbeatFromDtu.dtu_sn", optional=True), msg.time, msg.csq
+        )
 
     def to_dict(self) -> _JSON:
         return {"dtu_serial": self.dtu_serial, "timestamp": self.timestamp, "signal": self.signal}
@@ -585,7 +597,7 @@ class DtuConfig:
     def from_pb(cls, msg: config_pb2.GetConfigFromDtu) -> DtuConfig:
         raw = {f.name: v for f, v in msg.ListFields()}
         return cls(
-            dtu_serial=msg.dtu_sn,
+            dtu_serial=check_serial(msg.dtu_sn, "GetConfigFromDtu.dtu_sn", optional=True),
             power_limit=_r(msg.limit_power_mypower * LIMIT),
             cloud_upload_minutes=msg.server_send_time,
             wifi_rssi=msg.wifi_rssi,
@@ -630,7 +642,8 @@ class NetworkInfo:
     @classmethod
     def from_pb(cls, msg: network_pb2.NetworkInfoFromDtu) -> NetworkInfo:
         values = {f.name: v for f, v in msg.ListFields() if f.name not in {"dtu_sn", "time"}}
-        return cls(msg.dtu_sn, msg.time, msg.csq, values)
+        serial = check_serial(msg.dtu_sn, "NetworkInfoFromDtu.dtu_sn", optional=True)
+        return cls(serial, msg.time, msg.csq, values)
 
     def to_dict(self) -> _JSON:
         return {
@@ -675,7 +688,8 @@ class Warnings:
             for page in pages
             for w in page.warns
         )
-        return cls(pages[0].dtu_sn if pages else "", entries)
+        serial = check_serial(pages[0].dtu_sn, "WarnFromDtu.dtu_sn", optional=True) if pages else ""
+        return cls(serial, entries)
 
     def to_dict(self) -> _JSON:
         return {"dtu_serial": self.dtu_serial, "warnings": [w.to_dict() for w in self.warnings]}
@@ -692,7 +706,8 @@ class CommandAck:
 
     @classmethod
     def from_pb(cls, msg: command_pb2.CommandFromDtu) -> CommandAck:
-        return cls(msg.dtu_sn, msg.action, msg.err_code, msg.tid)
+        serial = check_serial(msg.dtu_sn, "CommandFromDtu.dtu_sn", optional=True)
+        return cls(serial, msg.action, msg.err_code, msg.tid)
 
     def to_dict(self) -> _JSON:
         return {
@@ -799,7 +814,11 @@ _Model = (
 
 
 def model_for(message: object) -> _Model | None:
-    """The typed model of a decoded reply, or None for requests and unmodelled messages."""
+    """The typed model of a decoded reply, or None for requests and unmodelled messages.
+
+    Raises :class:`~hoymiles_bridge.errors.InvalidSerialError` for a reply
+    whose DTU serial breaks the serial rule.
+    """
     match message:
         case realdata_pb2.RealDataNewFromDtu():
             return RealData.from_pb(message)
