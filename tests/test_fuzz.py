@@ -33,7 +33,6 @@ import string
 from typing import Any, Final
 from unittest import mock
 
-import pytest
 from aiohttp import streams
 from aiohttp.test_utils import make_mocked_request
 from google.protobuf.descriptor import FieldDescriptor
@@ -448,11 +447,6 @@ OPTION_DOCUMENTS: Final = st.fixed_dictionaries(
 )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="config/options.py: an infinite number (poll_interval: .inf, mqtt.port: .inf) "
-    "raises OverflowError instead of OptionsError; being fixed in config/",
-)
 @FUZZ
 @given(st.one_of(JSON_LIKE, OPTION_DOCUMENTS))
 def test_options_loader_raises_only_options_errors(document: Any) -> None:
@@ -493,11 +487,6 @@ BODIES: Final = st.one_of(
 )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="web/common.py read_body: a body that is not UTF-8 raises UnicodeDecodeError and "
-    "JSON nested 30 000 deep raises RecursionError, instead of BadRequest",
-)
 @settings(FUZZ, max_examples=max(EXAMPLES // 4, 20))
 @given(BODIES, st.sampled_from(["application/json", "application/json; charset=latin-1"]))
 def test_web_body_reader_raises_only_bad_request(body: bytes, content_type: str) -> None:

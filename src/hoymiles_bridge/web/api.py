@@ -511,7 +511,10 @@ class WebApi:
         hex_text, redacted = safe_hex(wire)
         if decoded.message is not None:
             decoded = decoded._replace(message=masked_copy(decoded.message))
-        record = mask_secrets(frame_record(decoded))
+        try:
+            record = mask_secrets(frame_record(decoded))
+        except ProtocolError as err:  # e.g. a reply whose serial is not a serial
+            return error(502, f"the DTU's answer to the read is not valid: {err}")
         record.update(hex=hex_text, redacted=redacted, encrypted=decoded.frame.encrypted)
         return json_text(encode(record))
 

@@ -137,7 +137,10 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     """
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise BadRequest(f"the body is larger than {MAX_BODY} bytes", status=413)
-    text = await request.text()
+    try:
+        text = await request.text()
+    except (UnicodeDecodeError, LookupError):  # not in its charset, or an unknown charset
+        raise BadRequest("the body is not text in its charset (send UTF-8 JSON)") from None
     if len(text) > MAX_BODY:
         raise BadRequest(f"the body is larger than {MAX_BODY} bytes", status=413)
     body = parse_json(text)
