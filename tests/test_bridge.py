@@ -521,3 +521,30 @@ async def test_inverter_that_disappears_loses_its_discovery(mosquitto: Mosquitto
             # its retained state is cleared from the broker and forgotten by the bridge
             await sub.wait_for(env.topic(INV, "0", "power"), lambda p: p == b"")
             assert not [t for t in env.bridge.mqtt._published if f"/{INV}/" in t]
+
+
+async def test_a_hostile_dtu_never_reaches_a_topic_and_the_other_keeps_going(
+    mosquitto: Mosquitto,
+) -> None:
+    """A DTU whose serial holds MQTT wildcards and '/cmd' (issue #10): refused at decode."""
+    import dataclasses
+
+    spec = default_fleet().dtus[0]
+    hostile = dataclasses.replace(spec, serial="4143/cmd/#")
+    clock = SimClock(start=noon_today())
+    async with (
+        _sim(clock=clock) as good,
+        DtuSimulator(hostile, port=0, clock=clock) as bad,  # type: ignore[arg-type]
+        Subscriber(mosquitto.port, "#") as sub,
+    ):
+        async with running_bridge(mosquitto, [good, bad], clock=clock) as env:
+            await sub.wait_for(env.topic("dtu", DTU, "status"), lambda p: p == b"online")
+            topic = env.topic(INV, "json")
+            for _ in range(3):
+                before = sub.last.get(topic)
+                clock.advance(31)
+                await sub.wait_for(topic, lambda p, b=before: p != b, timeout=10)
+            assert not env.task.done()  # the bridge is still running
+            assert not [t for t in sub.last if "cmd/#" in t or "4143/" in t]
+            hostile_state = env.bridge.fleet.dtus[1].session.state
+            assert hostile_state in {SessionState.OFFLINE, SessionState.STARTING}
