@@ -43,6 +43,7 @@ from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.web.hub import WebHub
 from hoymiles_bridge.web.server import WebServer, normalize_address
+from hoymiles_bridge.web.store import state_dir_for
 
 _LOGGER = logging.getLogger("hoymiles_bridge")
 
@@ -216,6 +217,7 @@ class Service:
         config_store: ConfigStore | None = None,
         config_file: str | Path | None = None,
         broker_for: Callable[[Options], BrokerSource] | None = None,
+        state_dir: str | Path | None = None,
     ) -> None:
         if config_store is not None and config_file is not None:
             raise ValueError("give either config_store or config_file")
@@ -235,6 +237,8 @@ class Service:
         #: Frames, events and power history for the web UI, fed by the bridge.
         self.hub = WebHub()
         self.hub.history_limit(options.poll_interval)
+        #: Where the hub keeps its history across restarts (None: memory only).
+        self.state_dir = state_dir
         if self.config_file is not None:
             config_store = FileConfigStore(
                 self.config_file, restart=self.restart_bridge, web=options.web
@@ -281,6 +285,7 @@ class Service:
                 handled.append(sig)
         stop_task = asyncio.create_task(self._stop.wait(), name="service-stop-signal")
         try:
+            await self.hub.open_store(self.state_dir)
             try:
                 await self.web.start()
             except OSError as err:
@@ -296,6 +301,7 @@ class Service:
             stop_task.cancel()
             await asyncio.wait({stop_task})
             await self.web.stop()
+            await self.hub.close_store()
             if self.config_store is not None:
                 await self.config_store.close()
             for sig in handled:
@@ -409,7 +415,13 @@ async def run_service(
     config_file: str | Path | None = None,
     broker_for: Callable[[Options], BrokerSource] | None = None,
 ) -> int:
-    """Run a :class:`Service` until SIGTERM/SIGINT; returns the process exit code."""
+    """Run a :class:`Service` until SIGTERM/SIGINT; returns the process exit code.
+
+    The history is kept next to ``config_file`` (standalone) or else in the
+    add-on's data directory, the one holding its options file (``/data``).
+    """
+    options_file = os.environ.get("HOYMILES_BRIDGE_OPTIONS") or "/data/options.json"
+    state = state_dir_for(config_file) if config_file is not None else Path(options_file).parent
     service = Service(
         options,
         broker,
@@ -418,6 +430,7 @@ async def run_service(
         config_store=config_store,
         config_file=config_file,
         broker_for=broker_for,
+        state_dir=state,
     )
     return await service.run()
 

@@ -30,6 +30,7 @@ from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.mqtt.local_broker import LocalBroker
 from hoymiles_bridge.simulator import SimulatorGroup, default_fleet, load_fleet, resolve_fleet
+from hoymiles_bridge.web.store import state_dir_for
 
 
 def _line(bridge: Bridge) -> str:
@@ -67,6 +68,7 @@ async def _start_service(
             summary=summary,
             config_file=options_file,
             broker_for=lambda o: fixed_broker(mqtt_settings(o)),
+            state_dir=state_dir_for(options_file),  # the temporary directory's
         )
         try:
             await service.web.start()

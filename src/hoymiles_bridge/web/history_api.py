@@ -3,9 +3,12 @@
 Registered by :meth:`hoymiles_bridge.web.api.WebApi.register` (through
 :class:`~hoymiles_bridge.web.common.ApiContext`).
 
-* ``GET api/history[?since=<t>]``: the hub's power history per inverter and in
-  total (only points newer than ``since`` when given), the inverters' names and
-  the daily yields the bridge saw.
+* ``GET api/history[?since=<t>][&days=<n>]``: the hub's power history per
+  inverter and in total (only points newer than ``since`` when given), the
+  inverters' names and the daily yields the bridge saw: the newest
+  :data:`~hoymiles_bridge.web.hub.DAILY_SHOWN` days, or ``days`` (1 to the
+  hub's 400) of them. ``persistent`` says whether the history survives a
+  restart (the hub has a store).
 * ``GET api/history/dtu[?dtu=<label>]``: the DTU's own power curve for today
   (``HistPowerToDtu``, all pages), asked on the session's client like
   ``api/read``. Answers are cached per DTU for :data:`DTU_HISTORY_TTL` seconds
@@ -29,6 +32,7 @@ from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.protocol.models import HistoryPower
 from hoymiles_bridge.web.common import ApiContext, BadRequest
 from hoymiles_bridge.web.common import json_data as _json
+from hoymiles_bridge.web.hub import DAILY_SHOWN
 
 #: How long a DTU's history answer is reused (seconds).
 DTU_HISTORY_TTL: Final = 180.0
@@ -91,7 +95,12 @@ class HistoryRoutes:
 
     def _names(self) -> tuple[dict[str, str], list[dict[str, Any]]]:
         """Inverter names ("model serial") and the DTUs, or nothing while the bridge starts."""
-        fleet_dtus = self.api.fleet.dtus
+        try:
+            fleet_dtus = self.api.fleet.dtus
+        except BadRequest as err:
+            if err.status != 503:
+                raise
+            return {}, []  # the stored history is there before the bridge
         names = {
             serial: f"{inverter.device.model} {serial}".strip()
             for dtu in fleet_dtus
@@ -113,6 +122,16 @@ class HistoryRoutes:
             if not math.isfinite(since):
                 raise BadRequest("the parameter 'since' must be a time in seconds")
         hub = self.api.hub
+        days = DAILY_SHOWN
+        if request.query.get("days"):
+            text = request.query["days"].strip()
+            if not (text.isascii() and text.isdigit() and len(text) <= 6) or not (
+                1 <= int(text) <= hub.daily_days
+            ):
+                raise BadRequest(
+                    f"the parameter 'days' must be a whole number from 1 to {hub.daily_days}"
+                )
+            days = int(text)
         names, dtus = self._names()
         return _json(
             {
@@ -120,7 +139,9 @@ class HistoryRoutes:
                 "series": hub.history_data(since=since),
                 "names": names,
                 "dtus": dtus,
-                "daily": hub.daily_data(),
+                "daily": hub.daily_data(days),
+                "daily_days_max": hub.daily_days,
+                "persistent": hub.store is not None,
             }
         )
 

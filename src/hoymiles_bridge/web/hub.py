@@ -17,12 +17,20 @@
   series). An inverter not polled for :data:`SERIES_EXPIRY` (48 h) is
   forgotten: its series goes, and its last power no longer counts in the total;
 * daily yields: per local day (the bridge's clock) the highest ``yieldday`` each
-  inverter reported that day, for the last 31 days. The bridge's value guard
+  inverter reported that day, for the last :data:`DAILY_DAYS` (400) days. The bridge's value guard
   (:mod:`hoymiles_bridge.core.values`) already keeps ``yieldday`` from going down
   during a day and resets it at local midnight, so the maximum is the day's yield.
   A day holds only the inverters that reported on it, so this stays bounded
   without forgetting anyone: the yields of an inverter that went away are part
   of the month's history.
+
+With a state directory (:meth:`WebHub.open_store`, see :mod:`.store`) the power
+history, the daily yields and the event log also go to SQLite and come back at
+the next start: the rows of one :data:`FLUSH_DELAY` go in one transaction, in
+a worker thread (:meth:`WebHub.flush`, run by the task ``web-history-store``).
+Once per process and DTU, at its first poll, the hub then reads the DTU's own
+energy history (``HistEnergy``) and fills in earlier days that hold no yield
+of that DTU's inverters (:func:`daily_energies`).
 
 Each frame and event is turned into a JSON-able dict and encoded ONCE; the
 same string goes into the ring buffer, the export and every websocket client.
@@ -48,17 +56,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from hoymiles_bridge.core.events import Activity, Event, FrameSeen, describe
 from hoymiles_bridge.core.fleet import Fleet
+from hoymiles_bridge.core.state import DtuState
 from hoymiles_bridge.core.values import local_day
 from hoymiles_bridge.dtu.connection import FrameEvent
-from hoymiles_bridge.errors import FrameError
+from hoymiles_bridge.errors import FrameError, HoymilesError
 from hoymiles_bridge.protocol.frame import (
     EXTENDED_HEADER_SIZE,
     GCM_TAG_SIZE,
@@ -69,8 +81,10 @@ from hoymiles_bridge.protocol.frame import (
     is_extended_tag,
 )
 from hoymiles_bridge.protocol.jsonify import message_to_dict
+from hoymiles_bridge.protocol.pb import history_pb2
 from hoymiles_bridge.protocol.registry import spec_for
 from hoymiles_bridge.protocol.secrets import SECRET_TAGS, has_secret, masked_copy
+from hoymiles_bridge.web.store import DB_NAME, Batch, HistoryStore, Snapshot, StoreUnavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -88,8 +102,16 @@ HISTORY_SECONDS: Final = 24 * 3600
 HISTORY_MAX_POINTS: Final = 20000
 #: An inverter not polled for this many seconds loses its power series.
 SERIES_EXPIRY: Final = 48 * 3600
-#: Daily yields: this many local days are kept.
-DAILY_DAYS: Final = 31
+#: Daily yields: this many local days are kept (in memory and in the store).
+DAILY_DAYS: Final = 400
+#: api/history's ``daily`` holds this many newest days unless ``days`` asks for more.
+DAILY_SHOWN: Final = 31
+#: Rows wait this long (seconds) after the first one so that one transaction takes them all.
+FLUSH_DELAY: Final = 5.0
+#: A day's yield from the DTU's energy history above this (Wh) is not believed.
+BACKFILL_MAX_WH: Final = 1_000_000.0
+#: ``r_time`` values below this (2000-01-01) are not Unix times (protocol.md 4.9).
+_UNIX_2000: Final = 946_684_800
 #: Live state pushes are coalesced to at most one per this many seconds.
 STATE_THROTTLE: Final = 0.5
 
@@ -228,6 +250,7 @@ class WebHub:
         history_points: int = HISTORY_MAX_POINTS,
         daily_days: int = DAILY_DAYS,
         clock: Callable[[], float] = time.time,
+        flush_delay: float = FLUSH_DELAY,
     ) -> None:
         #: The newest frames, oldest first (see the module docs for the bounds).
         self.frames: deque[Encoded] = deque()
@@ -259,11 +282,29 @@ class WebHub:
         self.frame_errors = 0
         self.displacements = 0
         self.dropped = 0
+        # Persistence (open_store): the store, its pending rows and its writer task.
+        self.store: HistoryStore | None = None
+        self.flush_delay = flush_delay
+        self._pending = Batch()
+        self._dirty = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._store_task: asyncio.Task[None] | None = None
+        self._write_failing = False
+        #: Committed write transactions of the store (one per flush that had rows).
+        self.store_transactions = 0
+        #: Failed write transactions (their rows are lost; the hub keeps them in memory).
+        self.store_errors = 0
+        # The DTU energy-history backfill: the fleet, the DTU labels asked, the tasks.
+        self._fleet: Fleet | None = None
+        self._backfill_asked: set[str] = set()
+        self._backfills: set[asyncio.Task[None]] = set()
+        #: Days filled in from DTUs' energy history (for tests and diagnostics).
+        self.backfilled_days = 0
 
     def __repr__(self) -> str:
         return (
             f"WebHub(frames={len(self.frames)}, events={len(self.events)}, "
-            f"clients={len(self._subscribers)})"
+            f"clients={len(self._subscribers)}, store={self.store is not None})"
         )
 
     # --- wiring -------------------------------------------------------------
@@ -272,6 +313,7 @@ class WebHub:
         """Become ``fleet``'s frame observer and event subscriber (call before it runs)."""
         fleet.observe_frames(self.on_frame_seen)
         fleet.subscribe(self.on_fleet_event)
+        self._fleet = fleet
 
     def on_frame_seen(self, seen: FrameSeen) -> None:
         self.on_frame(seen.dtu, seen.frame)
@@ -377,9 +419,10 @@ class WebHub:
         data: dict[str, Any] | None = None,
     ) -> None:
         """Add an entry to the event log and push it to the clients."""
+        event_id, when = self._next_event, round(self._clock(), 3)
         record = {
-            "id": self._next_event,
-            "time": round(self._clock(), 3),
+            "id": event_id,
+            "time": when,
             "kind": kind,
             "level": level,
             "dtu": dtu,
@@ -390,11 +433,15 @@ class WebHub:
         self._next_event += 1
         item = Encoded(record, encode(record))
         self.events.append(item)
+        if self.store is not None:
+            self._pending.events.append((event_id, when, item.json))
+            self._dirty.set()
         self._publish("event", item.json)
 
     def on_event(self, event: Activity) -> None:
         if event.kind == "poll":
             self._record_power(event)
+            self._maybe_backfill(event.dtu)
             self.state_changed()
             return
         if event.kind == "state" and event.data.get("displaced"):
@@ -419,15 +466,22 @@ class WebHub:
             self.history[key] = ring
         return ring
 
+    def _add_point(self, key: str, when: float, watts: float) -> None:
+        point = (round(when, 1), round(watts, 1))
+        self._ring(key).append(point)
+        if self.store is not None:
+            self._pending.power.append((key, *point))
+            self._dirty.set()
+
     def _record_power(self, event: Activity) -> None:
         when = float(event.data.get("time") or self._clock())
         power = event.data.get("power") or {}
         for serial, watts in power.items():
             self._latest_power[serial] = float(watts)
             self._last_seen[serial] = when
-            self._ring(serial).append((round(when, 1), round(float(watts), 1)))
+            self._add_point(serial, when, float(watts))
         self._forget_gone(when)
-        self._ring("total").append((round(when, 1), round(sum(self._latest_power.values()), 1)))
+        self._add_point("total", when, sum(self._latest_power.values()))
         yields = event.data.get("yieldday") or {}
         if yields:
             self._record_yields(when, yields)
@@ -441,17 +495,27 @@ class WebHub:
                 self.history.pop(serial, None)
 
     def _record_yields(self, when: float, yields: dict[str, Any]) -> None:
-        year, month, mday = local_day(when)
-        day = f"{year:04d}-{month:02d}-{mday:02d}"
+        day = _day_text(when)
+        seen = self._day(day)
+        for serial, wh in yields.items():
+            value = float(wh)
+            if value > seen.get(serial, -1.0):
+                self._set_yield(day, serial, value, "bridge")
+
+    def _day(self, day: str) -> dict[str, float]:
         seen = self.daily.get(day)
         if seen is None:
             seen = self.daily[day] = {}
             while len(self.daily) > self.daily_days:
                 del self.daily[min(self.daily)]
-        for serial, wh in yields.items():
-            value = float(wh)
-            if value > seen.get(serial, -1.0):
-                seen[serial] = round(value, 1)
+        return seen
+
+    def _set_yield(self, day: str, serial: str, wh: float, source: str) -> None:
+        value = round(wh, 1)
+        self.daily[day][serial] = value
+        if self.store is not None:
+            self._pending.daily[(day, serial)] = (value, source)
+            self._dirty.set()
 
     def history_data(
         self, keys: Iterable[str] | None = None, *, since: float | None = None
@@ -472,16 +536,158 @@ class WebHub:
             out[key] = newer
         return out
 
-    def daily_data(self) -> list[dict[str, Any]]:
-        """``[{"date", "total", "inverters": {serial: Wh}}]`` per local day, oldest first."""
+    def daily_data(self, days: int | None = None) -> list[dict[str, Any]]:
+        """``[{"date", "total", "inverters": {serial: Wh}}]`` per local day, oldest first.
+
+        ``days`` keeps only that many newest days.
+        """
+        chosen = sorted(self.daily)
+        if days is not None:
+            chosen = chosen[max(0, len(chosen) - days) :]
         return [
             {
                 "date": day,
                 "total": round(sum(self.daily[day].values()), 1),
                 "inverters": dict(self.daily[day]),
             }
-            for day in sorted(self.daily)
+            for day in chosen
         ]
+
+    # --- persistence -----------------------------------------------------------
+
+    async def open_store(self, directory: str | Path | None) -> None:
+        """Keep the history in ``directory`` (None: memory only) and load what it holds.
+
+        Call it before :meth:`attach`. A directory or database that cannot be
+        used is logged once and the hub carries on in memory.
+        """
+        if directory is None or self.store is not None:
+            return
+        store = HistoryStore(Path(directory) / DB_NAME, daily_days=self.daily_days)
+        since = self._clock() - HISTORY_SECONDS
+        try:
+            await asyncio.to_thread(store.open)
+            snapshot = await asyncio.to_thread(
+                store.load, power_since=since, events=self.events.maxlen or EVENT_BUFFER
+            )
+        except (StoreUnavailable, sqlite3.Error) as err:
+            _LOGGER.warning("The history is kept in memory only: %s", err)
+            await asyncio.to_thread(store.close)
+            return
+        self._restore(snapshot)
+        self.store = store
+        self._store_task = asyncio.create_task(self._store_loop(), name="web-history-store")
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        """Put the stored history before what the hub already holds."""
+        for key, points in snapshot.power.items():
+            ring = self._ring(key)
+            newer = list(ring)
+            ring.clear()
+            ring.extend(points)
+            ring.extend(newer)
+            if key != "total" and points:
+                self._last_seen[key] = max(self._last_seen.get(key, 0.0), points[-1][0])
+        for day in sorted(snapshot.daily):
+            for serial, wh in snapshot.daily[day].items():
+                seen = self._day(day)
+                if wh > seen.get(serial, -1.0):
+                    seen[serial] = wh
+        existing = list(self.events)
+        self.events.clear()
+        for data in snapshot.events:
+            self.events.append(Encoded(data, encode(data)))
+        self._next_event = max(self._next_event, snapshot.last_event_id + 1)
+        for item in existing:  # logged before the store opened: numbered after it
+            record = {**item.data, "id": self._next_event}
+            self._next_event += 1
+            renumbered = Encoded(record, encode(record))
+            self.events.append(renumbered)
+            self._pending.events.append((record["id"], record["time"], renumbered.json))
+
+    async def _store_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self.flush_delay)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write the pending rows in one transaction (in a worker thread)."""
+        store = self.store
+        if store is None:
+            return
+        async with self._flush_lock:
+            self._dirty.clear()
+            batch, self._pending = self._pending, Batch()
+            if not batch:
+                return
+            try:
+                await asyncio.to_thread(store.write, batch)
+            except sqlite3.Error as err:
+                self.store_errors += 1
+                if not self._write_failing:
+                    _LOGGER.warning("Cannot save the history to %s: %s", store.path, err)
+                self._write_failing = True
+                return
+            self.store_transactions += 1
+            if self._write_failing:
+                _LOGGER.info("Saving the history to %s works again", store.path)
+            self._write_failing = False
+
+    async def close_store(self) -> None:
+        """Write what is pending and close the store (at shutdown)."""
+        tasks = {t for t in (self._store_task, *self._backfills) if t is not None}
+        self._store_task = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        store = self.store
+        if store is None:
+            return
+        await self.flush()
+        self.store = None
+        await asyncio.to_thread(store.close)
+
+    # --- the DTU's energy history ----------------------------------------------
+
+    def _maybe_backfill(self, label: str) -> None:
+        if self.store is None or self._fleet is None or label in self._backfill_asked:
+            return
+        view = next((d for d in self._fleet.dtus if d.label == label), None)
+        if view is None:
+            return
+        self._backfill_asked.add(label)
+        task = asyncio.create_task(self._backfill(view), name=f"web-backfill-{label}")
+        self._backfills.add(task)
+        task.add_done_callback(self._backfills.discard)
+
+    async def _backfill(self, view: DtuState) -> None:
+        """Fill earlier days from the DTU's ``HistEnergy`` (the client paces the request)."""
+        label = view.label
+        try:
+            reply = await view.session.client.history_energy()
+        except (HoymilesError, OSError) as err:
+            _LOGGER.info("The DTU %s did not give its energy history: %s", label, err)
+            return
+        today = _day_text(self._clock())
+        inverters = set(view.inverters)
+        key = next(iter(inverters)) if len(inverters) == 1 else (view.serial or label)
+        mine = inverters | {key}
+        added = 0
+        for day, wh in sorted(daily_energies(reply).items()):
+            if day >= today:
+                continue
+            if any(serial in self.daily.get(day, {}) for serial in mine):
+                continue  # the bridge saw (or already filled) this day
+            self._day(day)
+            if day in self.daily:
+                self._set_yield(day, key, wh, "dtu")
+                added += 1
+        self.backfilled_days += added
+        if added:
+            _LOGGER.info("Filled in %d earlier day(s) from the energy history of %s", added, label)
+            self.state_changed()
 
     # --- live state -----------------------------------------------------------
 
@@ -516,10 +722,37 @@ class WebHub:
         return f'{{"type":"state","data":{encode(self.status_source())}}}'
 
 
+def _day_text(when: float) -> str:
+    year, month, mday = local_day(when)
+    return f"{year:04d}-{month:02d}-{mday:02d}"
+
+
+def daily_energies(reply: history_pb2.HistEnergyFromDtu) -> dict[str, float]:
+    """``{"YYYY-MM-DD": Wh}`` from a DTU's energy history (``HistEnergyFromDtu``).
+
+    protocol.md 4.9 marks the semantics uncertain. Taken here: each entry's
+    ``ed`` is that day's energy in Wh and ``r_time`` a Unix time within the
+    day (the simulator sends local midnight). An entry whose ``r_time`` is
+    not a plausible Unix time (before 2000: perhaps a relative time) or whose
+    ``ed`` is above :data:`BACKFILL_MAX_WH` is skipped; of two entries for one
+    day the larger counts.
+    """
+    out: dict[str, float] = {}
+    for entry in reply.energ:
+        wh = float(entry.ed)
+        if entry.r_time < _UNIX_2000 or not math.isfinite(wh) or wh > BACKFILL_MAX_WH:
+            continue
+        day = _day_text(float(entry.r_time))
+        out[day] = max(out.get(day, 0.0), wh)
+    return out
+
+
 __all__ = [
     "CLIENT_QUEUE",
     "DAILY_DAYS",
+    "DAILY_SHOWN",
     "EVENT_BUFFER",
+    "FLUSH_DELAY",
     "FRAME_BUFFER",
     "FRAME_BUFFER_BYTES",
     "HEX_BYTES",
@@ -528,6 +761,7 @@ __all__ = [
     "Subscription",
     "WebHub",
     "build_frame_record",
+    "daily_energies",
     "encode",
     "masked_copy",
     "safe_hex",

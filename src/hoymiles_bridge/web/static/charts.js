@@ -25,6 +25,7 @@
     dtus: [],
     daily: [],
     pointsMax: 0,
+    persistent: false,
     loaded: false,
     range: "today",
   };
@@ -67,6 +68,7 @@
     state.dtus = body.dtus || state.dtus;
     state.daily = body.daily || state.daily;
     state.pointsMax = body.points_max || state.pointsMax;
+    state.persistent = Boolean(body.persistent);
     for (const [key, points] of Object.entries(body.series || {})) {
       let mine = state.series.get(key);
       if (!mine) {
@@ -115,8 +117,9 @@
     })));
     const today = days[days.length - 1];
     ui.dailyNote.textContent = today
-      ? `${today.date}: ${num(today.total, 0)} Wh so far · ${days.length} day(s) kept in memory `
-        + "since the bridge started (at most 31)."
+      ? `${today.date}: ${num(today.total, 0)} Wh so far · ${days.length} day(s) shown (at most 31); `
+        + (state.persistent ? "the bridge keeps them across restarts."
+          : "kept in memory since the bridge started.")
       : "";
   }
 
@@ -261,7 +264,7 @@
 
     const dailyHolder = el("div", { class: "chart-holder" });
     ui.dailyEmpty = el("p", { class: "muted chart-empty",
-      text: "No daily yields yet: the bridge records them in memory from its start." });
+      text: "No daily yields yet: the bridge records them from its first poll." });
     ui.dailyNote = el("p", { class: "muted chart-note" });
     const dailyCard = el("div", { id: "chart-daily", class: "card chart-card" },
       el("div", { class: "card-head" }, el("h3", { text: "Daily yield" })),
