@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -22,7 +23,9 @@ from hoymiles_bridge.addon.runner import Service, WebConfig, fixed_broker
 from hoymiles_bridge.cli.run import mqtt_settings
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.core.events import Activity
+from hoymiles_bridge.errors import DtuTimeoutError
 from hoymiles_bridge.mqtt.link import MqttSettings
+from hoymiles_bridge.protocol.devices import format_serial
 from hoymiles_bridge.protocol.pb import history_pb2
 from hoymiles_bridge.simulator import DtuSimulator
 from hoymiles_bridge.web.hub import HISTORY_SECONDS, WebHub, daily_energies
@@ -349,6 +352,88 @@ def test_daily_energies_reads_days_and_skips_what_it_cannot_place() -> None:
     assert daily_energies(reply) == {"2024-06-11": 4200.0, "2024-06-12": 3300.0}
 
 
+def _view(reply: history_pb2.HistEnergyFromDtu | None, inverters: list[str]) -> Any:
+    async def history_energy() -> history_pb2.HistEnergyFromDtu:
+        if reply is None:
+            raise DtuTimeoutError("no answer")
+        return reply
+
+    client = SimpleNamespace(history_energy=history_energy)
+    return SimpleNamespace(
+        label="dtu",
+        serial="DTU1",
+        inverters=dict.fromkeys(inverters),
+        session=SimpleNamespace(client=client),
+    )
+
+
+async def test_the_backfill_fills_only_earlier_days_that_hold_no_yield(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    noon = time.mktime((2024, 6, 12, 12, 0, 0, 0, 0, -1))
+    hub = WebHub(flush_delay=3600, clock=lambda: noon)
+    await hub.open_store(tmp_path)
+    try:
+        hub.daily["2024-06-10"] = {"INV1": 100.0}  # the bridge ran that day
+        reply = history_pb2.HistEnergyFromDtu(
+            energ=[
+                history_pb2.EnergyInfo(ed=1000 * (i + 1), r_time=int(noon - (3 - i) * 86400))
+                for i in range(4)  # 06-09 .. 06-12 (today)
+            ]
+        )
+        await hub._backfill(_view(reply, ["INV1", "INV2"]))
+        assert hub.daily == {
+            "2024-06-09": {"DTU1": 1000.0},  # two inverters: the DTU's total, under its serial
+            "2024-06-10": {"INV1": 100.0},  # kept: the bridge's own value wins
+            "2024-06-11": {"DTU1": 3000.0},
+        }
+        assert hub.backfilled_days == 2
+        await hub._backfill(_view(reply, ["INV1", "INV2"]))  # nothing new the second time
+        assert hub.backfilled_days == 2
+        await hub.flush()
+        assert hub.store is not None
+        stored = await asyncio.to_thread(hub.store.load, power_since=0, events=0)
+        assert stored.daily == {"2024-06-09": {"DTU1": 1000.0}, "2024-06-11": {"DTU1": 3000.0}}
+        # with one inverter the DTU's yield goes under the inverter's serial
+        single = WebHub(clock=lambda: noon)
+        await single._backfill(_view(reply, ["INV1"]))
+        assert single.daily["2024-06-09"] == {"INV1": 1000.0}
+        caplog.set_level(logging.INFO)
+        await single._backfill(_view(None, ["INV1"]))
+        assert "did not give its energy history: no answer" in caplog.text
+    finally:
+        await hub.close_store()
+
+
+async def test_a_failed_write_is_logged_once_and_the_hub_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = WebHub(flush_delay=3600)
+    await hub.open_store(tmp_path)
+    assert hub.store is not None
+    try:
+
+        def full(batch: Batch) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        real = hub.store.write
+        monkeypatch.setattr(hub.store, "write", full)
+        caplog.set_level(logging.INFO)
+        for _ in range(3):
+            _feed(hub, 2)
+            await hub.flush()
+        assert hub.store_errors == 3 and hub.store_transactions == 0
+        assert caplog.text.count("Cannot save the history") == 1
+        monkeypatch.setattr(hub.store, "write", real)
+        _feed(hub, 2)
+        await hub.flush()
+        assert hub.store_transactions == 1
+        assert "works again" in caplog.text
+        assert len(hub.history_data()["total"]) == 8  # memory kept everything
+    finally:
+        await hub.close_store()
+
+
 # --- the service, stopped and started again -----------------------------------------------
 
 
@@ -404,6 +489,11 @@ async def test_a_restarted_service_shows_the_history_of_the_one_before(
         events = [e.data for e in first.hub.events]
         earlier = [d for d in daily if d["date"] < _day(time.time())]
         assert len(earlier) == first.hub.backfilled_days
+        inverters = [format_serial(i.serial) for i in sim.dtu.inverters]
+        assert len(inverters) == 1 and all(set(d["inverters"]) == set(inverters) for d in earlier)
+        # asked once, however many polls
+        asked = [f for f in first.hub.frames if f.data["message"] == "HistEnergyToDtu"]
+        assert len(asked) == 1
 
     # the second service's bridge never gets its broker: all it shows comes from the store
     never = asyncio.Event()

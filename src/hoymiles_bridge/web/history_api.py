@@ -110,6 +110,9 @@ class HistoryRoutes:
             {"label": dtu.label, "name": dtu.session.target.name, "serial": dtu.serial}
             for dtu in fleet_dtus
         ]
+        for dtu in fleet_dtus:  # a DTU's energy history fills days under its serial
+            if dtu.serial is not None and len(dtu.inverters) != 1:
+                names.setdefault(dtu.serial, f"DTU {dtu.serial}")
         return names, dtus
 
     async def history(self, request: web.Request) -> web.Response:

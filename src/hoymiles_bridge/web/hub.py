@@ -673,7 +673,7 @@ class WebHub:
         today = _day_text(self._clock())
         inverters = set(view.inverters)
         key = next(iter(inverters)) if len(inverters) == 1 else (view.serial or label)
-        mine = inverters | {key}
+        mine = inverters | {key, view.serial or label}
         added = 0
         for day, wh in sorted(daily_energies(reply).items()):
             if day >= today:
