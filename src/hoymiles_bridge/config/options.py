@@ -122,7 +122,7 @@ def _topic(value: Any) -> str:
 
 
 def _serial(value: Any) -> str:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value.strip():
         raise vol.Invalid("expected a serial number of 12 hex digits")
     try:
         return check_serial(value.strip(), "the option")
