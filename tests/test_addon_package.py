@@ -44,6 +44,7 @@ _TYPE = re.compile(
     r"(?:\((?P<args>.*)\))?(?P<optional>\?)?$"
 )
 DTU = {"host": "192.168.1.50"}
+INVERTER = {"serial": "116112345678", "ports": ["East"]}
 
 
 def _load_yaml(path: Path) -> Any:
@@ -155,7 +156,10 @@ def _leaves(schema: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
             item = typ[0]
             if isinstance(item, dict):
                 for sub, subtyp in item.items():
-                    yield (key, "[]", sub), subtyp
+                    if isinstance(subtyp, list):  # a list of texts in each item
+                        yield (key, "[]", sub, "[]"), subtyp[0]
+                    else:
+                        yield (key, "[]", sub), subtyp
             else:
                 yield (key, "[]"), item
         else:
@@ -166,6 +170,7 @@ def _base(config: dict[str, Any]) -> dict[str, Any]:
     """config.yaml's defaults with one DTU filled in: what Supervisor writes."""
     data = copy.deepcopy(config["options"])
     data["dtus"] = [dict(DTU)]
+    data["inverters"] = [dict(INVERTER)]
     return data
 
 
@@ -214,6 +219,11 @@ def _probes(typ: str) -> tuple[list[Any], list[Any]]:
         return accept, reject
     if kind == "list":
         return list(args.split("|")), ["not-one-of-them"]
+    if kind == "match":
+        pattern = re.compile(args)
+        accept, reject = ["116112345678", "a1b2c3d4e5f6"], ["", "1161/2345", "+", "#", "x" * 12]
+        assert all(pattern.match(v) for v in accept) and not any(pattern.match(v) for v in reject)
+        return accept, reject
     raise AssertionError(f"no probes for option type {typ}")
 
 
@@ -280,11 +290,12 @@ def test_optional_options_agree(config: dict[str, Any]) -> None:
 def test_defaults_agree(config: dict[str, Any]) -> None:
     minimal = validate({"dtus": [dict(DTU)]})
     for key, value in config["options"].items():
-        if key in {"dtus", "mqtt"}:
+        if key in {"dtus", "inverters", "mqtt"}:
             continue
         assert getattr(minimal, key) == value, key
     assert config["options"]["mqtt"] == {}  # every broker field is optional
     assert config["options"]["dtus"] == []
+    assert config["options"]["inverters"] == [] and minimal.inverters == ()
 
 
 # --- translations and documentation ------------------------------------------

@@ -548,3 +548,67 @@ async def test_a_hostile_dtu_never_reaches_a_topic_and_the_other_keeps_going(
             assert not [t for t in sub.last if "cmd/#" in t or "4143/" in t]
             hostile_state = env.bridge.fleet.dtus[1].session.state
             assert hostile_state in {SessionState.OFFLINE, SessionState.STARTING}
+
+
+async def test_names_from_the_options_reach_topics_and_discovery(mosquitto: Mosquitto) -> None:
+    """The user's names are payloads and discovery names; topics and unique ids keep serials."""
+    import dataclasses
+
+    from hoymiles_bridge.mqtt.discovery import dtu_discovery, inverter_discovery
+
+    odd = "Gar/age +# <script>alert(1)</script>"
+    async with _sim() as sim, Subscriber(mosquitto.port, "#") as sub:
+        names = {
+            "dtus": [{"host": sim.host, "port": sim.port, "name": "Balcony/#"}],
+            "inverters": [{"serial": INV.lower(), "name": odd, "ports": ["East roof"]}],
+        }
+        async with running_bridge(mosquitto, [sim], **names) as env:
+            await sub.wait_for(env.topic(INV, "0", "power"))
+            await sub.wait_for(env.topic(INV, "name"), lambda p: p.decode() == odd)
+            await sub.wait_for(env.topic(INV, "1", "name"), lambda p: p == b"East roof")
+            await sub.wait_for(env.topic(INV, "2", "name"), lambda p: p == b"Port 2")
+            node = f"homeassistant/sensor/hoymiles_inv_{INV}"
+            await sub.wait_for(f"{node}/port2_power/config")
+            discovery = {
+                t: json.loads(p)
+                for t, p in sub.last.items()
+                if t.startswith("homeassistant/") and p
+            }
+            power1 = discovery[f"{node}/port1_power/config"]
+            assert power1["name"] == "East roof power"
+            assert power1["uniq_id"] == f"hoymiles_{INV}_port1_power"
+            assert discovery[f"{node}/port2_voltage/config"]["name"] == "Port 2 voltage"
+            assert discovery[f"{node}/power/config"]["dev"]["name"] == odd
+            dtu_node = f"homeassistant/sensor/hoymiles_dtu_{DTU}"
+            assert discovery[f"{dtu_node}/rtt/config"]["dev"]["name"] == "Balcony/#"
+            assert check_fleet([(t, json.dumps(p)) for t, p in discovery.items()]) == []
+            # The names never become topic levels ...
+            assert not [t for t in sub.last if "Gar" in t or "East" in t or "Balcony" in t]
+            # ... and the unique ids are those of the same devices without names.
+            view = env.bridge.fleet.dtus[0]
+            assert view.device is not None and view.label == "Balcony/#"
+            inverter = view.inverters[INV].device
+            assert inverter.name == odd and inverter.port_names == ("East roof",)
+            ctx = env.bridge.mqtt.discovery
+            plain = [
+                *dtu_discovery(ctx, dataclasses.replace(view.device, name=None)),
+                *inverter_discovery(ctx, dataclasses.replace(inverter, name=None, port_names=())),
+            ]
+            assert {t for t, _ in plain} == set(discovery)
+            assert {json.loads(p)["uniq_id"] for _, p in plain} == {
+                p["uniq_id"] for p in discovery.values()
+            }
+
+
+async def test_without_names_the_name_topics_hold_the_model_and_port_numbers(
+    mosquitto: Mosquitto,
+) -> None:
+    async with _sim() as sim, Subscriber(mosquitto.port, "#") as sub:
+        async with running_bridge(mosquitto, [sim]) as env:
+            await sub.wait_for(env.topic(INV, "name"), lambda p: p == b"HMS-800W-2T")
+            await sub.wait_for(env.topic(INV, "1", "name"), lambda p: p == b"Port 1")
+            await sub.wait_for(env.topic(INV, "2", "name"), lambda p: p == b"Port 2")
+            node = f"homeassistant/sensor/hoymiles_inv_{INV}"
+            config = await sub.wait_for(f"{node}/port1_power/config")
+            assert json.loads(config)["name"] == "Port 1 power"
+            assert json.loads(config)["dev"]["name"] == f"HMS-800W-2T {INV}"

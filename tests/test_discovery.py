@@ -256,6 +256,34 @@ def test_ports_are_named_and_ided_per_port(fleet: Fleet) -> None:
     assert port6["stat_t"] == fleet.layout.port(inverter.serial, 6, "yieldday")
 
 
+def test_named_ports_and_inverters_change_names_only(fleet: Fleet) -> None:
+    import dataclasses
+
+    inverter = fleet.inverters[2]  # HMT, 6 ports
+    named = dataclasses.replace(
+        inverter, name="Garage <b>/#", port_names=("East roof", "DC power +")
+    )
+    plain = _payloads(inverter_discovery(fleet.ctx, inverter))
+    payloads = _payloads(inverter_discovery(fleet.ctx, named))
+    assert set(payloads) == set(plain)  # the same config topics
+    for topic, payload in payloads.items():
+        assert payload["uniq_id"] == plain[topic]["uniq_id"]
+        assert payload.get("stat_t") == plain[topic].get("stat_t")
+        assert payload["dev"]["name"] == "Garage <b>/#"
+        assert payload["dev"]["ids"] == plain[topic]["dev"]["ids"]
+    node = f"{PREFIX}/sensor/hoymiles_inv_{inverter.serial}"
+    assert payloads[f"{node}/port1_power/config"]["name"] == "East roof power"
+    assert payloads[f"{node}/port2_voltage/config"]["name"] == "DC power + voltage"
+    assert payloads[f"{node}/port3_power/config"]["name"] == "Port 3 power"
+    assert payloads[f"{node}/power/config"]["name"] == "Power"
+    assert check_fleet(inverter_discovery(fleet.ctx, named)) == []
+    assert (named.port_name(2), named.port_name(6), named.title) == (
+        "DC power +",
+        "Port 6",
+        "Garage <b>/#",
+    )
+
+
 def test_device_blocks(fleet: Fleet) -> None:
     for inverter in fleet.inverters:
         for payload in _payloads(inverter_discovery(fleet.ctx, inverter)).values():

@@ -18,11 +18,12 @@ import yaml
 
 from hoymiles_bridge.config.options import FORM_FIELDS, SECRET_KEYS, Options, validate
 from hoymiles_bridge.config.table import FORM_SECTIONS, OPTIONS, OptionSpec, option, walk
+from hoymiles_bridge.protocol.devices import SERIAL_PATTERN
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGUAGES = ("en", "de")
 DTU = {"host": "192.168.1.50"}
-BOUNDED = ("int", "text", "secret")
+BOUNDED = ("int", "text", "secret", "names")
 
 
 def _load(name: str) -> Any:
@@ -53,11 +54,15 @@ def test_every_row_is_consistent() -> None:
         assert bool(spec.choices) == (spec.kind == "choice"), path
         assert not spec.ignore_case or spec.kind == "choice", path
         assert bool(spec.item) == (spec.kind == "list"), path
+        assert not spec.unique or spec.unique in [sub.key for sub in spec.fields], path
+        assert (spec.count is not None) == (spec.kind == "names"), path
         if spec.min is not None or spec.max is not None:
             assert spec.kind in (*BOUNDED, "list"), path
         if spec.kind == "list":
             assert spec.max is None, path  # "at least": only a lower bound has a message
-        if spec.required or spec.optional or holds:
+        if spec.kind == "names":
+            assert spec.default == () and not spec.optional, path
+        elif spec.required or spec.optional or holds:
             assert spec.default is None, path
         assert not (spec.required and spec.optional), path
         if spec.kind == "choice" and spec.default is not None:
@@ -97,10 +102,12 @@ def test_defaults_are_what_validate_fills_in() -> None:
             record = getattr(options, spec.key)
             for sub in spec.fields:
                 assert getattr(record, sub.key) == sub.default, f"{spec.key}.{sub.key}"
-        elif spec.kind == "list":
+        elif spec.kind == "list" and spec.min:
             for sub in spec.fields:
                 if not sub.required:
                     assert getattr(options.dtus[0], sub.key) == sub.default, sub.key
+        elif spec.kind == "list":
+            assert getattr(options, spec.key) == (), spec.key
         else:
             assert getattr(options, spec.key) == spec.default, spec.key
     assert Options(dtus=()).web == options.web  # the dataclasses' defaults are the table's
@@ -112,15 +119,23 @@ def test_the_form_has_a_field_per_option() -> None:
         if spec.kind == "section" or "[]" in path:
             continue
         assert path in keys, path
-    dtus = next(f for f in FORM_FIELDS if f.kind == "dtus")
-    assert [f.key for f in dtus.fields] == [sub.key for sub in option("dtus").fields]
+    for spec in OPTIONS:
+        if spec.kind == "list":
+            found = next(f for f in FORM_FIELDS if f.key == spec.key)
+            assert found.kind == "list" and found.item == spec.item, spec.key
+            assert [f.key for f in found.fields] == [sub.key for sub in spec.fields]
 
 
 # --- config.yaml --------------------------------------------------------------
 
 
-def _supervisor_type(spec: OptionSpec, *, nested: bool) -> str:
+def _supervisor_type(spec: OptionSpec, *, nested: bool) -> Any:
     """The Supervisor's option type for ``spec`` (``int(1,3600)``, ``port?``)."""
+    if spec.kind == "serial":
+        return f"match(^{SERIAL_PATTERN}$)"
+    if spec.kind == "names":
+        # A list of texts; the "?" of its item lets the list be left out.
+        return [f"str({spec.min},{spec.max})?"]
     base = {
         "int": "int",
         "bool": "bool",
@@ -162,7 +177,7 @@ def _addon_defaults() -> dict[str, Any]:
         if not spec.addon or spec.optional:
             continue
         if spec.kind == "list":
-            defaults[spec.key] = []  # "expected at least one DTU" until one is added
+            defaults[spec.key] = []  # dtus: "expected at least one DTU" until one is added
         elif spec.kind == "section":
             defaults[spec.key] = {}  # every option of a section may be left out
         else:

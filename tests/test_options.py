@@ -18,6 +18,7 @@ from hoymiles_bridge.config.options import (
     SCHEMA,
     SECRET_KEYS,
     FormField,
+    InverterOptions,
     OptionsError,
     clean_option,
     form_description,
@@ -174,8 +175,10 @@ def _addon_schema_paths(schema: dict[str, Any], prefix: str = "") -> dict[str, s
     found: dict[str, str] = {}
     for key, value in schema.items():
         name = prefix + key
-        if isinstance(value, list):
+        if isinstance(value, list) and isinstance(value[0], dict):
             found |= _addon_schema_paths(value[0], name + "[].")
+        elif isinstance(value, list):
+            found[name] = value  # a list of texts (``names``)
         elif isinstance(value, dict):
             found |= _addon_schema_paths(value, name + ".")
         else:
@@ -194,16 +197,20 @@ def test_the_form_matches_config_yaml() -> None:
     """Every add-on option has a form field of the same kind, bounds and choices."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     addon = _addon_schema_paths(config["schema"])
-    assert {f.key for f in FORM_FIELDS if f.addon and f.kind != "dtus"} == {
+    assert {f.key for f in FORM_FIELDS if f.addon and f.kind != "list"} == {
         p for p in addon if "[]" not in p
     }
     assert not any(f.addon for f in FORM_FIELDS if f.key.startswith("web"))
     for path, spec in addon.items():
         field = _form_field(path)
+        if isinstance(spec, list):
+            assert field.kind == "names", path
+            assert spec == [f"str({field.min},{field.max})?"], path
+            continue
         match = re.fullmatch(r"(\w+)(?:\((.*)\))?(\?)?", spec)
         assert match, spec
         kind, args, optional = match.groups()
-        expected = {"int": "int", "port": "port", "bool": "bool", "list": "choice"}
+        expected = {"int": "int", "port": "port", "bool": "bool", "list": "choice", "match": "text"}
         expected |= {"password": "secret", "str": field.kind if field.kind != "secret" else ""}
         assert field.kind == expected[kind], path
         if kind == "int":
@@ -267,7 +274,7 @@ def test_choices_and_defaults_match_validate() -> None:
         if field.choices:
             with pytest.raises(OptionsError):
                 validate(_with(field.key, "no-such-choice"))
-        if field.kind != "dtus" and not field.optional:
+        if field.kind != "list" and not field.optional:
             section, _, key = field.key.partition(".")
             value = getattr(getattr(defaults, section), key) if key else getattr(defaults, section)
             assert value == field.default, field.key
@@ -427,3 +434,68 @@ def test_clean_option() -> None:
     for path in ("dtus[].host", "no_such_option"):
         with pytest.raises(KeyError):
             clean_option(path, {})
+
+
+# --- inverter names --------------------------------------------------------------------
+
+
+def _inverters(*items: Any) -> dict[str, Any]:
+    return {"dtus": [{"host": "192.0.2.1"}], "inverters": list(items)}
+
+
+def test_inverter_names_are_read_and_serials_upper_cased() -> None:
+    options = validate(
+        _inverters({"serial": " 1161abcdef01 ", "name": "Garage", "ports": ["East", "West"]})
+    )
+    assert options.inverters == (
+        InverterOptions(serial="1161ABCDEF01", name="Garage", ports=("East", "West")),
+    )
+    assert validate(_inverters({"serial": "116112345678"})).inverters[0].ports == ()
+    assert validate({"dtus": [{"host": "h"}]}).inverters == ()
+    # Topic and HTML characters are only text: names are payloads, never topic levels.
+    odd = validate(_inverters({"serial": "116112345678", "name": "a/b+#<script>"}))
+    assert odd.inverters[0].name == "a/b+#<script>"
+
+
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        ({"name": "x"}, "inverters[0].serial: required option is missing"),
+        ({"serial": "1161/2345678"}, "inverters[0].serial: '1161/2345678' is not a serial"),
+        ({"serial": "solar/#"}, "inverters[0].serial: 'solar/#' is not a serial number"),
+        ({"serial": 116112345678}, "inverters[0].serial: expected a serial number"),
+        ({"serial": "116112345678", "name": ""}, "inverters[0].name: length of value"),
+        ({"serial": "116112345678", "name": "n" * 65}, "inverters[0].name: length of value"),
+        ({"serial": "116112345678", "ports": ["p"] * 7}, "inverters[0].ports: expected at most 6"),
+        ({"serial": "116112345678", "ports": ["p", ""]}, "inverters[0].ports[1]: length of value"),
+        ({"serial": "116112345678", "ports": ["p" * 33]}, "inverters[0].ports[0]: length of"),
+        ({"serial": "116112345678", "ports": "East"}, "inverters[0].ports: expected a list"),
+        ({"serial": "116112345678", "colour": "red"}, "inverters[0].colour: unknown option"),
+    ],
+)
+def test_bad_inverter_names_are_named_plainly(item: dict[str, Any], problem: str) -> None:
+    with pytest.raises(OptionsError) as caught:
+        validate(_inverters(item))
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(problem)
+
+
+def test_a_serial_listed_twice_is_refused() -> None:
+    with pytest.raises(OptionsError) as caught:
+        validate(_inverters({"serial": "116112345678"}, {"serial": "116112345678".lower()}))
+    assert caught.value.problems == ["inverters[1].serial: 116112345678 is listed more than once"]
+    assert caught.value.sentence() == (
+        "The option inverters[1].serial is invalid: 116112345678 is listed more than once."
+    )
+
+
+def test_the_form_has_the_inverter_list() -> None:
+    described = form_description(addon=True)
+    (field,) = [f for f in described["fields"] if f["key"] == "inverters"]
+    assert field["kind"] == "list" and field["item"] == "inverter"
+    ports = next(f for f in field["fields"] if f["key"] == "ports")
+    assert (ports["kind"], ports["count"], ports["min"], ports["max"]) == ("names", 6, 1, 32)
+    values = form_values({"inverters": [{"serial": "116112345678", "ports": ["E"]}]}, addon=True)
+    assert values["inverters"] == [{"serial": "116112345678", "name": None, "ports": ["E"]}]
+    clean = normalize(_inverters({"serial": "116112345678", "ports": ("E",)}))
+    assert storable(clean, addon=True)["inverters"] == [{"serial": "116112345678", "ports": ["E"]}]

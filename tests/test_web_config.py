@@ -392,3 +392,50 @@ async def test_a_password_error_shows_under_the_password_field(
         await expect(password).to_be_focused()
         await expect(page.locator("#config-status")).to_contain_text("Not saved")
         assert addon.standin.saved == []
+
+
+async def test_config_page_names_inverters_and_ports(
+    mosquitto: Mosquitto,
+    browser_page: Page,
+    console_errors: ConsoleErrors,
+    ingress_proxy: IngressProxies,
+) -> None:
+    """The inverters list: rows of serial, name and PV port names, checked while typing."""
+    console_errors.allow(r"status of 422")
+    page = browser_page
+    name = "Garage <b>roof</b> /#"
+    async with _addon(mosquitto) as addon:
+        proxy = await ingress_proxy(f"http://127.0.0.1:{addon.server.port}")
+        await page.goto(proxy.url_for("#config"))
+        section = page.locator('[data-section="inverters"]')
+        await expect(section).to_be_visible()
+        await expect(section).to_contain_text("No inverter yet.")
+        await page.click("#config-add-inverter")
+        await expect(page.locator(".inverter-row")).to_have_count(1)
+        serial = page.locator("#cfg-inverters-0-serial")
+        serial_error = page.locator('[data-key="inverters[0].serial"] .field-error')
+        await expect(serial_error).to_have_text("expected a serial number of 12 hex digits")
+        await serial.fill("1161/2345")
+        await expect(serial_error).to_contain_text("is not a serial number")
+        await serial.fill("116112345678")
+        await expect(serial_error).to_be_empty()
+        await page.fill("#cfg-inverters-0-name", name)
+        # a gap between port names is refused at the empty port
+        await page.fill("#cfg-inverters-0-ports-0", "East")
+        await page.fill("#cfg-inverters-0-ports-2", "South")
+        gap = page.locator('[data-key="inverters[0].ports[1]"] .field-error')
+        await expect(gap).to_have_text("length of value must be at least 1")
+        await page.fill("#cfg-inverters-0-ports-1", "West")
+        await expect(gap).to_be_empty()
+        await page.click("#config-save")
+        await expect(page.locator("#config-status")).to_contain_text("Saved")
+        assert addon.standin.options["inverters"] == [
+            {"serial": "116112345678", "name": name, "ports": ["East", "West", "South"]}
+        ]
+        # shown again after a reload, as text
+        await page.reload()
+        await expect(page.locator("#cfg-inverters-0-name")).to_have_value(name)
+        await expect(page.locator("#cfg-inverters-0-ports-2")).to_have_value("South")
+        assert await section.locator("b").count() == 0
+        await page.click('.inverter-row[data-index="0"] .remove-inverter')
+        await expect(page.locator(".inverter-row")).to_have_count(0)

@@ -40,7 +40,8 @@ from hoymiles_bridge.config.table import (
     OptionSpec,
     option,
 )
-from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.errors import InvalidArgumentError, InvalidSerialError
+from hoymiles_bridge.protocol.devices import check_serial
 
 
 class OptionsError(InvalidArgumentError):
@@ -120,6 +121,44 @@ def _topic(value: Any) -> str:
     return text
 
 
+def _serial(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise vol.Invalid("expected a serial number of 12 hex digits")
+    try:
+        return check_serial(value.strip(), "the option")
+    except InvalidSerialError:
+        raise vol.Invalid(f"{value[:24]!r} is not a serial number (12 hex digits)") from None
+
+
+def _names(spec: OptionSpec) -> Any:
+    """The validator of a ``names`` option: a list of texts of bounded length and count."""
+    name = vol.All(str, vol.Length(min=spec.min, max=spec.max))
+
+    def check(value: Any) -> list[str]:
+        if not isinstance(value, list | tuple):
+            raise vol.Invalid("expected a list of names")
+        if spec.count is not None and len(value) > spec.count:
+            raise vol.Invalid(f"expected at most {spec.count} names")
+        return [str(item) for item in vol.Schema([name])(list(value))]
+
+    return check
+
+
+def _distinct(spec: OptionSpec) -> Any:
+    """A list's validator that refuses two items with the same ``spec.unique`` value."""
+
+    def check(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        seen: set[Any] = set()
+        for index, item in enumerate(items):
+            value = item.get(spec.unique)
+            if value is not None and value in seen:
+                raise vol.Invalid(f"{value} is listed more than once", path=[index, spec.unique])
+            seen.add(value)
+        return items
+
+    return check
+
+
 def _too_few(spec: OptionSpec) -> str:
     if spec.min == 1:
         return f"expected at least one {spec.item}"
@@ -147,6 +186,10 @@ def _value(spec: OptionSpec) -> Any:
             validator = _host
         case "port":
             validator = _port
+        case "serial":
+            validator = _serial
+        case "names":
+            validator = _names(spec)
         case "choice":
             validator = vol.In(spec.choices)
             if spec.ignore_case:
@@ -155,6 +198,8 @@ def _value(spec: OptionSpec) -> Any:
             validator = [_schema(spec.fields)]
             if spec.min is not None:
                 validator = vol.All(validator, vol.Length(min=spec.min, msg=_too_few(spec)))
+            if spec.unique:
+                validator = vol.All(validator, _distinct(spec))
         case "section":
             validator = _schema(spec.fields)
         case _:
@@ -180,7 +225,7 @@ def _schema(specs: tuple[OptionSpec, ...]) -> vol.Schema:
             marker: vol.Marker = vol.Required(spec.key)
         elif spec.kind == "section":
             marker = vol.Optional(spec.key, default=dict)
-        elif spec.kind == "list":
+        elif spec.kind in ("list", "names"):
             marker = vol.Optional(spec.key, default=list)
         else:
             marker = vol.Optional(spec.key, default=spec.default)
@@ -209,6 +254,13 @@ class DtuOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class InverterOptions:
+    serial: str
+    name: str | None = field(default=_default("inverters[].name"))
+    ports: tuple[str, ...] = field(default=_default("inverters[].ports"))
+
+
+@dataclass(frozen=True, slots=True)
 class MqttOptions:
     host: str | None = field(default=_default("mqtt.host"))
     port: int = field(default=_default("mqtt.port"))
@@ -230,6 +282,7 @@ class Options:
     """Validated options (see DOCS.md for every key)."""
 
     dtus: tuple[DtuOptions, ...]
+    inverters: tuple[InverterOptions, ...] = ()
     poll_interval: int = field(default=_default("poll_interval"))
     min_poll_interval: int | None = field(default=_default("min_poll_interval"))
     cloud_pause: bool = field(default=_default("cloud_pause"))
@@ -249,6 +302,7 @@ class Options:
 #: The dataclass of each list's items and of each section, by the option's key.
 _RECORDS: Final[dict[str, type[Any]]] = {
     "dtus": DtuOptions,
+    "inverters": InverterOptions,
     "mqtt": MqttOptions,
     "web": WebOptions,
 }
@@ -264,6 +318,8 @@ _ANNOTATIONS: Final[dict[Kind, str]] = {
     "port": "int",
     "choice": "str",
     "secret": "str",
+    "serial": "str",
+    "names": "tuple[str, ...]",
 }
 
 
@@ -398,11 +454,19 @@ def from_clean(clean: dict[str, Any]) -> Options:
     for spec in OPTIONS:
         value = clean[spec.key]
         if spec.kind == "list":
-            value = tuple(_RECORDS[spec.key](**item) for item in value)
+            value = tuple(_RECORDS[spec.key](**_record(spec, item)) for item in value)
         elif spec.kind == "section":
             value = _RECORDS[spec.key](**value)
         values[spec.key] = value
     return Options(**values)
+
+
+def _record(spec: OptionSpec, item: dict[str, Any]) -> dict[str, Any]:
+    """A clean list item's values for its dataclass (lists of names become tuples)."""
+    return {
+        sub.key: tuple(item[sub.key]) if sub.kind == "names" else item[sub.key]
+        for sub in spec.fields
+    }
 
 
 def load_options(path: str | Path) -> Options:
@@ -452,7 +516,7 @@ def unreadable_value(err: ValueError | RecursionError) -> str:
 # What the web UI's configuration page shows, field by field: the option
 # table's rows, as the web UI's config.js reads them.
 
-FieldKind = Literal["int", "bool", "text", "host", "port", "choice", "secret", "dtus"]
+FieldKind = Literal["int", "bool", "text", "host", "port", "choice", "secret", "names", "list"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,9 +524,10 @@ class FormField:
     """One field of the configuration form.
 
     ``key`` is the option's path (``poll_interval``, ``mqtt.port``; for the
-    fields of one DTU, ``host``, ``port``, ``name``). ``kind`` is the table's
-    kind, except that a topic is ``text`` and the list of DTUs ``dtus`` (the
-    only list the web UI has rows for). ``optional`` fields may be
+    fields of a list's item, their key: ``host``, ``port``, ``name``). ``kind``
+    is the table's kind, except that a topic and a serial are ``text``; a
+    ``list`` has a row of ``fields`` per item (``item`` names one), ``names``
+    up to ``count`` texts. ``optional`` fields may be
     left empty (``null``). ``addon`` says whether the add-on has the option
     (config.yaml's schema); ``restart`` what applies a change: ``bridge`` (a
     restart of the bridge) or ``process`` (the whole process, e.g. the web
@@ -482,6 +547,8 @@ class FormField:
     addon: bool = True
     restart: Literal["bridge", "process"] = "bridge"
     fields: tuple[FormField, ...] = ()
+    item: str = ""
+    count: int | None = None
 
     def describe(self) -> dict[str, Any]:
         """The field as JSON for the web UI."""
@@ -503,6 +570,10 @@ class FormField:
             data["choices"] = list(self.choices)
         if self.fields:
             data["fields"] = [f.describe() for f in self.fields]
+        if self.item:
+            data["item"] = self.item
+        if self.count is not None:
+            data["count"] = self.count
         return data
 
 
@@ -516,7 +587,9 @@ _FORM_KINDS: Final[dict[Kind, FieldKind]] = {
     "port": "port",
     "choice": "choice",
     "secret": "secret",
-    "list": "dtus",
+    "serial": "text",
+    "names": "names",
+    "list": "list",
 }
 
 
@@ -532,7 +605,7 @@ def _form_field(spec: OptionSpec, key: str, holder: OptionSpec) -> FormField:
         holder.section,
         spec.label,
         spec.help,
-        default=[] if spec.kind == "list" else spec.default,
+        default=[] if spec.kind in ("list", "names") else spec.default,
         optional=spec.optional,
         min=None if spec.kind == "list" else spec.min,
         max=spec.max,
@@ -540,6 +613,8 @@ def _form_field(spec: OptionSpec, key: str, holder: OptionSpec) -> FormField:
         addon=holder.addon,
         restart=holder.restart,
         fields=tuple(_form_field(sub, sub.key, spec) for sub in spec.fields),
+        item=spec.item,
+        count=spec.count,
     )
 
 
@@ -604,7 +679,7 @@ def form_values(raw: Any, *, addon: bool) -> dict[str, Any]:
         if addon and not field_.addon:
             continue
         present, value = _get(data, field_.key)
-        if field_.kind == "dtus":
+        if field_.kind == "list":
             items = value if present and isinstance(value, list) else []
             value = [
                 {
@@ -649,6 +724,7 @@ __all__ = [
     "SECRET_KEYS",
     "DtuOptions",
     "FormField",
+    "InverterOptions",
     "MqttOptions",
     "Options",
     "OptionsError",

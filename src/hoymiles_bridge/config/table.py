@@ -24,7 +24,18 @@ NIGHT_POLICIES: Final = ("zero", "unavailable")
 DEFAULT_POLL_INTERVAL: Final = 35
 
 Kind = Literal[
-    "int", "bool", "text", "topic", "host", "port", "choice", "secret", "list", "section"
+    "int",
+    "bool",
+    "text",
+    "topic",
+    "host",
+    "port",
+    "choice",
+    "secret",
+    "serial",
+    "names",
+    "list",
+    "section",
 ]
 
 
@@ -48,9 +59,15 @@ class OptionSpec:
     * ``choice`` - one of ``choices`` (``ignore_case``: in any case, kept
       in lower case);
     * ``secret`` - text that is never shown or logged (a password);
+    * ``serial`` - an inverter's serial number (the rule of
+      :data:`~hoymiles_bridge.protocol.devices.SERIAL_PATTERN`), kept in upper
+      case;
+    * ``names`` - a list of at most ``count`` texts, each from ``min`` to
+      ``max`` characters (the names of PV ports, in port order);
     * ``list`` - a list of at least ``min`` items, each a mapping of the
       options ``fields``; ``item`` names one item in the message when there
-      are too few;
+      are too few; with ``unique``, no two items have the same value of that
+      option (compared after cleaning);
     * ``section`` - a mapping of the options ``fields``.
 
     ``required`` options have no default. An option left out takes its
@@ -80,6 +97,8 @@ class OptionSpec:
     choices: tuple[str, ...] = ()
     ignore_case: bool = False
     item: str = ""
+    unique: str = ""
+    count: int | None = None
     section: str = ""
     addon: bool = True
     restart: Literal["bridge", "process"] = "bridge"
@@ -89,6 +108,11 @@ class OptionSpec:
 #: The configuration form's sections, in order: key, title, what they hold.
 FORM_SECTIONS: Final = (
     ("dtus", "DTUs", "The DTUs (or HMS-W inverters) the bridge talks to."),
+    (
+        "inverters",
+        "Inverter names",
+        "Names for inverters and their PV ports, shown in Home Assistant and here (optional).",
+    ),
     ("polling", "Polling", "How often and how gently the bridge asks the DTUs."),
     ("mqtt", "MQTT", "The broker. In the add-on, leave the host empty to use the Supervisor's."),
     ("homeassistant", "Home Assistant", "Topics and MQTT discovery."),
@@ -128,6 +152,43 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
                 optional=True,
                 min=1,
                 max=64,
+            ),
+        ),
+    ),
+    OptionSpec(
+        "inverters",
+        "list",
+        label="Inverters",
+        help="Name an inverter by its serial number; inverters not listed keep their model name.",
+        item="inverter",
+        unique="serial",
+        section="inverters",
+        fields=(
+            OptionSpec(
+                "serial",
+                "serial",
+                label="Serial",
+                help="The inverter's serial number (12 hex digits, on its label).",
+                required=True,
+            ),
+            OptionSpec(
+                "name",
+                "text",
+                label="Name",
+                help="Shown instead of the model (optional).",
+                optional=True,
+                min=1,
+                max=64,
+            ),
+            OptionSpec(
+                "ports",
+                "names",
+                label="PV port names",
+                help="In port order; a port without a name is Port 1, Port 2, ...",
+                default=(),
+                min=1,
+                max=32,
+                count=6,
             ),
         ),
     ),

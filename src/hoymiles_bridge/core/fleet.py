@@ -132,6 +132,8 @@ class Fleet:
             frozen_after=options.frozen_after,
         )
         self._clock = clock
+        #: The user's names of inverters and their ports, by serial.
+        self._names = {inverter.serial: inverter for inverter in options.inverters}
         self.dtus: list[DtuState] = []
         count = len(options.dtus)
         for index, dtu in enumerate(options.dtus):
@@ -300,16 +302,18 @@ class Fleet:
             listed = listed[:MAX_INVERTERS_PER_DTU]
         for inv in listed:
             kind = inverter_type(parse_serial(inv.serial))
+            named = self._names.get(inv.serial)
             device = InverterDevice(
                 serial=inv.serial,
                 model=inv.model,
                 firmware=inv.firmware,
                 hardware=inv.hardware,
-                name=None,
+                name=named.name if named is not None else None,
                 ports=kind.ports or 1,
                 rated_power=kind.rated_power,
                 dtu_serial=info.dtu_serial,
                 supports_nonpersistent=nonpersistent,
+                port_names=named.ports if named is not None else (),
             )
             known = dtu.inverters.get(inv.serial)
             if known is None:
@@ -338,16 +342,18 @@ class Fleet:
     def _adopt(self, dtu: DtuState, data: InverterData, dtu_serial: str) -> InverterState:
         """An inverter seen in real data before the DTU listed it."""
         kind = inverter_type(parse_serial(data.serial))
+        named = self._names.get(data.serial)
         device = InverterDevice(
             serial=data.serial,
             model=data.model,
             firmware="",
             hardware="",
-            name=None,
+            name=named.name if named is not None else None,
             ports=max(len(data.ports), kind.ports, 1),
             rated_power=kind.rated_power,
             dtu_serial=dtu_serial,
             supports_nonpersistent=False,
+            port_names=named.ports if named is not None else (),
         )
         state = InverterState(device, InverterGuard(data.serial, clock=self._clock))
         dtu.inverters[data.serial] = state

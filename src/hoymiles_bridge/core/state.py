@@ -36,7 +36,12 @@ class DtuDevice:
 
 @dataclass(frozen=True, slots=True)
 class InverterDevice:
-    """The identity and abilities of one inverter."""
+    """The identity and abilities of one inverter.
+
+    ``name`` and ``port_names`` are the user's (the ``inverters`` option):
+    ``None`` and ``()`` when not given. They are text to show, never part of
+    a topic or an id.
+    """
 
     serial: str
     model: str
@@ -47,6 +52,18 @@ class InverterDevice:
     rated_power: int  # W; 0 when unknown
     dtu_serial: str
     supports_nonpersistent: bool
+    port_names: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:
+        """The user's name, else ``"<model> <serial>"``."""
+        return self.name or f"{self.model} {self.serial}".strip()
+
+    def port_name(self, port: int) -> str:
+        """The user's name of PV port ``port`` (1..n), else ``"Port <n>"``."""
+        if 1 <= port <= len(self.port_names):
+            return self.port_names[port - 1]
+        return f"Port {port}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -288,8 +288,17 @@ class MqttBridge:
             (layout.dtu(serial, "policy"), self.fleet.policy.describe(info.dtu_firmware_raw)),
         ]
         for inv in info.inverters:
+            known = dtu.inverters.get(inv.serial)
+            if known is not None:
+                # Like OpenDTU: the inverter's name (the user's, else the model) and
+                # each PV port's; names are payloads, topics hold serials only.
+                device = known.device
+                items.append((layout.inverter(inv.serial, "name"), device.name or inv.model))
+                items += [
+                    (layout.port(inv.serial, port, "name"), device.port_name(port))
+                    for port in range(1, device.ports + 1)
+                ]
             items += [
-                (layout.inverter(inv.serial, "name"), inv.model),
                 (layout.inverter(inv.serial, "device/fwbuildversion"), inv.firmware),
                 (layout.inverter(inv.serial, "device/hwversion"), inv.hardware),
                 (

@@ -17,6 +17,10 @@ Decisions worth knowing:
   ``port<n>_<key>`` as object id. A command that shares its key with a state
   entity of the same device (the DTU's ``performance_mode``) gets
   ``_<component>`` appended, so unique ids stay unique across the fleet.
+* The user's names (options ``dtus[].name`` and ``inverters``) change the
+  device names and the port entities' names ("East roof power") only; unique
+  ids, node ids and topics are built from serials alone, so renaming keeps
+  the entities and their history.
 * The totals (``ac/...``, ``dc/...``) cover every DTU but need a device to
   live on: they are attached to the first (usually only) DTU, chosen by the
   caller with ``dtu_discovery(..., totals=True)``. Their config topics use the
@@ -104,12 +108,16 @@ def port_object_id(port: int, field: Field) -> str:
     return f"port{port}_{field.key}"
 
 
-def port_entity_name(port: int, field: Field) -> str:
-    """``"Port 1 power"``; keeps acronyms (``"DC power"``) intact."""
+def port_entity_name(port: int, field: Field, port_name: str | None = None) -> str:
+    """``"Port 1 power"``, or ``"East roof power"`` for a port named so.
+
+    Keeps acronyms (``"DC power"``) intact. Only the name changes with the
+    port's name; the unique id (:func:`port_object_id`) never does.
+    """
     name = field.name
     if len(name) > 1 and not name[1].isupper():
         name = name[0].lower() + name[1:]
-    return f"Port {port} {name}"
+    return f"{port_name or f'Port {port}'} {name}"
 
 
 def _command_object_id(field: Field, state_keys: Iterable[str]) -> str:
@@ -161,7 +169,7 @@ def dtu_device_block(dtu: DtuDevice) -> dict[str, Any]:
 def inverter_device_block(inverter: InverterDevice) -> dict[str, Any]:
     return _device_block(
         inverter_device_id(inverter.serial),
-        inverter.name or f"{inverter.model} {inverter.serial}",
+        inverter.title,
         inverter.model,
         inverter.serial,
         inverter.firmware,
@@ -363,7 +371,7 @@ def inverter_discovery(ctx: DiscoveryContext, inverter: InverterDevice) -> list[
             add(
                 field,
                 port_object_id(port, field),
-                port_entity_name(port, field),
+                port_entity_name(port, field, inverter.port_name(port)),
                 state_topic=layout.port(serial, port, field.topic),
             )
 

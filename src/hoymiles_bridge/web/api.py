@@ -299,10 +299,12 @@ class WebApi:
         device, values = inverter.device, inverter.values
         return {
             "serial": device.serial,
+            "name": device.name,
             "model": device.model,
             "firmware": device.firmware,
             "rated_power": device.rated_power,
             "ports_count": device.ports,
+            "port_names": {str(p): device.port_name(p) for p in range(1, device.ports + 1)},
             "values": dict(values.values) if values else {},
             "ports": {str(p): dict(f) for p, f in values.ports.items()} if values else {},
             "reachable": values.reachable if values else None,

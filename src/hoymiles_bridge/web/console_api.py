@@ -121,6 +121,7 @@ def catalogue(api: ApiContext) -> dict[str, Any]:
         inverters = [
             {
                 "serial": serial,
+                "name": inverter.device.name,
                 "model": inverter.device.model,
                 "rated_power": inverter.device.rated_power or None,
                 "reachable": inverter.values.reachable if inverter.values is not None else None,

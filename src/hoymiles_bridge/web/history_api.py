@@ -94,7 +94,7 @@ class HistoryRoutes:
     # --- api/history ------------------------------------------------------------
 
     def _names(self) -> tuple[dict[str, str], list[dict[str, Any]]]:
-        """Inverter names ("model serial") and the DTUs, or nothing while the bridge starts."""
+        """Inverter names (the user's, else "model serial") and the DTUs; nothing while starting."""
         try:
             fleet_dtus = self.api.fleet.dtus
         except BadRequest as err:
@@ -102,7 +102,7 @@ class HistoryRoutes:
                 raise
             return {}, []  # the stored history is there before the bridge
         names = {
-            serial: f"{inverter.device.model} {serial}".strip()
+            serial: inverter.device.title
             for dtu in fleet_dtus
             for serial, inverter in dtu.inverters.items()
         }

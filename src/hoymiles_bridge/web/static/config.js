@@ -17,7 +17,7 @@
   let root = null;
   let config = null;        // the last GET api/config body
   let fieldNodes = new Map(); // error path -> the field's wrapper
-  let dtuRows = [];          // [{inputs: {host, port, name}, node}]
+  let lists = new Map();      // list key (dtus) -> {field, rows: [{inputs, node}], list, empty}
   let validateTimer = null;
   let validateSeq = 0;
   let busy = false;
@@ -59,15 +59,28 @@
     return text;
   }
 
+  function readNames(inputs) {
+    // Trailing empty names are left out; an empty one between names is sent (and refused).
+    const names = inputs.map((input) => input.value);
+    while (names.length && names[names.length - 1].trim() === "") names.pop();
+    return names;
+  }
+
+  function readRow(field, row) {
+    const item = {};
+    for (const sub of field.fields) {
+      item[sub.key] = sub.kind === "names"
+        ? readNames(row.inputs[sub.key]) : readInput(sub, row.inputs[sub.key]);
+    }
+    return item;
+  }
+
   function collect() {
     const options = {};
     for (const field of config.fields) {
-      if (field.kind === "dtus") {
-        options.dtus = dtuRows.map((row) => {
-          const item = {};
-          for (const sub of field.fields) item[sub.key] = readInput(sub, row.inputs[sub.key]);
-          return item;
-        });
+      if (field.kind === "list") {
+        const list = lists.get(field.key);
+        options[field.key] = list ? list.rows.map((row) => readRow(field, row)) : [];
       } else {
         setAt(options, field.key, readInput(field, nodes.inputs.get(field.key)));
       }
@@ -130,74 +143,112 @@
     return { box, control };
   }
 
-  function dtuRow(field, item) {
-    const index = dtuRows.length;
+  // A list option (dtus, inverters): one row of fields per item, "Add" and "Remove".
+  const slugOf = (field) => (field.item || field.key).toLowerCase().replace(/[^a-z0-9]+/g, "-");
+
+  function namesBox(sub, values, key, id) {
+    // A list of names (PV ports): one small text field per name, up to sub.count.
+    const inputs = [];
+    const cells = [];
+    for (let i = 0; i < (sub.count || 1); i += 1) {
+      const one = { kind: "text", label: `Port ${i + 1}`, help: "", optional: true, max: sub.max };
+      const { box, control } = fieldBox(one, (values || [])[i], `${key}[${i}]`, `${id}-${i}`);
+      inputs.push(control);
+      cells.push(box);
+    }
+    const box = el("div", { class: "field names-field", "data-key": key, "data-group": "" },
+      el("span", { class: "names-label", text: sub.label }),
+      el("div", { class: "names-grid" }, cells),
+      el("p", { class: "help", text: sub.help || "" }),
+      el("p", { class: "field-error", id: `${id}-error`, role: "alert" }));
+    fieldNodes.set(key, box);
+    return { box, inputs };
+  }
+
+  function listRow(field, item) {
+    const list = lists.get(field.key);
+    const index = list.rows.length;
+    const slug = slugOf(field);
     const row = { inputs: {}, node: null };
     const cells = field.fields.map((sub) => {
-      const key = `dtus[${index}].${sub.key}`;
-      const { box, control } = fieldBox(sub, item ? item[sub.key] : sub.default, key,
-        idFor(`dtus-${index}-${sub.key}`));
+      const key = `${field.key}[${index}].${sub.key}`;
+      const id = idFor(`${field.key}-${index}-${sub.key}`);
+      const value = item ? item[sub.key] : sub.default;
+      if (sub.kind === "names") {
+        const { box, inputs } = namesBox(sub, value, key, id);
+        row.inputs[sub.key] = inputs;
+        return box;
+      }
+      const { box, control } = fieldBox(sub, value, key, id);
       row.inputs[sub.key] = control;
       return box;
     });
     const remove = el("button", {
-      type: "button", class: "button secondary remove-dtu", disabled: !config.can_save,
-      "aria-label": `Remove DTU ${index + 1}`, text: "Remove",
-      onclick: () => { removeDtu(row); },
+      type: "button", class: `button secondary remove-item remove-${slug}`,
+      disabled: !config.can_save, "aria-label": `Remove ${field.item || "item"} ${index + 1}`,
+      text: "Remove", onclick: () => { removeItem(field, row); },
     });
-    row.node = el("div", { class: "dtu-row", "data-index": index }, cells, remove);
-    dtuRows.push(row);
+    row.node = el("div", { class: `list-row ${slug}-row`, "data-index": index }, cells, remove);
+    list.rows.push(row);
     return row.node;
   }
 
-  function renumberDtus(field) {
+  function renumber(field) {
     // Rebuild the rows so that every path (dtus[i].host) matches its position.
-    const items = dtuRows.map((row) => {
-      const item = {};
-      for (const sub of field.fields) item[sub.key] = readInput(sub, row.inputs[sub.key]);
-      return item;
-    });
-    for (const key of [...fieldNodes.keys()]) if (key.startsWith("dtus[")) fieldNodes.delete(key);
-    dtuRows = [];
-    nodes.dtuList.replaceChildren(...items.map((item) => dtuRow(field, item)));
-    nodes.dtuEmpty.hidden = items.length > 0;
+    const list = lists.get(field.key);
+    const items = list.rows.map((row) => readRow(field, row));
+    const prefix = `${field.key}[`;
+    for (const key of [...fieldNodes.keys()]) if (key.startsWith(prefix)) fieldNodes.delete(key);
+    list.rows = [];
+    list.list.replaceChildren(...items.map((item) => listRow(field, item)));
+    list.empty.hidden = items.length > 0;
   }
 
-  function removeDtu(row) {
-    dtuRows = dtuRows.filter((r) => r !== row);
-    renumberDtus(config.fields.find((f) => f.kind === "dtus"));
+  function removeItem(field, row) {
+    const list = lists.get(field.key);
+    list.rows = list.rows.filter((r) => r !== row);
+    renumber(field);
     scheduleValidate();
   }
 
-  function addDtu() {
-    const field = config.fields.find((f) => f.kind === "dtus");
-    nodes.dtuList.append(dtuRow(field, null));
-    nodes.dtuEmpty.hidden = true;
-    dtuRows[dtuRows.length - 1].inputs.host.focus();
+  function addItem(field) {
+    const list = lists.get(field.key);
+    list.list.append(listRow(field, null));
+    list.empty.hidden = true;
+    const first = list.rows[list.rows.length - 1].node.querySelector("input");
+    if (first) first.focus();
     scheduleValidate();
+  }
+
+  function listBox(field) {
+    const slug = slugOf(field);
+    const list = { field, rows: [], list: el("div", { class: `list-items ${slug}-list` }) };
+    lists.set(field.key, list);
+    const items = valueAt(config.options, field.key) || [];
+    list.list.append(...items.map((item) => listRow(field, item)));
+    list.empty = el("p", { class: "muted", hidden: items.length > 0,
+      text: field.min ? `No ${field.item} yet: add one.` : `No ${field.item} yet.` });
+    const box = el("div", { class: `field list-field ${field.key}-field`, "data-key": field.key,
+      "data-group": "" },
+    field.help ? el("p", { class: "help", text: field.help }) : null,
+    list.list, list.empty,
+    el("p", { class: "field-error", id: `${idFor(field.key)}-error`, role: "alert" }),
+    el("button", { type: "button", id: `config-add-${slug}`, class: "button secondary add-item",
+      disabled: !config.can_save, text: `Add ${field.item}`, onclick: () => addItem(field) }));
+    fieldNodes.set(field.key, box);
+    return box;
   }
 
   function renderForm() {
     fieldNodes = new Map();
-    dtuRows = [];
+    lists = new Map();
     nodes.inputs = new Map();
     const sections = config.sections.map((section) => {
       const fields = config.fields.filter((f) => f.section === section.key);
       const body = [];
       for (const field of fields) {
-        if (field.kind === "dtus") {
-          nodes.dtuList = el("div", { class: "dtu-list" });
-          const items = valueAt(config.options, "dtus") || [];
-          nodes.dtuList.append(...items.map((item) => dtuRow(field, item)));
-          nodes.dtuEmpty = el("p", { class: "muted", text: "No DTU yet: add one.",
-            hidden: items.length > 0 });
-          const box = el("div", { class: "field dtus-field", "data-key": "dtus" },
-            nodes.dtuList, nodes.dtuEmpty,
-            el("p", { class: "field-error", id: "cfg-dtus-error", role: "alert" }),
-            el("button", { type: "button", id: "config-add-dtu", class: "button secondary",
-              disabled: !config.can_save, text: "Add DTU", onclick: addDtu }));
-          fieldNodes.set("dtus", box);
-          body.push(box);
+        if (field.kind === "list") {
+          body.push(listBox(field));
         } else {
           const { box, control } = fieldBox(field, valueAt(config.options, field.key),
             field.key, idFor(field.key));
@@ -208,7 +259,7 @@
       return el("fieldset", { class: "card config-section", "data-section": section.key },
         el("legend", { text: section.label }),
         section.help ? el("p", { class: "muted section-help", text: section.help }) : null,
-        el("div", { class: section.key === "dtus" ? "" : "field-grid" }, body));
+        el("div", { class: fields.some((f) => f.kind === "list") ? "" : "field-grid" }, body));
     });
     nodes.sections.replaceChildren(...sections);
     showErrors(config.errors || {});
@@ -223,7 +274,9 @@
       slot.textContent = message;
       box.classList.toggle("invalid", Boolean(message));
       const control = box.querySelector("input, select");
-      if (control && key !== "dtus") control.setAttribute("aria-invalid", message ? "true" : "false");
+      if (control && !box.hasAttribute("data-group")) {
+        control.setAttribute("aria-invalid", message ? "true" : "false");
+      }
       delete left[key];
     }
     // Problems without a field of their own (e.g. a DTU row that is not there any more).

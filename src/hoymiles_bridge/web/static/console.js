@@ -109,6 +109,11 @@
     ui.limitValue.addEventListener("input", () => { ui.limitError.hidden = true; });
   }
 
+  // "Garage (116112345678, HM-1500)", or "116112345678 (HM-1500)" without a name.
+  const inverterText = (i) => (i.name
+    ? `${i.name} (${i.serial}${i.model ? `, ${i.model}` : ""})`
+    : `${i.serial}${i.model ? ` (${i.model})` : ""}`);
+
   function fill(node, options, keep) {
     const before = keep ? node.value : null;
     node.replaceChildren(...options.map(([value, text]) => el("option", { value, text })));
@@ -118,7 +123,8 @@
 
   function render() {
     if (!catalogue) return;
-    fill(ui.dtu, dtus().map((d) => [d.label, d.name ? `${d.name} (${d.label})` : d.label]), true);
+    // A named DTU's label is its name: show its serial beside it once known.
+    fill(ui.dtu, dtus().map((d) => [d.label, d.name && d.serial ? `${d.name} (${d.serial})` : d.label]), true);
     fill(ui.request, catalogue.reads.map((r) => [r.name, `${r.name} – ${r.title}`]), true);
     if (!ui.request.dataset.chosen) {
       // RealDataNew is what the bridge polls: the most useful first read.
@@ -143,7 +149,7 @@
     ui.dtuState.replaceChildren(...(dtu ? [badge(dtu.state, dtu.available ? "ok" : "warn"),
       dtu.serial ? ` serial ${dtu.serial}` : ""] : [el("span", { class: "muted", text: "No DTU is known yet." })]));
     const inverters = dtu ? dtu.inverters : [];
-    fill(ui.inverter, inverters.map((i) => [i.serial, `${i.serial}${i.model ? ` (${i.model})` : ""}`]), true);
+    fill(ui.inverter, inverters.map((i) => [i.serial, inverterText(i)]), true);
     ui.dtuButtons.replaceChildren(...(dtu ? dtu.commands : []).map((offer) => pressButton(offer, "dtu")));
     renderInverter();
   }
@@ -288,7 +294,7 @@
       const inverter = chosenInverter();
       if (!inverter) return;
       body.serial = inverter.serial;
-      device = `inverter ${inverter.serial} on DTU ${dtu.label}`;
+      device = `inverter ${inverterText(inverter)} on DTU ${dtu.label}`;
     } else {
       device = `DTU ${dtu.label}${dtu.serial ? ` (serial ${dtu.serial})` : ""}`;
     }

@@ -41,11 +41,16 @@
     const requested = inv.limit_requested === null || inv.limit_requested === undefined
       ? "" : ` (requested ${num(inv.limit_requested, 1)} %)`;
     const ports = Object.entries(inv.ports || {}).sort((a, b) => Number(a[0]) - Number(b[0]));
+    const portNames = inv.port_names || {};
+    // The user's name (the inverters option) is text like any other: never parsed as HTML.
+    const title = inv.name || `${inv.model || "Inverter"} ${inv.serial}`;
     return el("div", {
       class: `inverter${stale ? " stale-data" : ""}`, "data-serial": inv.serial,
     },
     el("div", { class: "card-head" },
-      el("h4", { text: `${inv.model || "Inverter"} ${inv.serial}` }), state),
+      el("h4", { class: "inverter-title", text: title }),
+      inv.name ? el("span", { class: "muted inverter-id", text: `${inv.model || "Inverter"} ${inv.serial}` }) : null,
+      state),
     el("div", { class: "facts" },
       fact("AC power", unit(v.power, 1, "W"), "big power"),
       fact("AC voltage", unit(v.voltage, 1, "V")),
@@ -61,7 +66,7 @@
       el("thead", {}, el("tr", {}, ["Port", "Power", "Voltage", "Current", "Yield day"]
         .map((h) => el("th", { text: h })))),
       el("tbody", {}, ports.map(([port, p]) => el("tr", {},
-        el("td", { text: port }),
+        el("td", { class: "port-name", text: portNames[port] || `Port ${port}` }),
         el("td", { text: unit(p.power, 1, "W") }),
         el("td", { text: unit(p.voltage, 1, "V") }),
         el("td", { text: unit(p.current, 2, "A") }),
@@ -73,7 +78,9 @@
 
   function renderDtu(dtu, now) {
     const stale = Boolean(dtu.stale);
-    const title = dtu.name || dtu.label || dtu.host;
+    // The DTU's name (the dtus option), else its model and serial once known, else host:port.
+    const known = dtu.model && dtu.serial ? `${dtu.model} ${dtu.serial}` : "";
+    const title = dtu.name || known || dtu.label || dtu.host;
     const state = dtu.state || "unknown";
     return el("div", { class: `card dtu${stale ? " stale" : ""}`, "data-dtu": dtu.label },
       el("div", { class: "card-head" },
