@@ -162,7 +162,7 @@ def _addon_defaults() -> dict[str, Any]:
         if not spec.addon or spec.optional:
             continue
         if spec.kind == "list":
-            defaults[spec.key] = []  # "expected at least one DTU" until one is added
+            defaults[spec.key] = []  # setup mode until one is added
         elif spec.kind == "section":
             defaults[spec.key] = {}  # every option of a section may be left out
         else:
