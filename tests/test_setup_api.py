@@ -22,8 +22,8 @@ from hoymiles_bridge.addon.runner import Service, SetupApplyingStore, WebConfig,
 from hoymiles_bridge.addon.supervisor import SupervisorClient
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.errors import DtuConnectionError
-from hoymiles_bridge.mqtt.local_broker import free_port
 from hoymiles_bridge.mqtt.link import MqttSettings
+from hoymiles_bridge.mqtt.local_broker import free_port
 from hoymiles_bridge.simulator import DtuSimulator
 from hoymiles_bridge.web import setup_api
 from hoymiles_bridge.web.common import BadRequest
@@ -129,7 +129,8 @@ def test_failure_sentences() -> None:
     unreachable = DtuConnectionError("x")
     unreachable.__context__ = OSError(113, "No route to host")
     failed = setup_api.failure(unreachable, "h", 1, 1.0)
-    assert failed.reason == "unreachable" and failed.message == "Cannot reach h:1: No route to host."
+    assert failed.reason == "unreachable"
+    assert failed.message == "Cannot reach h:1: No route to host."
 
 
 def test_network_hints() -> None:
