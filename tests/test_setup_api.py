@@ -318,3 +318,32 @@ async def test_network_suggestion_answers(client: WebClient) -> None:
     code, body = await client.get("api/setup/network")
     assert code == 200 and body["port"] == 10081 and body["max_prefix"] == 24
     assert body["suggested"] is None or body["suggested"] in body["networks"]
+
+
+async def test_something_else_on_the_port_is_not_a_dtu(client: WebClient) -> None:
+    async def chatty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(10)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n" + b"x" * 64)
+        await writer.drain()
+        await reader.read()  # then silence until the client gives up
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(chatty, "127.0.0.2", port)
+    try:
+        with pytest.raises(setup_api.ProbeFailed) as caught:
+            await setup_api.ask_app_info("127.0.0.2", port, 0.5)
+        assert caught.value.reason in {"not_a_dtu", "timeout"}
+        code, _ = await client.post("api/setup/scan", {"network": "127.0.0.2/31", "port": port})
+        assert code == 202
+
+        async def finished() -> bool:
+            _, scan = await client.get("api/setup/scan")
+            return bool(scan["state"] != "running")
+
+        await _until(finished, "the scan")
+        _, scan = await client.get("api/setup/scan")
+        assert scan["state"] == "done" and scan["found"] == [] and scan["done"] == 2
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -318,7 +318,7 @@ class Scan:
     started: float
     done: int = 0
     found: list[dict[str, Any]] = field(default_factory=list)
-    state: Literal["running", "done", "cancelled"] = "running"
+    state: Literal["running", "done", "cancelled", "failed"] = "running"
     task: asyncio.Task[None] | None = None
 
     def view(self) -> dict[str, Any]:
@@ -419,6 +419,7 @@ class SetupRoutes:
         await self._cancel()
         scan = Scan(next(self._numbers), str(network), port, scan_addresses(network), time.time())
         scan.task = asyncio.create_task(self._run(scan), name=f"setup-scan-{scan.number}")
+        scan.task.add_done_callback(_report_failure)
         self.scan = scan
         self.api.hub.log("config", f"scanning {network} for DTUs on port {port}")
         return json_data(scan.view(), 202)
@@ -452,10 +453,13 @@ class SetupRoutes:
                 await self._probe(scan, address, polled)
                 scan.done += 1
 
-        async with asyncio.TaskGroup() as group:
-            for index in range(min(self.parallel, len(scan.addresses))):
-                group.create_task(worker(), name=f"setup-scan-{scan.number}-probe-{index}")
-        scan.state = "done"
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index in range(min(self.parallel, len(scan.addresses))):
+                    group.create_task(worker(), name=f"setup-scan-{scan.number}-probe-{index}")
+            scan.state = "done"
+        finally:
+            _settle(scan)
         found = ", ".join(f"{d['serial']} at {d['host']}" for d in scan.found) or "no DTU"
         self.api.hub.log("config", f"scan of {scan.network} done: {found}")
 
@@ -469,9 +473,23 @@ class SetupRoutes:
             return
         try:
             info = await ask_app_info(address, scan.port, self.probe_timeout)
-        except ProbeFailed:
-            return
+        except (ProbeFailed, HoymilesError, OSError, ValueError):
+            return  # not a DTU (whatever it is)
         scan.found.append(describe(info, address, scan.port, source="dtu"))
+
+
+def _settle(scan: Scan) -> None:
+    """A scan that ends without finishing is cancelled or failed, never running forever."""
+    if scan.state == "running":
+        task = asyncio.current_task()
+        cancelled = task is not None and task.cancelling() > 0
+        scan.state = "cancelled" if cancelled else "failed"
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """Log what broke a scan (its state already says "failed")."""
+    if not task.cancelled() and task.exception() is not None:
+        _LOGGER.warning("The scan %s failed: %s", task.get_name(), task.exception())
 
 
 def register(app: web.Application, api: ApiContext) -> None:

@@ -105,6 +105,7 @@
       done: `Scanned ${scan.network}: ${found.length === 1 ? "1 DTU found"
         : `${found.length || "no"} DTUs found`}.`,
       cancelled: `Cancelled after ${counts}.`,
+      failed: `The scan stopped after ${counts}: see the add-on's log.`,
       idle: "",
     };
     nodes.state.textContent = texts[scan.state] || "";
