@@ -30,6 +30,9 @@ from hoymiles_bridge.web.common import BadRequest
 from hoymiles_bridge.web.hub import WebHub
 from hoymiles_bridge.web.server import WebServer
 
+from .bridge_env import running_bridge
+from .conftest_mqtt import mosquitto_fixture  # noqa: F401
+from .mosquitto import Mosquitto
 from .web_client import WebClient
 
 ADDON_DIR = Path(__file__).resolve().parents[1] / "addon"
@@ -347,3 +350,43 @@ async def test_something_else_on_the_port_is_not_a_dtu(client: WebClient) -> Non
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_dtu_the_bridge_polls_is_never_connected_twice(mosquitto: Mosquitto) -> None:
+    port = free_port()
+    async with (
+        DtuSimulator(host="127.0.0.2", port=port) as sim,
+        running_bridge(mosquitto, [sim]) as env,
+    ):
+        server = WebServer(
+            "127.0.0.1", 0, status=dict, allowed_peers=None, hub=WebHub(), fleet=env.bridge.fleet
+        )
+        await server.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                client = WebClient(session, f"http://127.0.0.1:{server.port}/")
+
+                async def known() -> bool:
+                    return env.bridge.fleet.dtus[0].session.app_info is not None
+
+                await _until(known, "the bridge's first app info")
+                connections = sim.connections_total
+                code, body = await client.post(
+                    "api/setup/test", {"host": "127.0.0.2", "port": port}
+                )
+                assert code == 200 and body["source"] == "bridge"
+                assert body["serial"] == sim.dtu.serial
+                code, _ = await client.post(
+                    "api/setup/scan", {"network": "127.0.0.2/32", "port": port}
+                )
+
+                async def finished() -> bool:
+                    _, scan = await client.get("api/setup/scan")
+                    return bool(scan["state"] == "done")
+
+                await _until(finished, "the scan")
+                _, scan = await client.get("api/setup/scan")
+                assert [d["source"] for d in scan["found"]] == ["bridge"]
+                assert sim.connections_total == connections  # the bridge's session was left alone
+        finally:
+            await server.stop()
