@@ -172,6 +172,7 @@ async def test_first_dtu_in_the_browser_find_test_save_then_live_values(
         await page.goto(proxy.url)
         first = page.locator("#first-dtu")
         await expect(first.locator("h3")).to_have_text("Add your first DTU")
+        await screenshot(page, "setup-overview")
         await page.click("#first-dtu-link")
         await expect(page.locator("#view-config")).to_be_visible()
         await expect(page.locator("#setup-card")).to_be_visible()
