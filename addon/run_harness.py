@@ -672,11 +672,104 @@ async def _healthy_container(
             await container.cleanup()
 
 
+async def _setup_container(
+    workdir: Path,
+    report: Report,
+    say: Callable[[str], None],
+    *,
+    sim: DtuSimulator,
+    broker: Mosquitto,
+    secrets_: tuple[str, str],
+    environment: dict[str, str],
+    ingress_port: int,
+) -> None:
+    """Setup mode: ``dtus: []`` keeps the service up; saving the first DTU starts polling."""
+    token, broker_password = secrets_
+    options: dict[str, Any] = {"dtus": [], "log_level": "info"}
+    mqtt = MqttService("127.0.0.1", broker.port, username=BROKER_USER, password=broker_password)
+    layout = TopicLayout("solar", several_dtus=False)
+    base = f"http://127.0.0.1:{ingress_port}"
+    container = Container(workdir / "container-setup", options, environment)
+    async with (
+        SupervisorStandin(
+            token, mqtt, options=options, options_file=container.options_path
+        ) as supervisor,
+        Subscriber(broker.port, "#", username=BROKER_USER, password=broker_password) as sub,
+    ):
+        container.environment["HOYMILES_BRIDGE_SUPERVISOR_URL"] = supervisor.url
+        container.layout()
+        try:
+            await container.start()
+            pid = await container.wait_up(15)
+            await _wait_health(container, f"{base}/health", 30)
+            await _wait_topic(
+                container,
+                sub,
+                lambda t, p: t == layout.bridge_status and p == b"online",
+                15,
+            )
+            status, text = await _get(f"{base}/", INGRESS_PEER)
+            if status != 200 or "Hoymiles DTU Bridge" not in text:
+                raise container.fail(f"setup mode: GET / answered {status}")
+            status, body = await _call("GET", f"{base}/api/status", INGRESS_PEER)
+            if status != 200 or body.get("dtus") != [] or body.get("starting"):
+                raise container.fail(f"setup mode: api/status {status} {str(body)[:200]}")
+            state = await container.status()
+            if (
+                state.get("pid") != str(pid)
+                or container.halted_path.exists()
+                or container.exitcode_path.exists()
+            ):
+                raise container.fail(f"setup mode: the service did not stay up ({state})")
+            report.ok(
+                "setup mode (dtus: []): the service stays up, serves the web UI and "
+                "publishes 'online'",
+                say,
+            )
+            dtu = {"host": sim.host, "port": sim.port, "name": "First DTU"}
+            status, body = await _call(
+                "POST", f"{base}/api/config", INGRESS_PEER, {"options": {**options, "dtus": [dtu]}}
+            )
+            if status != 200 or body.get("restart_pending"):
+                raise container.fail(f"setup mode: saving the first DTU: {status} {body}")
+            polled = await _wait_polled(container, base, 30)
+            state = await container.status()
+            if state.get("pid") != str(pid) or supervisor.restarts:
+                raise container.fail("setup mode: saving the first DTU restarted the add-on")
+            if supervisor.options.get("dtus") != [{**dtu, "port": sim.port}]:
+                raise container.fail(f"setup mode: the Supervisor keeps {supervisor.options}")
+            report.ok(
+                f"setup mode: saving the first DTU polls it at once, without an add-on "
+                f"restart (serial {polled.get('serial')})",
+                say,
+            )
+        finally:
+            await container.cleanup()
+
+
+async def _wait_polled(container: Container, base: str, timeout: float) -> dict[str, Any]:
+    """``api/status`` (from the ingress peer) until its first DTU has been polled."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            status, body = await _call("GET", f"{base}/api/status", INGRESS_PEER)
+        except (aiohttp.ClientError, TimeoutError) as err:
+            last = err
+        else:
+            last = (status, body)
+            dtus = body.get("dtus") if status == 200 and isinstance(body, dict) else None
+            if dtus and isinstance(dtus[0], dict) and dtus[0].get("last_poll"):
+                return dtus[0]
+        await asyncio.sleep(0.2)
+    raise container.fail(f"api/status showed no polled DTU within {timeout} s: {str(last)[:300]}")
+
+
 async def _crashing_container(
     workdir: Path, report: Report, say: Callable[[str], None], environment: dict[str, str]
 ) -> None:
     container = Container(
-        workdir / "container-crash", {"dtus": [], "poll_interval": 0}, dict(environment)
+        workdir / "container-crash", {"dtus": [{"port": 1}], "poll_interval": 0}, dict(environment)
     )
     container.environment["HOYMILES_BRIDGE_SUPERVISOR_URL"] = "http://127.0.0.1:9"
     container.layout()
@@ -688,7 +781,7 @@ async def _crashing_container(
             container.exitcode_path.read_text().strip() if container.exitcode_path.exists() else ""
         )
         wanted = (
-            "ERROR: Invalid option dtus: expected at least one DTU",
+            "ERROR: Invalid option dtus[0].host: required option is missing",
             "ERROR: Invalid option poll_interval:",
             "hoymiles-bridge exited with code 2; stopping the add-on",
         )
@@ -725,6 +818,8 @@ async def run_harness(workdir: Path, *, say: Callable[[str], None] = print) -> R
     venv_bin = Path(sys.executable).parent
     environment = {
         "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
+        # The code of this repository, not whatever copy the venv has installed.
+        "PYTHONPATH": str(REPO / "src"),
         "SUPERVISOR_TOKEN": token,
         "HOYMILES_BRIDGE_INGRESS_PEER": INGRESS_PEER,
         "HOYMILES_BRIDGE_INGRESS_PORT": str(ingress_port),
@@ -737,6 +832,16 @@ async def run_harness(workdir: Path, *, say: Callable[[str], None] = print) -> R
         await broker.start()
         try:
             await _healthy_container(
+                workdir,
+                report,
+                say,
+                sim=sim,
+                broker=broker,
+                secrets_=(token, broker_password),
+                environment=dict(environment),
+                ingress_port=ingress_port,
+            )
+            await _setup_container(
                 workdir,
                 report,
                 say,

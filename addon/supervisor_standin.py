@@ -13,6 +13,9 @@ Serves what the bridge uses, with the documented shapes (addon.md 3.1-3.3):
   the bridge's own schema and stored (400 with a message when invalid, or
   ``refuse_options`` when set, as the real Supervisor refuses what its own
   schema does not take). ``saved`` lists every stored options document.
+* ``GET /network/info`` - ``network_info`` when set (an add-on with
+  ``hassio_api: true``), else 403 like the real Supervisor for an add-on
+  without it (this add-on does not ask for it).
 * ``POST /addons/self/restart`` - recorded in ``restarts``. Nothing restarts
   unless the stand-in was given an ``options_file`` and/or an ``on_restart``
   hook: then, like the real Supervisor, it writes the stored options to the
@@ -121,6 +124,8 @@ class SupervisorStandin:
         self.refuse_options: str | None = None
         #: How many times POST /addons/self/restart was asked.
         self.restarts = 0
+        #: What GET /network/info answers; None: 403, the add-on has no hassio_api.
+        self.network_info: dict[str, Any] | None = None
         #: Where a restart writes the stored options (the add-on's /data/options.json).
         self.options_file = options_file
         #: Restarts the add-on after the options file was written.
@@ -148,6 +153,7 @@ class SupervisorStandin:
         app.router.add_get("/addons/self/options", self._get_options)
         app.router.add_post("/addons/self/options", self._set_options)
         app.router.add_post("/addons/self/restart", self._restart)
+        app.router.add_get("/network/info", self._network_info)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -234,6 +240,11 @@ class SupervisorStandin:
                 "rating": 8,
             }
         )
+
+    async def _network_info(self, request: web.Request) -> web.Response:
+        if self.network_info is None:
+            return _error(403, "Forbidden: /network/info needs hassio_api")
+        return _ok(self.network_info)
 
     async def _get_options(self, request: web.Request) -> web.Response:
         return _ok(self.options)

@@ -59,7 +59,9 @@ def test_run_addon_rejects_invalid_options_with_one_line_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     options = tmp_path / "options.json"
-    options.write_text(json.dumps({"dtus": [], "log_level": "loud", "mqtt": {"password": "pw1"}}))
+    options.write_text(
+        json.dumps({"dtus": [{"port": 1}], "log_level": "loud", "mqtt": {"password": "pw1"}})
+    )
     monkeypatch.setenv("HOYMILES_BRIDGE_OPTIONS", str(options))
     monkeypatch.setenv("SUPERVISOR_TOKEN", TOKEN)
     assert main(["run", "--addon"]) == 2
@@ -67,7 +69,8 @@ def test_run_addon_rejects_invalid_options_with_one_line_each(
     lines = out.splitlines()
     assert all(LOG_LINE.match(line) for line in lines), lines
     assert any(
-        line.endswith("ERROR: Invalid option dtus: expected at least one DTU") for line in lines
+        line.endswith("ERROR: Invalid option dtus[0].host: required option is missing")
+        for line in lines
     )
     assert any("Invalid option log_level:" in line for line in lines)
     assert "Traceback" not in out + err
@@ -295,5 +298,8 @@ async def test_addon_harness_runs_the_real_s6_scripts(tmp_path: Path) -> None:
         f"POST api/config with poll_interval {run_harness.NEW_POLL_INTERVAL}: 200",
         "the stand-in wrote options.json and s6 restarted the service",
         f"api/status shows dtus[0].interval {run_harness.NEW_POLL_INTERVAL}",
+        # setup mode: no DTU keeps the service up; the first saved DTU is polled at once
+        "setup mode (dtus: []): the service stays up",
+        "setup mode: saving the first DTU polls it at once, without an add-on restart",
     ):
         assert wanted in passed, lines

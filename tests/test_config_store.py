@@ -160,7 +160,7 @@ async def test_bad_values_are_refused_and_nothing_is_touched(tmp_path: Path) -> 
     assert path.read_text() == ORIGINAL_YAML
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bridge.yaml"]
     with pytest.raises(OptionsError):
-        await store.save({"dtus": []})
+        await store.save({"dtus": [{"port": 1}]})
     assert path.read_text() == ORIGINAL_YAML
 
 
@@ -387,7 +387,7 @@ async def test_read_only_store() -> None:
         await store.save({"dtus": [{"host": "192.0.2.2"}]})
     assert caught.value.status == 409
     with pytest.raises(OptionsError):
-        await store.save({"dtus": []})
+        await store.save({"dtus": [{"port": 1}]})
     assert not store.can_save and not store.can_restart
 
 

@@ -177,7 +177,7 @@ def _addon_defaults() -> dict[str, Any]:
         if not spec.addon or spec.optional:
             continue
         if spec.kind == "list":
-            defaults[spec.key] = []  # dtus: "expected at least one DTU" until one is added
+            defaults[spec.key] = []  # setup mode until one is added
         elif spec.kind == "section":
             defaults[spec.key] = {}  # every option of a section may be left out
         else:

@@ -154,9 +154,9 @@ async def test_addon_info_and_set_options() -> None:
             await client.set_options(new)
             assert standin.options == new
             with pytest.raises(SupervisorApiError) as caught:
-                await client.set_options({"dtus": []})
+                await client.set_options({"dtus": [{"port": 10081}]})
             assert caught.value.status == 400
-            assert "at least one DTU" in str(caught.value)
+            assert "dtus[0].host" in str(caught.value)
             assert standin.options == new
 
 

@@ -271,9 +271,9 @@ async def test_standalone_save_and_restart_applies_the_poll_interval(
                 assert "process restarts" in body["message"]
 
                 # a file broken by hand: the restart is refused, the bridge carries on
-                path.write_text("dtus: []\n")
+                path.write_text("dtus: [{port: 1}]\n")
                 code, body = await client.post("api/restart", {})
-                assert code == 422 and "dtus" in body["error"]
+                assert code == 422 and "dtus[0].host" in body["error"]
                 assert await interval_is(3)
                 client.assert_no_secret(MQTT_SECRET, WEB_SECRET)
         finally:

@@ -20,6 +20,14 @@ the service restarts the bridge in-process (:meth:`Service.restart_bridge`):
 it reloads and validates the file first, stops the bridge cleanly and starts a
 new one on the same hub and web server, so the frames and events survive. The
 web server keeps its address: ``web.*`` changes need a restart of the process.
+
+Setup mode: with no DTU configured the service runs all the same. The web UI
+is served, the bridge publishes its MQTT availability (the fleet has no
+sessions), and the overview asks for a first DTU. Saving options that add the
+first DTU applies them at once, in both modes (:class:`SetupApplyingStore`):
+the bridge restarts in-process with the saved options, so polling starts
+without a restart of the process or of the add-on. In the add-on the
+Supervisor keeps the saved options, so the next start reads them too.
 """
 
 from __future__ import annotations
@@ -36,9 +44,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from hoymiles_bridge.addon.bridge import Bridge
+from hoymiles_bridge.addon.config_store import SupervisorConfigStore
 from hoymiles_bridge.addon.supervisor import SupervisorClient, SupervisorError
-from hoymiles_bridge.config.options import Options, load_options
-from hoymiles_bridge.config.store import ConfigStore, ConfigStoreError, FileConfigStore
+from hoymiles_bridge.config.options import Options, WebOptions, load_options
+from hoymiles_bridge.config.store import ConfigStore, ConfigStoreError, FileConfigStore, Mode
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.web.hub import WebHub
@@ -53,6 +62,8 @@ INGRESS_HOST: Final = "0.0.0.0"  # noqa: S104 - the ingress port must face the h
 INGRESS_PORT: Final = 8099
 #: How long a clean stop waits for the bridge's MQTT goodbye.
 _STOP_TIMEOUT: Final = 10.0
+#: How long saving the first DTU waits for the new bridge before it answers.
+SETUP_APPLY_WAIT: Final = 10.0
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -195,6 +206,100 @@ def bridge_status(options: Options, bridge: Bridge | None) -> dict[str, Any]:
     }
 
 
+class SetupApplyingStore:
+    """A config store that applies the first DTU at once (see the module docs).
+
+    Everything is the wrapped store's, except that a save which gives a
+    bridge without DTUs its first one hands the saved options to
+    :meth:`Service.apply_options` before it answers.
+    """
+
+    def __init__(self, inner: ConfigStore, service: Service) -> None:
+        self.inner = inner
+        self._service = service
+
+    def __repr__(self) -> str:
+        return f"SetupApplyingStore({self.inner!r})"
+
+    @property
+    def mode(self) -> Mode:
+        return self.inner.mode
+
+    @property
+    def source(self) -> str:
+        return self.inner.source
+
+    @property
+    def can_save(self) -> bool:
+        return self.inner.can_save
+
+    @property
+    def can_restart(self) -> bool:
+        return self.inner.can_restart
+
+    @property
+    def process_web(self) -> WebOptions | None:
+        return self.inner.process_web
+
+    async def load(self) -> dict[str, Any]:
+        return await self.inner.load()
+
+    async def save(self, submitted: dict[str, Any]) -> Options:
+        options = await self.inner.save(submitted)
+        if not self._service.options.dtus and options.dtus:
+            await self._service.apply_options(options)
+        return options
+
+    async def restart(self) -> None:
+        await self.inner.restart()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def local_networks(self) -> list[str]:
+        """The host's IPv4 networks from the Supervisor (``GET /network/info``), add-on only.
+
+        The call needs ``hassio_api: true`` in config.yaml, which this add-on
+        does not ask for (least privilege): the Supervisor answers 403 and the
+        web UI falls back to other hints. ``[]`` whenever it gives none.
+        """
+        if not isinstance(self.inner, SupervisorConfigStore):
+            return []
+        try:
+            data = await self.inner.client.request("GET", "/network/info")
+        except SupervisorError as err:
+            _LOGGER.debug("No network info from the Supervisor: %s", err)
+            return []
+        return network_addresses(data)
+
+
+def network_addresses(data: Any) -> list[str]:
+    """``address/prefix`` of each interface in the Supervisor's network info, primary first.
+
+    Takes today's shape (``interfaces`` a list, ``ipv4.address`` a list) and
+    the older one (``interfaces`` a mapping, ``ip_address`` a string); ignores
+    anything else.
+    """
+    interfaces = data.get("interfaces") if isinstance(data, dict) else None
+    if isinstance(interfaces, dict):
+        interfaces = list(interfaces.values())
+    if not isinstance(interfaces, list):
+        return []
+    found: list[tuple[bool, str]] = []
+    for iface in interfaces:
+        if not isinstance(iface, dict):
+            continue
+        ipv4 = iface.get("ipv4")
+        addresses = ipv4.get("address") if isinstance(ipv4, dict) else iface.get("ip_address")
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        if not isinstance(addresses, list):
+            continue
+        primary = iface.get("primary") is True
+        found += [(not primary, a) for a in addresses if isinstance(a, str) and "/" in a]
+    return [address for _, address in sorted(found, key=lambda item: item[0])]
+
+
 class Service:
     """The bridge plus the web server, run by :meth:`run` until :meth:`request_stop`.
 
@@ -231,6 +336,8 @@ class Service:
         self._bridge_factory = bridge_factory
         self._stop = asyncio.Event()
         self._restart = asyncio.Event()
+        #: Set while a bridge runs (cleared by a restart until the next one runs).
+        self._bridge_up = asyncio.Event()
         self._next_options: Options | None = None
         #: How many times the bridge was restarted in-process.
         self.restarts = 0
@@ -243,6 +350,8 @@ class Service:
             config_store = FileConfigStore(
                 self.config_file, restart=self.restart_bridge, web=options.web
             )
+        if config_store is not None:
+            config_store = SetupApplyingStore(config_store, self)
         self.config_store = config_store
         self.web = WebServer(
             web.host,
@@ -274,6 +383,24 @@ class Service:
             raise ConfigStoreError("This bridge has no options file to restart from.", status=409)
         self._next_options = await asyncio.to_thread(load_options, self.config_file)
         self._restart.set()
+
+    @property
+    def setup_mode(self) -> bool:
+        """No DTU is configured: the service waits for the first one."""
+        return not self.options.dtus
+
+    async def apply_options(self, options: Options, *, wait: float = SETUP_APPLY_WAIT) -> None:
+        """Restart the bridge in-process with ``options`` (already validated and saved).
+
+        Waits up to ``wait`` seconds for the new bridge, so that an answer to
+        the web UI sees it running.
+        """
+        self._next_options = options
+        self._bridge_up.clear()
+        self._restart.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._bridge_up.wait()
 
     async def run(self) -> int:
         """Run until stopped (returns 0) or until something fatal happens (returns 1)."""
@@ -332,10 +459,16 @@ class Service:
         if options.log_level != old.log_level:
             logging.getLogger().setLevel(getattr(logging, options.log_level.upper()))
         text = "bridge restarted with the saved options"
-        _LOGGER.info("Restarting the bridge with the options from %s", self.config_file)
-        if isinstance(self.config_store, FileConfigStore) and (
-            options.web != self.config_store.process_web
-        ):
+        if not old.dtus and options.dtus:
+            text = "first DTU saved: the bridge starts polling"
+            _LOGGER.info("First DTU saved: restarting the bridge to poll it")
+        else:
+            _LOGGER.info(
+                "Restarting the bridge with the options from %s",
+                self.config_file or "the Supervisor",
+            )
+        process_web = None if self.config_store is None else self.config_store.process_web
+        if process_web is not None and options.web != process_web:
             text += "; the web.* options apply only when the process restarts"
             _LOGGER.warning("The web.* options apply only when the process restarts")
         self.hub.log("config", text)
@@ -372,9 +505,15 @@ class Service:
             _LOGGER.error("Cannot reach the MQTT broker settings: %s", err)  # noqa: TRY400
             return EXIT_FAILED
         _LOGGER.info("%s\n  %s", self._start_block(broker), self.web_config.describe())
+        if self.setup_mode:
+            _LOGGER.warning(
+                "No DTU configured: setup mode. Open the web UI, add a DTU "
+                "(Configuration: Find DTUs, Test connection) and save"
+            )
         bridge = self._bridge_factory(self.options, broker)
         self.hub.attach(bridge.fleet)
         self.bridge = bridge
+        self._bridge_up.set()
         bridge_task = asyncio.create_task(bridge.run(), name="service-bridge")
         await asyncio.wait(
             {bridge_task, stop_task, restart_task}, return_when=asyncio.FIRST_COMPLETED
@@ -395,6 +534,7 @@ class Service:
             await asyncio.wait({bridge_task})
         if restart:
             self.bridge = None  # the API says "starting" until the new bridge is there
+            self._bridge_up.clear()
         elif code == EXIT_OK:
             _LOGGER.info("Hoymiles DTU Bridge stopped")
         return code
@@ -437,14 +577,17 @@ async def run_service(
 
 __all__ = [
     "INGRESS_PORT",
+    "SETUP_APPLY_WAIT",
     "SUPERVISOR_INGRESS_PEER",
     "BrokerSource",
     "Service",
+    "SetupApplyingStore",
     "WebConfig",
     "addon_broker",
     "addon_web_config",
     "bridge_status",
     "fixed_broker",
+    "network_addresses",
     "run_service",
     "standalone_web_config",
 ]

@@ -9,7 +9,9 @@
   else the Supervisor's MQTT service, logs go to stdout in the add-on log
   format, and the web server serves ingress on port 8099.
 
-Bad options print one line per problem and exit 2, without a traceback.
+Bad options print one line per problem and exit 2, without a traceback. No
+DTU at all is not bad: the service starts in setup mode (the web UI only,
+"Add your first DTU"), and saving the first DTU there starts polling at once.
 
 The web UI's configuration page saves to the ``--config`` file (and restarts
 the bridge in-process) or, in the add-on, through the Supervisor (which
@@ -133,6 +135,9 @@ def _serve(
     async def main() -> int:
         # The Supervisor's client lives in the running loop: build it here.
         store = addon_config_store() if addon else None
+        broker_for = standalone_broker if config_file is not None else None
+        if addon:
+            broker_for = addon_broker
         return await run_service(
             options,
             broker,
@@ -140,7 +145,9 @@ def _serve(
             summary=summary,
             config_store=store,
             config_file=config_file,
-            broker_for=standalone_broker if config_file is not None else None,
+            # A save that adds the first DTU restarts the bridge in-process,
+            # with the broker its options name (setup mode, see runner.py).
+            broker_for=broker_for,
         )
 
     try:

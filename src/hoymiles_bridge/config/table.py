@@ -130,9 +130,9 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         "dtus",
         "list",
         label="DTUs",
-        help="At least one DTU.",
+        help="None yet: the bridge waits in setup mode with only the web UI.",
         required=True,
-        min=1,
+        min=0,
         item="DTU",
         section="dtus",
         fields=(

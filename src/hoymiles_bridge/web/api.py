@@ -55,7 +55,7 @@ from hoymiles_bridge.protocol.records import clean_hex, frame_record, split_fram
 from hoymiles_bridge.protocol.registry import Direction
 from hoymiles_bridge.protocol.requests import READ_REQUESTS
 from hoymiles_bridge.protocol.secrets import mask_secrets, masked_copy
-from hoymiles_bridge.web import config_api, console_api, history_api
+from hoymiles_bridge.web import config_api, console_api, history_api, setup_api
 from hoymiles_bridge.web.common import (
     MAX_DIGITS,
     BadRequest,
@@ -166,7 +166,7 @@ class WebApi:
         router.add_post("/api/read", self._read)
         router.add_get(WEBSOCKET_PATH, self._websocket)
         # Each page's own routes live next to this module (web/common.py is what they see).
-        for module in (config_api, console_api, history_api):
+        for module in (config_api, console_api, history_api, setup_api):
             module.register(app, self)
         app.middlewares.append(self._same_origin)
         app.on_shutdown.append(self._close_sockets)

@@ -109,12 +109,25 @@
     );
   }
 
+  // Setup mode: no DTU is configured yet, so point to the configuration page.
+  function renderFirstDtu() {
+    return el("div", { class: "card first-dtu", id: "first-dtu" },
+      el("h3", { text: "Add your first DTU" }),
+      el("p", { text: "The bridge runs, but it has no DTU to read yet. On the configuration "
+        + "page, Find DTUs looks for them in your network and Test connection checks one "
+        + "before you save; polling starts as soon as it is saved." }),
+      el("a", { class: "button", href: "#config", id: "first-dtu-link",
+        text: "Open the configuration" }));
+  }
+
   function renderOverview(status) {
     renderTotals(status);
     const dtus = status.dtus || [];
-    $("dtus").replaceChildren(...(dtus.length
-      ? dtus.map((d) => renderDtu(d, status.time))
-      : [el("div", { class: "card muted", text: status.starting ? "The bridge is starting…" : "No DTU configured." })]));
+    let content;
+    if (dtus.length) content = dtus.map((d) => renderDtu(d, status.time));
+    else if (status.starting) content = [el("div", { class: "card muted", text: "The bridge is starting…" })];
+    else content = [renderFirstDtu()];
+    $("dtus").replaceChildren(...content);
   }
 
   window.HB.on("state", renderOverview);
