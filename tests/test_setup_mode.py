@@ -26,7 +26,9 @@ from hoymiles_bridge.cli.run import standalone_broker, summary
 from hoymiles_bridge.config.options import load_options
 from hoymiles_bridge.mqtt.local_broker import free_port
 from hoymiles_bridge.mqtt.topics import TopicLayout
+from hoymiles_bridge.protocol.devices import format_serial
 from hoymiles_bridge.simulator import DtuSimulator, SimClock, default_fleet
+from hoymiles_bridge.web.store import state_dir_for
 from tests.browser.helpers import ConsoleErrors, IngressProxies
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
@@ -118,18 +120,24 @@ async def test_standalone_setup_mode_then_the_first_dtu_is_polled_without_a_rest
 
 
 @contextlib.asynccontextmanager
-async def _setup_service(path: Path, mosquitto: Mosquitto) -> AsyncIterator[Service]:
-    """A standalone service started from ``path`` (no DTU), stopped on exit."""
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "dtus": [],
-                "poll_interval": 2,
-                "min_poll_interval": 1,
-                "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
-            }
+async def _setup_service(
+    path: Path, mosquitto: Mosquitto, *, fresh: bool = True
+) -> AsyncIterator[Service]:
+    """A standalone service started from ``path`` (no DTU when ``fresh``), stopped on exit.
+
+    Its history lives in the state folder next to ``path``, as with ``run --config``.
+    """
+    if fresh:
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "dtus": [],
+                    "poll_interval": 2,
+                    "min_poll_interval": 1,
+                    "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
+                }
+            )
         )
-    )
     options = load_options(path)
     service = Service(
         options,
@@ -138,6 +146,7 @@ async def _setup_service(path: Path, mosquitto: Mosquitto) -> AsyncIterator[Serv
         summary=summary,
         config_file=path,
         broker_for=standalone_broker,
+        state_dir=state_dir_for(path),
     )
     task = asyncio.create_task(service.run(), name="test-setup-browser-service")
     try:
@@ -152,7 +161,7 @@ async def _setup_service(path: Path, mosquitto: Mosquitto) -> AsyncIterator[Serv
         assert await asyncio.wait_for(task, 20) == 0
 
 
-async def test_first_dtu_in_the_browser_find_test_save_then_live_values(
+async def test_the_users_path_find_test_save_live_rename_restart_history_kept(
     mosquitto: Mosquitto,
     tmp_path: Path,
     browser_page: Page,
@@ -214,4 +223,43 @@ async def test_first_dtu_in_the_browser_find_test_save_then_live_values(
         assert await page.locator("#view-overview img").count() == 0
         saved = yaml.safe_load((tmp_path / "bridge.yaml").read_text())
         assert saved["dtus"] == [{"host": "127.0.0.3", "port": port, "name": ODD_NAME}]
+
+        # rename the inverter, restart from the page: the overview shows the new name
+        serial = format_serial(sim.dtu.inverters[0].serial)
+        await page.click('.tabs a[data-view="config"]')
+        await page.click("#config-add-inverter")
+        await page.fill("#cfg-inverters-0-serial", serial)
+        await page.fill("#cfg-inverters-0-name", "Garage")
+        await page.click("#config-save")
+        await expect(page.locator("#config-status")).to_contain_text("Saved")
+        await page.click("#config-restart")
+        await page.click("#config-restart-confirm")
+        await page.click('.tabs a[data-view="overview"]')
+        await expect(card.locator(".inverter-title").first).to_have_text("Garage", timeout=15_000)
+
+        async def charted() -> bool:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(proxy.url + "api/history") as answer:
+                    body = await answer.json()
+            return len(body["series"].get(serial, [])) >= 2
+
+        await _until(charted, "two points of power history")
+
+    # the whole service stops and starts again on the same files: the name, today's
+    # curve and the event log are still there
+    async with (
+        DtuSimulator(spec, host="127.0.0.3", port=port, clock=clock) as sim,  # type: ignore[arg-type]
+        _setup_service(tmp_path / "bridge.yaml", mosquitto, fresh=False) as service,
+    ):
+        proxy = await ingress_proxy(f"http://127.0.0.1:{service.web.port}")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(proxy.url + "api/history") as answer:
+                history = await answer.json()
+            async with session.get(proxy.url + "api/events") as answer:
+                events = await answer.json()
+        assert len(history["series"].get(serial, [])) >= 2
+        assert any(e["kind"] == "config" for e in events["events"])
+        await page.goto(proxy.url)
+        title = page.locator(".card.dtu .inverter-title").first
+        await expect(title).to_have_text("Garage", timeout=15_000)
     console_errors.assert_none()
