@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hoymiles_bridge.mqtt.topics import (
+    BRIDGE_FIELDS,
     DTU_COMMANDS,
     DTU_FIELDS,
     INVERTER_COMMANDS,
@@ -105,7 +106,13 @@ def render() -> str:
         "",
         "| Topic | Payload |",
         "|---|---|",
-        f"| {_code(one.bridge_status)} | `online` / `offline` (retained, last will) |",
+        f"| {_code(one.will)} | `online` / `offline` (retained): the bridge's last will, as in"
+        " OpenDTU; `offline` after a clean stop and, from the broker, after a crash |",
+        f"| {_code(one.bridge_status)} | the same, as an alias: `online` at start, `offline` at a"
+        f" clean stop, but it stays `online` after a crash (use `{one.will}`) |",
+        "",
+        *_STATE_HEADER,
+        *_state_rows((_code(one.total(f.topic)), f) for f in BRIDGE_FIELDS),
         "",
         "## Inverter",
         "",

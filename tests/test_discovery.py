@@ -21,6 +21,7 @@ from hoymiles_bridge.mqtt.discovery import (
     removal_messages,
 )
 from hoymiles_bridge.mqtt.topics import (
+    BRIDGE_FIELDS,
     DTU_COMMAND_NAMES,
     DTU_COMMANDS,
     DTU_FIELDS,
@@ -100,8 +101,8 @@ class Fleet:
     def known_topics(self) -> set[str]:
         """Every topic topics.py defines for this fleet (no wildcards)."""
         layout = self.layout
-        topics = {layout.bridge_status}
-        topics |= {layout.total(f.topic) for f in TOTAL_FIELDS}
+        topics = {layout.will}
+        topics |= {layout.total(f.topic) for f in (*TOTAL_FIELDS, *BRIDGE_FIELDS)}
         for dtu in self.dtus:
             topics |= {layout.dtu(dtu.serial, f.topic) for f in DTU_FIELDS}
             topics.add(layout.dtu_available(dtu.serial))
@@ -154,7 +155,9 @@ def test_fleet_passes_the_documented_rules(fleet: Fleet) -> None:
 def test_entity_counts(fleet: Fleet) -> None:
     dtu_entities = len(DTU_FIELDS) + len(DTU_COMMANDS)
     first, *others = fleet.dtus
-    assert len(dtu_discovery(fleet.ctx, first)) == dtu_entities + len(TOTAL_FIELDS)
+    assert len(dtu_discovery(fleet.ctx, first)) == (
+        dtu_entities + len(TOTAL_FIELDS) + len(BRIDGE_FIELDS)
+    )
     for dtu in others:
         assert len(dtu_discovery(fleet.ctx, dtu, totals=False)) == dtu_entities
 
@@ -195,7 +198,7 @@ def test_totals_only_on_the_first_dtu(fleet: Fleet) -> None:
     payloads = _payloads(fleet.messages())
     for topic in topics:
         assert payloads[topic]["dev"]["ids"] == [f"hoymiles_dtu_{DTU_PRO}"]
-        assert [a["t"] for a in payloads[topic]["avty"]] == [fleet.layout.bridge_status]
+        assert [a["t"] for a in payloads[topic]["avty"]] == [fleet.layout.will]
 
 
 # --- per-entity details -------------------------------------------------------------
@@ -275,7 +278,7 @@ def test_availability(fleet: Fleet) -> None:
     inverter = fleet.inverters[1]
     node = f"hoymiles_inv_{inverter.serial}"
     payloads = _payloads(inverter_discovery(fleet.ctx, inverter))
-    base = [layout.bridge_status, layout.dtu_available(inverter.dtu_serial)]
+    base = [layout.will, layout.dtu_available(inverter.dtu_serial)]
     for topic, payload in payloads.items():
         assert payload["avty_mode"] == "all"
         topics = [a["t"] for a in payload["avty"]]

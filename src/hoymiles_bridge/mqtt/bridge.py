@@ -96,7 +96,8 @@ class MqttBridge:
             subscriptions.append(self.ha_status_topic)
         self.link = MqttLink(
             settings,
-            will_topic=self.layout.bridge_status,
+            will_topic=self.layout.will,
+            alias_topics=(self.layout.bridge_status,),
             subscriptions=subscriptions,
             on_connect=self._on_connect,
             on_message=self._on_message,
@@ -104,6 +105,8 @@ class MqttBridge:
             backoff_initial=backoff,
         )
         self._published: dict[str, str] = {}
+        self._started = time.monotonic()
+        self._legacy_cleared: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._totals_at = -float("inf")
         self._totals_task: asyncio.Task[None] | None = None
@@ -188,6 +191,11 @@ class MqttBridge:
         await self.fleet.notify("mqtt", "MQTT connected")
         await self._announce_all()
         await self._publish(list(self._published.items()), force=True)
+        await self._publish([self._uptime_item()])
+
+    def _uptime_item(self) -> tuple[str, str]:
+        """``dtu/uptime``: whole seconds since this bridge started (OpenDTU: its own uptime)."""
+        return self.layout.uptime, str(int(time.monotonic() - self._started))
 
     async def _announce_all(self) -> None:
         if not self.options.discovery:
@@ -260,6 +268,11 @@ class MqttBridge:
             (self.layout.dtu(serial, "connection"), dtu.session.state.value),
             (self.layout.dtu_available(serial), state),
         ]
+        if self.layout.several_dtus and serial not in self._legacy_cleared:
+            # Earlier versions kept the reachability in dtu/<serial>/status (retained):
+            # clear it once, so it does not pass for a last will.
+            self._legacy_cleared.add(serial)
+            await self.link.publish(self.layout.dtu(serial, "status"), b"", retain=True, qos=1)
         items.extend((self.layout.inverter_available(i), state) for i in dtu.inverters)
         if night_zero:
             for inverter in dtu.inverters.values():
@@ -320,6 +333,7 @@ class MqttBridge:
         items = [
             (self.layout.dtu(serial, "rtt"), str(round((session.rtt or 0) * 1000))),
             (self.layout.dtu(serial, "performance_mode"), _fmt(session.performance_mode)),
+            self._uptime_item(),
         ]
         if event.fresh:
             items.append((self.layout.dtu(serial, "last_update"), str(int(event.time))))

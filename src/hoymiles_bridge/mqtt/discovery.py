@@ -23,12 +23,15 @@ Decisions worth knowing:
   fixed node id ``hoymiles_totals`` and unique ids ``hoymiles_totals_<key>``,
   so if another DTU becomes "first" the same entities (and their history)
   simply move to it instead of being duplicated.
-* Availability is the bridge's last will plus the DTU status, plus the
-  inverter's ``status/available`` for inverter entities (``avty_mode: all``).
-  Entities whose whole point is to show that something is offline only
-  depend on what they need: the inverter's *Reachable* sensor ignores the
-  inverter's availability, the DTU's *Status* and *Connection* ignore the DTU
-  status, and the fleet totals depend on the bridge alone.
+* Availability is the bridge's last will (``dtu/status``, as in OpenDTU)
+  plus the DTU's reachability (``dtu/available``), plus the inverter's
+  ``status/available`` for inverter entities (``avty_mode: all``). Entities
+  whose whole point is to show that something is offline only depend on what
+  they need: the inverter's *Reachable* sensor ignores the inverter's
+  availability, the DTU's *Status* and *Connection* ignore the DTU's
+  reachability, and the fleet totals and the bridge's uptime depend on the
+  bridge alone. ``bridge/status`` is only an alias kept for automations: the
+  broker turns the will ``offline`` after a crash, not the alias.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from hoymiles_bridge.core.commands import BY_NAME
 from hoymiles_bridge.core.limits import limit_range
 from hoymiles_bridge.core.state import DtuDevice, InverterDevice
 from hoymiles_bridge.mqtt.topics import (
+    BRIDGE_FIELDS,
     DTU_COMMANDS,
     DTU_FIELDS,
     INVERTER_COMMANDS,
@@ -59,6 +63,8 @@ PROJECT_URL: Final = "https://github.com/hoymiles-dtu-bridge/hoymiles-dtu-bridge
 PAYLOAD_ONLINE: Final = "online"
 PAYLOAD_OFFLINE: Final = "offline"
 TOTALS_NODE_ID: Final = "hoymiles_totals"
+#: The bridge's own entities (its uptime) travel with the totals.
+BRIDGE_NODE_ID: Final = "hoymiles_bridge"
 
 #: Turns the unix-seconds payload of ``last_update`` into an ISO 8601 datetime
 #: with an explicit UTC offset (``timestamp_custom`` exists on every release;
@@ -246,7 +252,7 @@ def dtu_discovery(
     layout = ctx.layout
     device = dtu_device_block(dtu)
     node = dtu_device_id(dtu.serial)
-    bridge = layout.bridge_status
+    bridge = layout.will
     dtu_status = layout.dtu_available(dtu.serial)
     messages: list[tuple[str, str]] = []
 
@@ -289,6 +295,17 @@ def dtu_discovery(
                 state_topic=layout.total(field.topic),
             )
             messages.append(_message(ctx, field.component, TOTALS_NODE_ID, field.key, payload))
+        for field in BRIDGE_FIELDS:
+            payload = _entity(
+                ctx,
+                field,
+                name=field.name,
+                uniq_id=unique_id("bridge", field.key),
+                device=device,
+                availability=(bridge,),
+                state_topic=layout.total(field.topic),
+            )
+            messages.append(_message(ctx, field.component, BRIDGE_NODE_ID, field.key, payload))
     return messages
 
 
@@ -315,7 +332,7 @@ def inverter_discovery(ctx: DiscoveryContext, inverter: InverterDevice) -> list[
     serial = inverter.serial
     device = inverter_device_block(inverter)
     node = inverter_device_id(serial)
-    base_avail = (layout.bridge_status, layout.dtu_available(inverter.dtu_serial))
+    base_avail = (layout.will, layout.dtu_available(inverter.dtu_serial))
     full_avail = (*base_avail, layout.inverter_available(serial))
     messages: list[tuple[str, str]] = []
 
@@ -395,6 +412,7 @@ def removal_messages(ctx: DiscoveryContext, inverter: InverterDevice) -> list[tu
 
 
 __all__ = [
+    "BRIDGE_NODE_ID",
     "MANUFACTURER",
     "ORIGIN_NAME",
     "PROJECT_URL",
