@@ -150,7 +150,8 @@ def render() -> str:
         "## Commands",
         "",
         "The outcome of a command is published on its topic plus `/status`. The limit numbers"
-        " accept % from 2 to 100, or W up to the inverter's rated power.",
+        " accept % from 0 to 100, or W from 0 to the inverter's rated power; a limit under"
+        " the inverter's 2 % floor is raised to it (`ok: clamped to 2 %`).",
         "",
         *_COMMAND_HEADER,
         *_command_rows(

@@ -219,12 +219,12 @@ def test_limit_numbers(fleet: Fleet) -> None:
         for number in numbers:
             assert number["mode"] == "box"
             if number["unit_of_meas"] == "%":
-                assert (number["min"], number["max"], number["step"]) == (2, 100, 0.1)
+                assert (number["min"], number["max"], number["step"]) == (0, 100, 0.1)
                 assert number["stat_t"].endswith(f"/{inverter.serial}/status/limit_relative")
             else:
                 assert number["unit_of_meas"] == "W"
                 assert number["max"] == inverter.rated_power
-                assert number["min"] == round(inverter.rated_power * 0.02)
+                assert number["min"] == 0  # OpenDTU's range; under 2 % is clamped
                 assert number["step"] == 1
                 assert number["stat_t"].endswith(f"/{inverter.serial}/status/limit_absolute")
 

@@ -120,3 +120,26 @@ async def test_every_opendtu_topic_in_docs_arrives(mosquitto: Mosquitto) -> None
                 concrete = topic.replace("<serial>", INV).replace("<port>", "1")
                 await sub.wait_for(concrete, timeout=10)
                 assert sub.last[concrete] != b"", topic
+
+
+async def test_limits_take_opendtus_range_and_say_when_clamped(mosquitto: Mosquitto) -> None:
+    sim = DtuSimulator(default_fleet().dtus[0], port=0, clock=SimClock(start=noon_today()))
+    async with sim, Subscriber(mosquitto.port, "solar/#") as sub:
+        async with running_bridge(mosquitto, [sim]) as env:
+            await sub.wait_for(f"solar/{INV}/0/power", timeout=15)
+            for name, payload, status, permille in (
+                ("limit_persistent_relative", "0", b"ok: clamped to 2 %", 20),
+                ("limit_persistent_absolute", "400", b"ok", 500),
+                ("limit_persistent_absolute", "0", b"ok: clamped to 16 W (2 %)", 20),
+            ):
+                topic = env.topic(INV, "cmd", name)
+                await env.bridge.link.publish(topic, payload, qos=1)
+                await sub.wait_for(f"{topic}/status", lambda p, s=status: p == s, timeout=10)
+                assert sim.dtu.inverters[0].limit_permille == permille
+                sub.last.pop(f"{topic}/status")
+            await sub.wait_for(
+                f"solar/{INV}/status/limit_relative", lambda p: p == b"2", timeout=10
+            )
+            await sub.wait_for(
+                f"solar/{INV}/status/limit_absolute", lambda p: p == b"16", timeout=10
+            )

@@ -37,6 +37,7 @@ from hoymiles_bridge.core.events import (
     StateChanged,
 )
 from hoymiles_bridge.core.fleet import Fleet
+from hoymiles_bridge.core.limits import shown_limit
 from hoymiles_bridge.core.state import DtuState, InverterState
 from hoymiles_bridge.core.values import InverterValues
 from hoymiles_bridge.mqtt.commands import request_for
@@ -376,8 +377,9 @@ class MqttBridge:
         if inverter.limit is None:
             return []
         serial = inverter.serial
-        items = [(self.layout.inverter(serial, "status/limit_relative"), _fmt(inverter.limit))]
-        watts = inverter.limit_watts
+        # Inside the limit entities' ranges, so Home Assistant takes every state.
+        percent, watts = shown_limit(inverter.limit, inverter.device.rated_power)
+        items = [(self.layout.inverter(serial, "status/limit_relative"), _fmt(percent))]
         if watts is not None:
             items.append((self.layout.inverter(serial, "status/limit_absolute"), _fmt(watts)))
         return items
