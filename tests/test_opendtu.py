@@ -143,3 +143,26 @@ async def test_limits_take_opendtus_range_and_say_when_clamped(mosquitto: Mosqui
             await sub.wait_for(
                 f"solar/{INV}/status/limit_absolute", lambda p: p == b"16", timeout=10
             )
+
+
+async def test_publish_interval_republishes_unchanged_states(mosquitto: Mosquitto) -> None:
+    sim = DtuSimulator(default_fleet().dtus[0], port=0, clock=SimClock(start=noon_today()))
+    async with sim, Subscriber(mosquitto.port, "solar/#") as sub:
+        async with running_bridge(mosquitto, [sim], publish_interval=1) as env:
+            # the DTU's firmware is read once (info every 600 s in the tests): it only
+            # comes again through the timetable, with the same payload
+            topic = "solar/dtu/firmware"
+            await sub.wait_for(topic, timeout=15)
+            first = sub.last[topic]
+            async with asyncio.timeout(15):
+                while sum(m.topic == topic for m in sub.messages) < 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)
+            assert {m.payload for m in sub.messages if m.topic == topic} == {first}
+            assert "solar/dtu/uptime" in sub.last
+            task = env.bridge.mqtt._republish_task
+            assert task is not None and task.get_name() == "mqtt-publish-interval"
+        assert env.bridge.mqtt._republish_task is None  # stopped with the bridge
+    async with sim, Subscriber(mosquitto.port, "solar/#") as sub:
+        async with running_bridge(mosquitto, [sim]) as env:
+            await sub.wait_for(f"solar/{INV}/0/power", timeout=15)
+            assert env.bridge.mqtt._republish_task is None  # 0: changes only

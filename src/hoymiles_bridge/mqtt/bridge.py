@@ -4,9 +4,10 @@
 and owns one :class:`~hoymiles_bridge.mqtt.link.MqttLink`. Each event becomes
 topics (published retained, only when their payload changed), discovery for
 devices not announced yet, and availability; the payloads are formatted from
-the fleet's typed state. Messages on ``<serial>/cmd/...`` become requests to
-the fleet's command registry; their progress and outcome are published on
-``<command topic>/status``.
+the fleet's typed state; with ``publish_interval`` every state is
+republished on that timetable too, as OpenDTU does. Messages on
+``<serial>/cmd/...`` become requests to the fleet's command registry; their
+progress and outcome are published on ``<command topic>/status``.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ class MqttBridge:
         self._published: dict[str, str] = {}
         self._started = time.monotonic()
         self._legacy_cleared: set[str] = set()
+        #: The ``publish_interval`` timetable (None when it is 0: changes only).
+        self._republish_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._totals_at = -float("inf")
         self._totals_task: asyncio.Task[None] | None = None
@@ -148,7 +151,12 @@ class MqttBridge:
     # --- running ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run the link until cancelled."""
+        """Run the link (and the ``publish_interval`` timetable) until cancelled."""
+        interval = self.options.publish_interval
+        if interval > 0:
+            self._republish_task = asyncio.create_task(
+                self._republish_every(interval), name="mqtt-publish-interval"
+            )
         try:
             await self.link.run()
         finally:
@@ -156,6 +164,25 @@ class MqttBridge:
                 task.cancel()
             if self._totals_task is not None:
                 self._totals_task.cancel()
+            if self._republish_task is not None:
+                self._republish_task.cancel()
+                await asyncio.wait({self._republish_task})
+                self._republish_task = None
+
+    async def _republish_every(self, interval: float) -> None:
+        """``publish_interval``: every retained state again, changed or not (OpenDTU's timetable).
+
+        Skipped while the broker is away: the reconnect republishes everything anyway,
+        and queueing copies of unchanged values would only crowd out real news.
+        """
+        while not self._stopped:
+            await asyncio.sleep(interval)
+            if self._stopped or not self.link.connected:
+                continue
+            items = dict(self._published)
+            topic, uptime = self._uptime_item()
+            items[topic] = uptime
+            await self._publish(list(items.items()), force=True)
 
     async def stop(self) -> None:
         """Say goodbye on the broker; fleet events after this are ignored."""
