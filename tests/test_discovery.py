@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from datetime import UTC, datetime
@@ -267,10 +268,22 @@ def test_device_blocks(fleet: Fleet) -> None:
             assert dev["via_device"] == f"hoymiles_dtu_{inverter.dtu_serial}"
             assert (dev["mf"], dev["mdl"]) == ("Hoymiles", inverter.model)
             assert inverter.serial in dev["name"]
-            assert "sn" not in dev  # Home Assistant 2024.1 would reject the payload
+            assert dev["sn"] == inverter.serial  # Home Assistant 2024.2+ (config.yaml)
+            assert "cu" not in dev  # no web UI address known
             assert payload["o"]["name"] == "Hoymiles DTU Bridge"
             assert payload["uniq_id"].startswith(f"hoymiles_{inverter.serial}_")
     assert {d.serial for d in fleet.dtus} == {i.dtu_serial for i in fleet.inverters}
+
+
+def test_configuration_url_on_every_device(fleet: Fleet) -> None:
+    url = "homeassistant://hassio/ingress/local_hoymiles_bridge"
+    ctx = dataclasses.replace(fleet.ctx, configuration_url=url)
+    messages = [m for n, d in enumerate(fleet.dtus) for m in dtu_discovery(ctx, d, totals=n == 0)]
+    messages += [m for i in fleet.inverters for m in inverter_discovery(ctx, i)]
+    assert check_fleet(messages, PREFIX) == []
+    for payload in _payloads(messages).values():
+        assert payload["dev"]["cu"] == url
+        assert payload["dev"]["sn"]
 
 
 def test_availability(fleet: Fleet) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from hoymiles_bridge.addon.runner import WebConfig
 from hoymiles_bridge.simulator import DtuSimulator, SimClock, default_fleet
 
 from .bridge_env import running_bridge
@@ -166,3 +167,18 @@ async def test_publish_interval_republishes_unchanged_states(mosquitto: Mosquitt
         async with running_bridge(mosquitto, [sim]) as env:
             await sub.wait_for(f"solar/{INV}/0/power", timeout=15)
             assert env.bridge.mqtt._republish_task is None  # 0: changes only
+
+
+async def test_devices_link_to_the_web_ui_when_its_address_is_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert await WebConfig("127.0.0.1", 8099).configuration_url() is None
+    assert await WebConfig("0.0.0.0", 8099).configuration_url() is None
+    assert await WebConfig("192.168.1.20", 8099).configuration_url() == "http://192.168.1.20:8099/"
+    named = WebConfig("0.0.0.0", 8080, hosts=("solar.lan",))
+    assert await named.configuration_url() == "http://solar.lan:8080/"
+    assert await WebConfig("fd00::5", 8099).configuration_url() == "http://[fd00::5]:8099/"
+    # the add-on's ingress without a Supervisor token (outside the add-on): no link
+    monkeypatch.delenv("SUPERVISOR_TOKEN", raising=False)
+    monkeypatch.delenv("HASSIO_TOKEN", raising=False)
+    assert await WebConfig("0.0.0.0", 8099, ingress=True).configuration_url() is None

@@ -13,6 +13,7 @@ progress and outcome are published on ``<command topic>/status``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
@@ -84,13 +85,17 @@ class MqttBridge:
         *,
         announce_delay: float = 2.0,
         backoff: float = 1.0,
+        configuration_url: str | None = None,
     ) -> None:
         options = fleet.options
         self.fleet = fleet
         self.options = options
         self.layout = TopicLayout(options.base_topic, several_dtus=len(options.dtus) > 1)
         self.discovery = DiscoveryContext(
-            prefix=options.discovery_prefix, layout=self.layout, bridge_version=__version__
+            prefix=options.discovery_prefix,
+            layout=self.layout,
+            bridge_version=__version__,
+            configuration_url=configuration_url,
         )
         self._announce_delay = announce_delay
         subscriptions = list(self.layout.command_subscriptions)
@@ -130,6 +135,15 @@ class MqttBridge:
 
     def __repr__(self) -> str:
         return f"MqttBridge(base={self.layout.base!r}, connected={self.link.connected})"
+
+    @property
+    def configuration_url(self) -> str | None:
+        """The devices' "Visit" link in Home Assistant (set it before :meth:`run`)."""
+        return self.discovery.configuration_url
+
+    @configuration_url.setter
+    def configuration_url(self, url: str | None) -> None:
+        self.discovery = dataclasses.replace(self.discovery, configuration_url=url)
 
     @property
     def ha_status_topic(self) -> str:

@@ -1,9 +1,11 @@
 """Home Assistant MQTT discovery payloads: pure functions, no I/O.
 
 Every entity is announced with *per-component* discovery
-(``<prefix>/<component>/<node_id>/<object_id>/config``), which every Home
-Assistant release since 2024.1 understands; device-based discovery
-(``<prefix>/device/...``) only arrived with 2024.11. ``node_id`` is the
+(``<prefix>/<component>/<node_id>/<object_id>/config``); device-based
+discovery (``<prefix>/device/...``) only arrived with 2024.11. The oldest
+release supported is 2024.2 (config.yaml's ``homeassistant``): the first that
+takes a device's serial number (``sn``; 2024.1 rejects the whole payload for
+it, core issue #108069). ``node_id`` is the
 device id, ``object_id`` the field key; neither ends up in the entity id, and
 no ``object_id``/``default_entity_id`` option is sent, so nothing here depends
 on the 2025.10 deprecation of ``object_id`` (addon.md section 0.9).
@@ -79,11 +81,17 @@ _DTU_ALWAYS_AVAILABLE: Final = frozenset({"status", "connection"})
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DiscoveryContext:
-    """Where and how to announce: discovery prefix, topic layout, our version."""
+    """Where and how to announce: discovery prefix, topic layout, our version.
+
+    ``configuration_url`` is the devices' "Visit" link (``cu``): the add-on's
+    ingress panel (``homeassistant://hassio/ingress/<slug>``), or standalone
+    the web UI's address when it is known; None leaves it out.
+    """
 
     prefix: str = "homeassistant"
     layout: TopicLayout
     bridge_version: str
+    configuration_url: str | None = None
 
 
 # --- ids --------------------------------------------------------------------
@@ -139,21 +147,24 @@ def _device_block(
     firmware: str,
     hardware: str,
     via_device: str | None = None,
+    configuration_url: str | None = None,
 ) -> dict[str, Any]:
     block: dict[str, Any] = {"ids": [device_id], "name": name, "mf": MANUFACTURER, "mdl": model}
     if firmware:
         block["sw"] = firmware
     if hardware:
         block["hw"] = hardware
-    # No "sn": Home Assistant 2024.1 rejects the whole payload for it ("extra
-    # keys not allowed", core issue #108069; accepted from 2024.2). The serial
-    # is in the device name and the identifiers instead.
+    # "sn" needs Home Assistant 2024.2 (2024.1 rejects the whole payload for it,
+    # core issue #108069): config.yaml asks for 2024.2 at least.
+    block["sn"] = serial
+    if configuration_url:
+        block["cu"] = configuration_url
     if via_device is not None:
         block["via_device"] = via_device
     return block
 
 
-def dtu_device_block(dtu: DtuDevice) -> dict[str, Any]:
+def dtu_device_block(dtu: DtuDevice, configuration_url: str | None = None) -> dict[str, Any]:
     return _device_block(
         dtu_device_id(dtu.serial),
         dtu.name or f"{dtu.model} {dtu.serial}",
@@ -161,10 +172,13 @@ def dtu_device_block(dtu: DtuDevice) -> dict[str, Any]:
         dtu.serial,
         dtu.firmware,
         dtu.hardware,
+        configuration_url=configuration_url,
     )
 
 
-def inverter_device_block(inverter: InverterDevice) -> dict[str, Any]:
+def inverter_device_block(
+    inverter: InverterDevice, configuration_url: str | None = None
+) -> dict[str, Any]:
     return _device_block(
         inverter_device_id(inverter.serial),
         inverter.name or f"{inverter.model} {inverter.serial}",
@@ -173,6 +187,7 @@ def inverter_device_block(inverter: InverterDevice) -> dict[str, Any]:
         inverter.firmware,
         inverter.hardware,
         via_device=dtu_device_id(inverter.dtu_serial),
+        configuration_url=configuration_url,
     )
 
 
@@ -250,7 +265,7 @@ def dtu_discovery(
     others: the totals are one set of entities for the whole bridge.
     """
     layout = ctx.layout
-    device = dtu_device_block(dtu)
+    device = dtu_device_block(dtu, ctx.configuration_url)
     node = dtu_device_id(dtu.serial)
     bridge = layout.will
     dtu_status = layout.dtu_available(dtu.serial)
@@ -330,7 +345,7 @@ def inverter_discovery(ctx: DiscoveryContext, inverter: InverterDevice) -> list[
     """Discovery for one inverter: AC side, status, every port, commands."""
     layout = ctx.layout
     serial = inverter.serial
-    device = inverter_device_block(inverter)
+    device = inverter_device_block(inverter, ctx.configuration_url)
     node = inverter_device_id(serial)
     base_avail = (layout.will, layout.dtu_available(inverter.dtu_serial))
     full_avail = (*base_avail, layout.inverter_available(serial))
