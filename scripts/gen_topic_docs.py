@@ -99,7 +99,8 @@ def render() -> str:
         "",
         f"Base topic `{BASE}`; `{SERIAL}` is an inverter serial (12 hex digits), `{PORT}` a PV"
         f" input (1..n) and `{DTU}` a DTU serial. With several DTUs the DTU topics gain the DTU"
-        f" serial (`{BASE}/dtu/{DTU}/...`); everything else is the same. The Home Assistant"
+        f" serial (`{BASE}/dtu/{DTU}/...`), except the bridge's own `{one.will}` and"
+        f" `{one.uptime}`; everything else is the same. The Home Assistant"
         " columns describe the entity announced by MQTT discovery.",
         "",
         "## Bridge",
