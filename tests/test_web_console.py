@@ -200,7 +200,7 @@ async def test_console_reads_and_confirmed_limit(
     await page.select_option("#console-limit-kind", "limit_persistent_relative")
     await page.fill("#console-limit-value", "500")
     await page.click("#console-set-limit")
-    await expect(page.locator(".console-form-error")).to_contain_text("between 2 and 100 %")
+    await expect(page.locator(".console-form-error")).to_contain_text("between 0 and 100 %")
     await expect(page.locator("#console-confirm")).to_be_hidden()
 
     # a cancelled change sends nothing
