@@ -150,6 +150,7 @@ async def test_commands_api(ui: Ui) -> None:
         answer = await response.json()
     assert response.status == 200 and answer["status"] == "ok", answer
     assert answer["text"] == "ok: clamped to 2 %", answer
+    assert answer["message"] == "clamped to 2 %", answer  # what the console shows
     assert ui.sim.dtu.inverters[0].limit_permille == 20
 
 

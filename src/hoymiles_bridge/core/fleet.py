@@ -502,7 +502,8 @@ class Fleet:
             )
         await self._progress(request, CommandOutcome("pending"))
         await self._write_limit(dtu, command, value, pacer)
-        return await self._finish(request, CommandOutcome("ok", note=note))
+        # The note is the message too: the web console shows the message of an "ok".
+        return await self._finish(request, CommandOutcome("ok", note, note=note))
 
     def _forget_deferred(self, task: asyncio.Task[None]) -> None:
         for key, known in list(self._deferred.items()):
