@@ -434,6 +434,10 @@ async def test_two_dtus_one_failing(mosquitto: Mosquitto) -> None:
                 await sub.wait_for(topic, lambda p, b=before: p != b, timeout=5)
             assert sub.last[env.topic("dtu", DTU, "available")] == b"online"
             assert sub.last[env.topic("ac", "is_valid")] == b"0"
+            # with several DTUs the will stays the bridge's one dtu/status, and the
+            # per-DTU status topic of earlier versions is cleared, not reused
+            assert sub.last[env.topic("dtu", "status")] == b"online"
+            assert sub.last.get(env.topic("dtu", DTU, "status"), b"") == b""
 
 
 async def test_energy_monotonic_over_a_week_with_reboots(mosquitto: Mosquitto) -> None:
