@@ -170,6 +170,18 @@ async def test_ingress_panel_url_from_the_slug() -> None:
         assert await client.ingress_panel_url() is None
 
 
+@pytest.mark.parametrize("slug", [None, 42, "", "a/b", "../x", "x" * 200, "bad slug"])
+async def test_ingress_panel_url_needs_a_plain_slug(
+    slug: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def info(self: SupervisorClient) -> dict[str, object]:
+        return {"slug": slug}
+
+    monkeypatch.setattr(SupervisorClient, "addon_info", info)
+    async with _client("http://127.0.0.1:9") as client:
+        assert await client.ingress_panel_url() is None
+
+
 def test_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SUPERVISOR_TOKEN", raising=False)
     monkeypatch.delenv("HASSIO_TOKEN", raising=False)
