@@ -551,15 +551,16 @@ class MqttLink:
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         """The will payload on the will topic and its aliases, all at once (bounded)."""
-        results = await asyncio.gather(
-            *(
+        goodbyes = [
+            asyncio.create_task(
                 client.publish(
                     topic, self._will_payload, qos=1, retain=True, timeout=_GOODBYE_TIMEOUT
-                )
-                for topic in (self._will_topic, *self._alias_topics)
-            ),
-            return_exceptions=True,
-        )
+                ),
+                name=f"mqtt-link[{self._settings.client_id}].goodbye[{topic}]",
+            )
+            for topic in (self._will_topic, *self._alias_topics)
+        ]
+        results = await asyncio.gather(*goodbyes, return_exceptions=True)
         for result in results:
             if isinstance(result, aiomqtt.MqttError):
                 _LOGGER.debug(
