@@ -661,12 +661,10 @@ async def _healthy_container(
                     f"clean stop: missing {missing}, halted={container.halted_path.exists()}, "
                     f"s6-svscan exit {code}"
                 )
-            await _wait_topic(
-                container,
-                sub,
-                lambda t, p: t == layout.bridge_status and p == b"offline",
-                10,
-            )
+            for topic in (layout.will, layout.bridge_status):
+                await _wait_topic(
+                    container, sub, lambda t, p, w=topic: t == w and p == b"offline", 10
+                )
             report.ok("SIGTERM: the bridge said 'offline' on MQTT and exited 0; no halt", say)
         finally:
             await container.cleanup()

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hoymiles_bridge.mqtt.topics import (
+    BRIDGE_FIELDS,
     DTU_COMMANDS,
     DTU_FIELDS,
     INVERTER_COMMANDS,
@@ -98,14 +99,21 @@ def render() -> str:
         "",
         f"Base topic `{BASE}`; `{SERIAL}` is an inverter serial (12 hex digits), `{PORT}` a PV"
         f" input (1..n) and `{DTU}` a DTU serial. With several DTUs the DTU topics gain the DTU"
-        f" serial (`{BASE}/dtu/{DTU}/...`); everything else is the same. The Home Assistant"
+        f" serial (`{BASE}/dtu/{DTU}/...`), except the bridge's own `{one.will}` and"
+        f" `{one.uptime}`; everything else is the same. The Home Assistant"
         " columns describe the entity announced by MQTT discovery.",
         "",
         "## Bridge",
         "",
         "| Topic | Payload |",
         "|---|---|",
-        f"| {_code(one.bridge_status)} | `online` / `offline` (retained, last will) |",
+        f"| {_code(one.will)} | `online` / `offline` (retained): the bridge's last will, as in"
+        " OpenDTU; `offline` after a clean stop and, from the broker, after a crash |",
+        f"| {_code(one.bridge_status)} | the same, as an alias: `online` at start, `offline` at a"
+        f" clean stop, but it stays `online` after a crash (use `{one.will}`) |",
+        "",
+        *_STATE_HEADER,
+        *_state_rows((_code(one.total(f.topic)), f) for f in BRIDGE_FIELDS),
         "",
         "## Inverter",
         "",
@@ -143,7 +151,8 @@ def render() -> str:
         "## Commands",
         "",
         "The outcome of a command is published on its topic plus `/status`. The limit numbers"
-        " accept % from 2 to 100, or W up to the inverter's rated power.",
+        " accept % from 0 to 100, or W from 0 to the inverter's rated power; a limit under"
+        " the inverter's 2 % floor is raised to it (`ok: clamped to 2 %`).",
         "",
         *_COMMAND_HEADER,
         *_command_rows(

@@ -106,10 +106,14 @@ REQUIRED_KEYS: dict[str, frozenset[str]] = {
     "switch": frozenset({"cmd_t"}),
 }
 
-#: Device keys Home Assistant 2024.1 accepts; ``via_device`` has no abbreviation.
-#: Not allowed: ``sn`` (serial_number, 2024.2+; 2024.1 rejects the payload, core
-#: issue #108069) and ``mdl_id`` (model_id, newer still).
-DEVICE_KEYS = frozenset({"ids", "cns", "name", "mf", "mdl", "hw", "sw", "sa", "cu", "via_device"})
+#: Device keys Home Assistant 2024.2 (config.yaml's minimum) accepts; ``via_device``
+#: has no abbreviation. ``sn`` (serial_number) is new in 2024.2: 2024.1 rejects the
+#: payload for it (core issue #108069). Not allowed: ``mdl_id`` (model_id, newer still).
+DEVICE_KEYS = frozenset(
+    {"ids", "cns", "name", "mf", "mdl", "hw", "sw", "sa", "sn", "cu", "via_device"}
+)
+#: The schemes a device's configuration_url may use (Home Assistant's validator).
+CONFIGURATION_URL_SCHEMES = ("http://", "https://", "homeassistant://")
 ORIGIN_KEYS = frozenset({"name", "sw", "url"})
 AVAILABILITY_ITEM_KEYS = frozenset({"t", "pl_avail", "pl_not_avail", "val_tpl"})
 
@@ -202,6 +206,9 @@ def _check_device(dev: Any) -> list[str]:
         for k, v in dev.items()
         if k not in {"ids", "cns"} and not isinstance(v, str)
     )
+    url = dev.get("cu")
+    if isinstance(url, str) and not url.startswith(CONFIGURATION_URL_SCHEMES):
+        problems.append(f"dev.cu {url!r} is not an http(s):// or homeassistant:// URL")
     return problems
 
 

@@ -26,7 +26,7 @@ from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.simulator import DtuSimulator
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
-from .mosquitto import Mosquitto
+from .mosquitto import Mosquitto, Subscriber
 
 ADDON_DIR = Path(__file__).resolve().parents[1] / "addon"
 if str(ADDON_DIR) not in sys.path:
@@ -130,8 +130,10 @@ async def test_service_gets_the_broker_from_the_supervisor_and_stops_on_sigterm(
                 "min_poll_interval": 1,
             }
         )
-        web = WebConfig("127.0.0.1", 0, allowed_peers=frozenset({"127.0.0.2"}))
+        web = WebConfig("127.0.0.1", 0, allowed_peers=frozenset({"127.0.0.2"}), ingress=True)
         service = Service(options, addon_broker(options), web, summary=summary)
+        discovery = Subscriber(mosquitto.port, "homeassistant/+/+/+/config")
+        await discovery.__aenter__()
         task = asyncio.create_task(service.run(), name="test-service")
 
         async def ready() -> bool:
@@ -142,6 +144,13 @@ async def test_service_gets_the_broker_from_the_supervisor_and_stops_on_sigterm(
 
         await _wait_for(ready)
         assert sup.service_answers[:2] == [400, 200]
+        # the devices link to the add-on's ingress panel, by the slug from /addons/self/info
+        serial = (await _health(service.web.port))[1]["dtus"][0]["serial"]
+        await discovery.wait_for(f"homeassistant/sensor/hoymiles_dtu_{serial}/connection/config")
+        panel = "homeassistant://hassio/ingress/local_hoymiles_bridge"
+        for payload in discovery.last.values():
+            assert json.loads(payload)["dev"]["cu"] == panel
+        await discovery.__aexit__(None, None, None)
         assert (await _health(service.web.port))[0] == 200
         # SIGTERM, as s6 sends it; the service handles it (handlers are set before listening).
         os.kill(os.getpid(), signal.SIGTERM)

@@ -378,12 +378,15 @@ def test_dockerfile(config: dict[str, Any]) -> None:
     base = args["BUILD_FROM"]
     image, _, tag = base.rpartition(":")
     assert "/" in image and tag and tag != "latest" and re.search(r"\d", tag), base
-    assert re.search(r"^FROM \$\{?BUILD_FROM\}?$", text, re.MULTILINE)
+    assert re.search(r"^FROM \$\{?BUILD_FROM\}?( AS [\w-]+)?$", text, re.MULTILINE)
     assert args["BUILD_VERSION"] == config["version"] == __version__
     assert re.search(r'io\.hass\.version="\$\{BUILD_VERSION\}"', text)
     assert 'io.hass.type="app"' in text
     health = re.search(r"^HEALTHCHECK .*(?:\n    .*)*", text, re.MULTILINE)
     assert health and f"127.0.0.1:{config.get('ingress_port', 8099)}/health" in health.group(0)
+    # the base image's curl (docker-base installs it), checked often while starting
+    assert '"curl", "--fail"' in health.group(0)
+    assert "--start-interval=" in health.group(0) and "--start-period=" in health.group(0)
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     copied = {
         source
@@ -399,6 +402,73 @@ def test_dockerfile(config: dict[str, Any]) -> None:
     assert installs and all("-c /tmp/src/constraints.txt " in line for line in installs)
     for kept_out in (".git", ".venv", "tests", "benchmarks", "docs"):
         assert kept_out in ignored, kept_out
+
+
+def test_dockerfile_arch_label_follows_the_platform(config: dict[str, Any]) -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r'io\.hass\.arch="\$\{BUILD_ARCH:-\$\{HOYMILES_BRIDGE_ARCH\}\}"', text)
+    assert re.search(r"^FROM platform-\$\{TARGETARCH\}$", text, re.MULTILINE)
+    # one stage per TARGETARCH, naming the arch as Home Assistant does: exactly config.yaml's
+    stages = re.findall(
+        r"^FROM \$\{BUILD_FROM\} AS platform-(\w+)\nENV HOYMILES_BRIDGE_ARCH=(\w+)$",
+        text,
+        re.MULTILINE,
+    )
+    assert dict(stages) == {"amd64": "amd64", "arm64": "aarch64"}
+    assert sorted(arch for _, arch in stages) == sorted(config["arch"])
+
+
+def _dockerfile_env(name: str) -> int:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    found = re.search(rf"^ENV {name}=(\d+)$", text, re.MULTILINE)
+    assert found, f"the Dockerfile does not set {name}"
+    return int(found.group(1))
+
+
+def test_a_clean_stop_fits_inside_the_timeouts(config: dict[str, Any]) -> None:
+    from hoymiles_bridge.addon import runner
+    from hoymiles_bridge.web import server
+
+    # the bridge's own bound: the MQTT goodbye, then the web server's shutdown
+    goodbye = runner._STOP_TIMEOUT + server._SHUTDOWN_TIMEOUT
+    s6_grace = _dockerfile_env("S6_SERVICES_GRACETIME") / 1000  # then s6 sends SIGKILL
+    s6_kill_grace = 3.0  # S6_KILL_GRACETIME's default, for the other processes
+    assert goodbye + 2 <= s6_grace
+    # Docker's wait before its own SIGKILL (Supervisor range 10..300 s)
+    assert 10 <= config["timeout"] <= 300
+    assert s6_grace + s6_kill_grace + 5 <= config["timeout"]
+
+
+def test_minimum_home_assistant_takes_the_discovery_payloads(config: dict[str, Any]) -> None:
+    from hoymiles_bridge.mqtt import discovery
+
+    from .ha_discovery_schema import DEVICE_KEYS
+
+    # "sn" (serial_number) first came with 2024.2 (home-assistant/core#108069)
+    assert config["homeassistant"] == "2024.2.0"
+    assert "sn" in DEVICE_KEYS
+    assert "2024.2" in (discovery.__doc__ or "")
+
+
+def test_license_is_the_apache_license() -> None:
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'license = "Apache-2.0"' in pyproject
+    assert 'org.opencontainers.image.licenses="Apache-2.0"' in (ROOT / "Dockerfile").read_text(
+        encoding="utf-8"
+    )
+
+
+def test_hadolint_passes() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint is not installed")
+    result = subprocess.run(
+        [hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- build: what the Dockerfile does, without Docker -------------------------

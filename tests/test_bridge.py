@@ -85,6 +85,8 @@ async def test_full_loop_topics_and_discovery(mosquitto: Mosquitto) -> None:
                 "ac/yieldtotal",
                 "dc/power",
                 "dc/irradiation",
+                "dtu/available",
+                "dtu/uptime",
                 "bridge/status",
             ]
             for relative in expected:
@@ -98,10 +100,11 @@ async def test_full_loop_topics_and_discovery(mosquitto: Mosquitto) -> None:
                 (t, p.decode()) for t, p in sub.last.items() if t.startswith("homeassistant/")
             ]
             assert (
-                len(discovery) == 37 + 19
-            )  # HMS-800W-2T on old firmware: no non-persistent limits
+                len(discovery) == 37 + 19 + 1
+            )  # HMS-800W-2T on old firmware: no non-persistent limits; + bridge uptime
             assert check_fleet(discovery) == []
-        # a clean stop leaves the bridge offline
+        # a clean stop leaves the bridge offline: the will's topic and its alias
+        await sub.wait_for(env.topic("dtu", "status"), lambda p: p == b"offline")
         await sub.wait_for(env.topic("bridge", "status"), lambda p: p == b"offline")
 
 
@@ -367,12 +370,12 @@ async def test_refused_connections_and_delay(mosquitto: Mosquitto) -> None:
             view = env.bridge.fleet.dtus[0]
             view.session.client.request_timeout = 0.5
             sim.faults.delay = 2.0
-            await sub.wait_for(env.topic("dtu", "status"), lambda p: p == b"offline", timeout=15)
+            await sub.wait_for(env.topic("dtu", "available"), lambda p: p == b"offline", timeout=15)
             sim.faults.clear()
             sim.faults.refuse_connections = True
             await asyncio.sleep(1)
             sim.faults.refuse_connections = False
-            await sub.wait_for(env.topic("dtu", "status"), lambda p: p == b"online", timeout=15)
+            await sub.wait_for(env.topic("dtu", "available"), lambda p: p == b"online", timeout=15)
             assert view.session.state is SessionState.CONNECTED
 
 
@@ -386,7 +389,7 @@ async def test_night_off_dtu_goes_and_returns(mosquitto: Mosquitto) -> None:
             await sub.wait_for(env.topic(INV, "0", "power"), lambda p: float(p) < 16, timeout=10)
             clock.advance(90 * 60)  # 21:28: the PV-powered DTU has switched off
             await sub.wait_for(env.topic("dtu", "connection"), lambda p: p == b"night", timeout=20)
-            assert sub.last[env.topic("dtu", "status")] == b"online"  # night policy "zero"
+            assert sub.last[env.topic("dtu", "available")] == b"online"  # night policy "zero"
             await sub.wait_for(env.topic(INV, "0", "power"), lambda p: float(p) == 0)
             day_yield = float(sub.last[env.topic(INV, "0", "yieldday")])
             assert day_yield > 0
@@ -411,14 +414,14 @@ async def test_two_dtus_one_failing(mosquitto: Mosquitto) -> None:
         dtus = [{"host": s.host, "port": s.port, "name": "Roof"} for s in (first, second)]
         async with running_bridge(mosquitto, [first, second], clock=clock, dtus=dtus) as env:
             pro_inverter = pro.inverters[0].serial
-            await sub.wait_for(env.topic("dtu", DTU, "status"), lambda p: p == b"online")
-            await sub.wait_for(env.topic("dtu", pro.serial, "status"), lambda p: p == b"online")
+            await sub.wait_for(env.topic("dtu", DTU, "available"), lambda p: p == b"online")
+            await sub.wait_for(env.topic("dtu", pro.serial, "available"), lambda p: p == b"online")
             await sub.wait_for(env.topic(pro_inverter, "0", "power"))
             for serial in (INV, pro_inverter):
                 await sub.wait_for(f"homeassistant/sensor/hoymiles_inv_{serial}/power/config")
             await second.stop()
             await sub.wait_for(
-                env.topic("dtu", pro.serial, "status"), lambda p: p == b"offline", timeout=15
+                env.topic("dtu", pro.serial, "available"), lambda p: p == b"offline", timeout=15
             )
             await sub.wait_for(
                 env.topic(pro_inverter, "status", "available"), lambda p: p == b"offline"
@@ -429,8 +432,12 @@ async def test_two_dtus_one_failing(mosquitto: Mosquitto) -> None:
                 before = sub.last[topic]
                 clock.advance(31)
                 await sub.wait_for(topic, lambda p, b=before: p != b, timeout=5)
-            assert sub.last[env.topic("dtu", DTU, "status")] == b"online"
+            assert sub.last[env.topic("dtu", DTU, "available")] == b"online"
             assert sub.last[env.topic("ac", "is_valid")] == b"0"
+            # with several DTUs the will stays the bridge's one dtu/status, and the
+            # per-DTU status topic of earlier versions is cleared, not reused
+            assert sub.last[env.topic("dtu", "status")] == b"online"
+            assert sub.last.get(env.topic("dtu", DTU, "status"), b"") == b""
 
 
 async def test_energy_monotonic_over_a_week_with_reboots(mosquitto: Mosquitto) -> None:
@@ -495,7 +502,7 @@ async def test_displaced_by_the_app_backs_off_then_returns(mosquitto: Mosquitto)
                 await sub.wait_for(
                     env.topic("dtu", "connection"), lambda p: p == b"displaced", timeout=10
                 )
-                assert sub.last[env.topic("dtu", "status")] == b"online"
+                assert sub.last[env.topic("dtu", "available")] == b"online"
             await sub.wait_for(
                 env.topic("dtu", "connection"), lambda p: p == b"connected", timeout=15
             )
@@ -538,7 +545,7 @@ async def test_a_hostile_dtu_never_reaches_a_topic_and_the_other_keeps_going(
         Subscriber(mosquitto.port, "#") as sub,
     ):
         async with running_bridge(mosquitto, [good, bad], clock=clock) as env:
-            await sub.wait_for(env.topic("dtu", DTU, "status"), lambda p: p == b"online")
+            await sub.wait_for(env.topic("dtu", DTU, "available"), lambda p: p == b"online")
             topic = env.topic(INV, "json")
             for _ in range(3):
                 before = sub.last.get(topic)

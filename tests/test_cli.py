@@ -123,9 +123,16 @@ async def test_dtu_commands_readable_and_json(sim: DtuSimulator) -> None:
     assert sim.dtu.inverters[0].limit_permille == 500
 
 
+async def test_a_limit_under_the_floor_is_clamped_and_said(sim: DtuSimulator) -> None:
+    code, _, err = await _cli("dtu", f"127.0.0.1:{sim.port}", "limit", "0", "--min-spacing", "0")
+    assert code == 0, err
+    assert err.strip() == "note: clamped to 2 %"
+    assert sim.dtu.inverters[0].limit_permille == 20
+
+
 async def test_plain_errors_without_traceback(sim: DtuSimulator) -> None:
     code, _, err = await _cli("dtu", f"127.0.0.1:{sim.port}", "limit", "140")
-    assert code == 2 and err.strip() == "error: limit 140 % is outside 2..100 %"
+    assert code == 2 and err.strip() == "error: limit 140 % is outside 0..100 %"
     code, _, err = await _cli("dtu", "127.0.0.1:1", "heartbeat")
     assert code == 1 and "refused the connection" in err and "Traceback" not in err
     code, _, err = await _cli("dtu", "127.0.0.1:99999", "heartbeat")

@@ -21,7 +21,13 @@ from hoymiles_bridge.core.commands import (
 )
 from hoymiles_bridge.core.events import CommandStatus, Event
 from hoymiles_bridge.core.fleet import Fleet
-from hoymiles_bridge.core.limits import Decision, LimitPacer, limit_range, limit_request
+from hoymiles_bridge.core.limits import (
+    Decision,
+    LimitPacer,
+    limit_range,
+    limit_request,
+    shown_limit,
+)
 from hoymiles_bridge.core.state import InverterDevice
 from hoymiles_bridge.errors import (
     DtuConnectionError,
@@ -89,10 +95,10 @@ def test_a_command_of_the_other_target_is_unknown() -> None:
     [
         ("limit_persistent_relative", b"nan", "not a finite number"),
         ("limit_persistent_relative", b"inf", "not a finite number"),
-        ("limit_persistent_relative", b"1", "outside 2..100 %"),
-        ("limit_persistent_relative", b"100.5", "outside 2..100 %"),
-        ("limit_persistent_absolute", b"0", "must be above 0 W"),
-        ("limit_nonpersistent_absolute", b"-5", "must be above 0 W"),
+        ("limit_persistent_relative", b"-1", "outside 0..100 %"),
+        ("limit_persistent_relative", b"100.5", "outside 0..100 %"),
+        ("limit_persistent_absolute", b"-0.5", "must be 0 W or more"),
+        ("limit_nonpersistent_absolute", b"-5", "must be 0 W or more"),
         ("power", b"2", "is not 0 or 1"),
         ("restart", b"0", "send 1 to restart"),
         ("restart", b"", "payload is empty"),
@@ -111,6 +117,10 @@ def test_values_are_read_by_kind() -> None:
     assert check(_request("restart", b"PRESS")).value == 1.0  # type: ignore[union-attr]
     limit = check(_request("limit_persistent_relative", b"2"))
     assert limit is not None and limit.value == MIN_LIMIT_PERCENT
+    # OpenDTU's ranges: 0 % and 0 W are accepted (and clamped when converted)
+    for name in ("limit_persistent_relative", "limit_nonpersistent_absolute"):
+        zero = check(_request(name, b"0"))
+        assert zero is not None and zero.value == 0.0
     assert {s.value for s in COMMANDS} == set(ValueKind)
 
 
@@ -131,6 +141,8 @@ def test_errors_map_to_one_outcome_everywhere() -> None:
         assert outcome.status == "failed" and outcome.message.startswith("the DTU did not take")
     assert CommandOutcome("refused", "bad").text == "failed: bad"
     assert CommandOutcome("pending").text == "pending"
+    assert CommandOutcome("ok", "unchanged").text == "ok"
+    assert CommandOutcome("ok", note="clamped to 2 %").text == "ok: clamped to 2 %"
     with pytest.raises(KeyError):
         outcome_for(KeyError("a bug is not an outcome"))
 
@@ -138,28 +150,41 @@ def test_errors_map_to_one_outcome_everywhere() -> None:
 # --- limits ------------------------------------------------------------------------
 
 
-def test_limit_conversion_keeps_the_floor_and_the_rating() -> None:
+def test_limit_conversion_clamps_to_the_floor_and_the_rating() -> None:
     inverter = _inverter(800)
 
-    def value(name: str, payload: bytes) -> float:
+    def value(name: str, payload: bytes, rated: int = 800) -> tuple[float, str]:
         command = check(_request(name, payload))
         assert command is not None
-        return limit_request(command, inverter)
+        return limit_request(command, _inverter(rated))
 
-    assert value("limit_persistent_relative", b"55.5") == 55.5
-    assert value("limit_persistent_absolute", b"400") == 50.0
-    assert value("limit_persistent_absolute", b"1") == MIN_LIMIT_PERCENT
-    assert value("limit_nonpersistent_relative", b"25") == 200.0
-    assert value("limit_nonpersistent_absolute", b"123.4") == 123.4
-    with pytest.raises(CommandError, match="above the rated 800 W"):
-        value("limit_persistent_absolute", b"801")
+    assert value("limit_persistent_relative", b"55.5") == (55.5, "")
+    assert value("limit_persistent_relative", b"0") == (MIN_LIMIT_PERCENT, "clamped to 2 %")
+    assert value("limit_persistent_relative", b"1.9") == (MIN_LIMIT_PERCENT, "clamped to 2 %")
+    assert value("limit_persistent_absolute", b"400") == (50.0, "")
+    assert value("limit_persistent_absolute", b"1") == (MIN_LIMIT_PERCENT, "clamped to 16 W (2 %)")
+    assert value("limit_persistent_absolute", b"801") == (
+        100.0,
+        "clamped to 800 W (the rated power)",
+    )
+    assert value("limit_nonpersistent_relative", b"25") == (200.0, "")
+    assert value("limit_nonpersistent_relative", b"0") == (16.0, "clamped to 2 %")
+    assert value("limit_nonpersistent_absolute", b"123.4") == (123.4, "")
+    assert value("limit_nonpersistent_absolute", b"0") == (16.0, "clamped to 16 W (2 %)")
+    # an unknown rated power: W limits stay within 2 % .. 100 % of the largest inverter
+    assert value("limit_nonpersistent_absolute", b"0", 0) == (45.0, "clamped to 45 W (2 %)")
+    assert value("limit_nonpersistent_absolute", b"9000", 0) == (
+        2250.0,
+        "clamped to 2250 W (the largest inverter's)",
+    )
     unknown = check(_request("limit_persistent_absolute", b"100"))
     assert unknown is not None
-    with pytest.raises(CommandError, match="rated power is unknown"):
+    with pytest.raises(CommandError, match="rated power is unknown; use the % limit"):
         limit_request(unknown, _inverter(0))
+    assert inverter.rated_power == 800
 
 
-def test_limit_ranges_match_what_the_registry_accepts() -> None:
+def test_limit_ranges_match_what_the_registry_accepts_and_the_states_fit() -> None:
     for spec in commands_for(Target.INVERTER):
         if spec.limit is None:
             continue
@@ -167,9 +192,16 @@ def test_limit_ranges_match_what_the_registry_accepts() -> None:
         for edge in (low, high):
             assert check(_request(spec.name, f"{edge:g}".encode())) is not None
         if spec.limit.relative:
-            assert (low, high) == (MIN_LIMIT_PERCENT, 100.0)
+            assert (low, high) == (0.0, 100.0)
+            with pytest.raises(CommandError):
+                check(_request(spec.name, b"100.1"))
         else:
-            assert high == 800
+            assert (low, high) == (0.0, 800)
+    # what the state topics carry stays inside those ranges, whatever the DTU says
+    assert shown_limit(150.0, 800) == (100.0, 800.0)
+    assert shown_limit(-3.0, 800) == (0.0, 0.0)
+    assert shown_limit(2.0, 800) == (2.0, 16.0)
+    assert shown_limit(50.0, 0) == (50.0, None)
 
 
 def test_pacer_lets_one_write_through_per_interval_and_the_latest_wins() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from hoymiles_bridge.mqtt.discovery import (
     removal_messages,
 )
 from hoymiles_bridge.mqtt.topics import (
+    BRIDGE_FIELDS,
     DTU_COMMAND_NAMES,
     DTU_COMMANDS,
     DTU_FIELDS,
@@ -100,8 +102,8 @@ class Fleet:
     def known_topics(self) -> set[str]:
         """Every topic topics.py defines for this fleet (no wildcards)."""
         layout = self.layout
-        topics = {layout.bridge_status}
-        topics |= {layout.total(f.topic) for f in TOTAL_FIELDS}
+        topics = {layout.will}
+        topics |= {layout.total(f.topic) for f in (*TOTAL_FIELDS, *BRIDGE_FIELDS)}
         for dtu in self.dtus:
             topics |= {layout.dtu(dtu.serial, f.topic) for f in DTU_FIELDS}
             topics.add(layout.dtu_available(dtu.serial))
@@ -154,7 +156,9 @@ def test_fleet_passes_the_documented_rules(fleet: Fleet) -> None:
 def test_entity_counts(fleet: Fleet) -> None:
     dtu_entities = len(DTU_FIELDS) + len(DTU_COMMANDS)
     first, *others = fleet.dtus
-    assert len(dtu_discovery(fleet.ctx, first)) == dtu_entities + len(TOTAL_FIELDS)
+    assert len(dtu_discovery(fleet.ctx, first)) == (
+        dtu_entities + len(TOTAL_FIELDS) + len(BRIDGE_FIELDS)
+    )
     for dtu in others:
         assert len(dtu_discovery(fleet.ctx, dtu, totals=False)) == dtu_entities
 
@@ -195,7 +199,7 @@ def test_totals_only_on_the_first_dtu(fleet: Fleet) -> None:
     payloads = _payloads(fleet.messages())
     for topic in topics:
         assert payloads[topic]["dev"]["ids"] == [f"hoymiles_dtu_{DTU_PRO}"]
-        assert [a["t"] for a in payloads[topic]["avty"]] == [fleet.layout.bridge_status]
+        assert [a["t"] for a in payloads[topic]["avty"]] == [fleet.layout.will]
 
 
 # --- per-entity details -------------------------------------------------------------
@@ -216,12 +220,12 @@ def test_limit_numbers(fleet: Fleet) -> None:
         for number in numbers:
             assert number["mode"] == "box"
             if number["unit_of_meas"] == "%":
-                assert (number["min"], number["max"], number["step"]) == (2, 100, 0.1)
+                assert (number["min"], number["max"], number["step"]) == (0, 100, 0.1)
                 assert number["stat_t"].endswith(f"/{inverter.serial}/status/limit_relative")
             else:
                 assert number["unit_of_meas"] == "W"
                 assert number["max"] == inverter.rated_power
-                assert number["min"] == round(inverter.rated_power * 0.02)
+                assert number["min"] == 0  # OpenDTU's range; under 2 % is clamped
                 assert number["step"] == 1
                 assert number["stat_t"].endswith(f"/{inverter.serial}/status/limit_absolute")
 
@@ -292,10 +296,22 @@ def test_device_blocks(fleet: Fleet) -> None:
             assert dev["via_device"] == f"hoymiles_dtu_{inverter.dtu_serial}"
             assert (dev["mf"], dev["mdl"]) == ("Hoymiles", inverter.model)
             assert inverter.serial in dev["name"]
-            assert "sn" not in dev  # Home Assistant 2024.1 would reject the payload
+            assert dev["sn"] == inverter.serial  # Home Assistant 2024.2+ (config.yaml)
+            assert "cu" not in dev  # no web UI address known
             assert payload["o"]["name"] == "Hoymiles DTU Bridge"
             assert payload["uniq_id"].startswith(f"hoymiles_{inverter.serial}_")
     assert {d.serial for d in fleet.dtus} == {i.dtu_serial for i in fleet.inverters}
+
+
+def test_configuration_url_on_every_device(fleet: Fleet) -> None:
+    url = "homeassistant://hassio/ingress/local_hoymiles_bridge"
+    ctx = dataclasses.replace(fleet.ctx, configuration_url=url)
+    messages = [m for n, d in enumerate(fleet.dtus) for m in dtu_discovery(ctx, d, totals=n == 0)]
+    messages += [m for i in fleet.inverters for m in inverter_discovery(ctx, i)]
+    assert check_fleet(messages, PREFIX) == []
+    for payload in _payloads(messages).values():
+        assert payload["dev"]["cu"] == url
+        assert payload["dev"]["sn"]
 
 
 def test_availability(fleet: Fleet) -> None:
@@ -303,7 +319,7 @@ def test_availability(fleet: Fleet) -> None:
     inverter = fleet.inverters[1]
     node = f"hoymiles_inv_{inverter.serial}"
     payloads = _payloads(inverter_discovery(fleet.ctx, inverter))
-    base = [layout.bridge_status, layout.dtu_available(inverter.dtu_serial)]
+    base = [layout.will, layout.dtu_available(inverter.dtu_serial)]
     for topic, payload in payloads.items():
         assert payload["avty_mode"] == "all"
         topics = [a["t"] for a in payload["avty"]]

@@ -120,6 +120,31 @@ async def test_will_fires_when_the_connection_dies(mosquitto: Mosquitto) -> None
             assert link.last_error
 
 
+async def test_alias_follows_the_will_on_a_clean_stop_but_not_on_a_crash(
+    mosquitto: Mosquitto,
+) -> None:
+    alias = "hmtest/alias"
+    async with (
+        TcpProxy(mosquitto.port) as proxy,
+        Subscriber(mosquitto.port, "hmtest/#") as sub,
+    ):
+        link = make_link(proxy.port, alias_topics=[alias])
+        async with running(link):
+            await sub.wait_for(STATUS, lambda p: p == b"online")
+            await sub.wait_for(alias, lambda p: p == b"online")
+            proxy.refuse()
+            proxy.cut()  # a crash, as the broker sees it: only the will fires
+            await sub.wait_for(STATUS, lambda p: p == b"offline")
+            await wait_until(lambda: not link.connected)
+            assert sub.last[alias] == b"online"
+            await proxy.listen()
+            await link.wait_connected(5)
+            await sub.wait_for(STATUS, lambda p: p == b"online")
+        # a clean stop says goodbye on both
+        await sub.wait_for(STATUS, lambda p: p == b"offline")
+        await sub.wait_for(alias, lambda p: p == b"offline")
+
+
 async def test_cancelled_run_leaves_offline_behind(mosquitto: Mosquitto) -> None:
     link = make_link(mosquitto.port)
     async with Subscriber(mosquitto.port, STATUS) as sub:

@@ -160,6 +160,28 @@ async def test_addon_info_and_set_options() -> None:
             assert standin.options == new
 
 
+async def test_ingress_panel_url_from_the_slug() -> None:
+    async with SupervisorStandin(TOKEN, _service()) as standin:
+        async with _client(standin.url) as client:
+            url = await client.ingress_panel_url()
+    assert url == "homeassistant://hassio/ingress/local_hoymiles_bridge"
+    # no Supervisor: no link, and no error either (the link is not worth a failed start)
+    async with _client(f"http://127.0.0.1:{_free_port()}") as client:
+        assert await client.ingress_panel_url() is None
+
+
+@pytest.mark.parametrize("slug", [None, 42, "", "a/b", "../x", "x" * 200, "bad slug"])
+async def test_ingress_panel_url_needs_a_plain_slug(
+    slug: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def info(self: SupervisorClient) -> dict[str, object]:
+        return {"slug": slug}
+
+    monkeypatch.setattr(SupervisorClient, "addon_info", info)
+    async with _client("http://127.0.0.1:9") as client:
+        assert await client.ingress_panel_url() is None
+
+
 def test_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SUPERVISOR_TOKEN", raising=False)
     monkeypatch.delenv("HASSIO_TOKEN", raising=False)

@@ -136,8 +136,9 @@ async def test_commands_api(ui: Ui) -> None:
         else:
             assert offer["max"] == rated
 
-    # the lowest offered % limit goes all the way to the simulated inverter
+    # the lowest offered % limit (0, as OpenDTU) reaches the simulated inverter as 2 %
     low = offers["limit_persistent_relative"]["min"]
+    assert low == 0
     async with (
         aiohttp.ClientSession() as session,
         session.post(
@@ -148,7 +149,9 @@ async def test_commands_api(ui: Ui) -> None:
     ):
         answer = await response.json()
     assert response.status == 200 and answer["status"] == "ok", answer
-    assert ui.sim.dtu.inverters[0].limit_permille == round(low * 10)
+    assert answer["text"] == "ok: clamped to 2 %", answer
+    assert answer["message"] == "clamped to 2 %", answer  # what the console shows
+    assert ui.sim.dtu.inverters[0].limit_permille == 20
 
 
 def test_commands_while_the_bridge_starts() -> None:
@@ -198,7 +201,7 @@ async def test_console_reads_and_confirmed_limit(
     await page.select_option("#console-limit-kind", "limit_persistent_relative")
     await page.fill("#console-limit-value", "500")
     await page.click("#console-set-limit")
-    await expect(page.locator(".console-form-error")).to_contain_text("between 2 and 100 %")
+    await expect(page.locator(".console-form-error")).to_contain_text("between 0 and 100 %")
     await expect(page.locator("#console-confirm")).to_be_hidden()
 
     # a cancelled change sends nothing
@@ -289,7 +292,7 @@ async def test_event_log_live_and_filters(
     newest = page.locator("#events li.event").first
     await expect(newest).to_have_attribute("data-kind", "command")
     await expect(newest).to_have_attribute("data-level", "warning")
-    await expect(newest).to_contain_text("outside 2..100 %")
+    await expect(newest).to_contain_text("outside 0..100 %")
     await expect(newest.locator(".badge.warn")).to_have_text("warning")
 
     # filters

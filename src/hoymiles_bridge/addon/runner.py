@@ -81,6 +81,21 @@ class WebConfig:
     credentials: tuple[str, str] | None = None
     #: Host names the server answers to besides its defaults (standalone only).
     hosts: tuple[str, ...] = ()
+    #: Serves the add-on's ingress panel (the devices link to it, see configuration_url).
+    ingress: bool = False
+
+    async def configuration_url(self) -> str | None:
+        """Where Home Assistant's devices link to: the ingress panel, else this server."""
+        if self.ingress:
+            try:
+                async with SupervisorClient(request_timeout=5.0) as supervisor:
+                    return await supervisor.ingress_panel_url()
+            except SupervisorError:
+                return None  # no token: outside the add-on
+        host = self.hosts[0] if self.hosts else self.host
+        if host in ("", "0.0.0.0", "::") or _is_loopback(host):  # noqa: S104
+            return None  # no address another machine could open
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
     def describe(self) -> str:
         who = (
@@ -111,7 +126,7 @@ def addon_web_config(environ: Mapping[str, str] | None = None) -> WebConfig:
         port = 0
     if not 1 <= port <= 65535:
         raise InvalidArgumentError(f"HOYMILES_BRIDGE_INGRESS_PORT={port_text!r} is not a port")
-    return WebConfig(INGRESS_HOST, port, allowed_peers=peers)
+    return WebConfig(INGRESS_HOST, port, allowed_peers=peers, ingress=True)
 
 
 def _is_loopback(host: str) -> bool:
@@ -511,6 +526,7 @@ class Service:
                 "(Configuration: Find DTUs, Test connection) and save"
             )
         bridge = self._bridge_factory(self.options, broker)
+        bridge.mqtt.configuration_url = await self.web_config.configuration_url()
         self.hub.attach(bridge.fleet)
         self.bridge = bridge
         self._bridge_up.set()

@@ -9,7 +9,9 @@ The add-on uses these endpoints:
   the answer is then HTTP 400 ``Service not enabled``.
   :meth:`SupervisorClient.mqtt_service` keeps asking (capped exponential
   backoff with jitter) until a deadline, and only then gives up.
-* ``GET /addons/self/info`` - the add-on's own state (ingress entry, port...).
+* ``GET /addons/self/info`` - the add-on's own state (ingress entry, port...);
+  its ``slug`` makes the ingress panel's address, the devices' "Visit" link in
+  Home Assistant (:meth:`SupervisorClient.ingress_panel_url`).
 * ``POST /addons/self/options`` - replace the add-on's options (the web UI).
 * ``POST /addons/self/restart`` - restart the add-on, so saved options apply.
 
@@ -22,6 +24,7 @@ import asyncio
 import logging
 import os
 import random
+import re
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -41,6 +44,10 @@ DEFAULT_BACKOFF_MAX: Final = 30.0
 DEFAULT_REQUEST_TIMEOUT: Final = 10.0
 #: The Supervisor's answer while no add-on provides the service (yet).
 SERVICE_NOT_ENABLED: Final = "Service not enabled"
+#: What a Supervisor slug may hold (Supervisor's own rule for add-on slugs).
+_SLUG: Final = re.compile(r"[-_.A-Za-z0-9]{1,128}")
+#: The ingress panel of an add-on, as a link inside Home Assistant's frontend.
+INGRESS_PANEL_URL: Final = "homeassistant://hassio/ingress/{slug}"
 #: Error messages from the Supervisor are cut to this length before they are shown.
 _MAX_MESSAGE: Final = 200
 _MAX_BACKOFF_EXPONENT: Final = 30
@@ -266,6 +273,24 @@ class SupervisorClient:
             raise SupervisorError("the Supervisor's add-on info has no data")
         return data
 
+    async def ingress_panel_url(self) -> str | None:
+        """``homeassistant://hassio/ingress/<slug>``, from the add-on's info; None if unknown.
+
+        The full slug (``<repository>_<slug>``, ``local_<slug>`` for a local
+        add-on) is what the panel's address needs. A Supervisor that does not
+        answer or sends no usable slug costs the link, not the start.
+        """
+        try:
+            info = await self.addon_info()
+        except SupervisorError as err:
+            _LOGGER.debug("No ingress panel link for the devices: %s", err)
+            return None
+        slug = info.get("slug")
+        if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
+            _LOGGER.debug("No ingress panel link for the devices: the add-on info has no slug")
+            return None
+        return INGRESS_PANEL_URL.format(slug=slug)
+
     async def set_options(self, options: dict[str, Any]) -> None:
         """``POST /addons/self/options``: replace the options (they apply on the next start)."""
         await self.request("POST", "/addons/self/options", {"options": options})
@@ -281,6 +306,7 @@ class SupervisorClient:
 
 __all__ = [
     "DEFAULT_DEADLINE",
+    "INGRESS_PANEL_URL",
     "SERVICE_NOT_ENABLED",
     "SupervisorApiError",
     "SupervisorClient",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -12,9 +13,11 @@ from hoymiles_bridge.cli.common import enc_rand_hex, host_port
 from hoymiles_bridge.cli.output import print_result
 from hoymiles_bridge.core.commands import BY_NAME, CommandSpec, Target, parse_value
 from hoymiles_bridge.core.commands import COMMANDS as REGISTRY
+from hoymiles_bridge.core.limits import clamp_limit
 from hoymiles_bridge.dtu.client import DEFAULT_MIN_SPACING, DtuClient
 from hoymiles_bridge.dtu.connection import REQUEST_TIMEOUT
 from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.protocol.devices import inverter_type, parse_serial
 from hoymiles_bridge.protocol.records import Result
 
 Handler = Callable[[DtuClient, argparse.Namespace], Awaitable[Result]]
@@ -35,16 +38,28 @@ def _serial_arg(required: bool = False) -> tuple[tuple[str, ...], dict[str, Any]
     return ("--serial",), {"help": "inverter serial (12 hex digits); default: all inverters"}
 
 
-def _value(name: str, text: str) -> float:
-    """``text`` checked by the registry's rules for command ``name``."""
-    return parse_value(BY_NAME[name], text.encode("utf-8", "replace"))
+def _value(name: str, text: str, serial: str | None = None) -> float:
+    """``text`` checked by the registry's rules for command ``name``.
+
+    A limit is clamped into the inverter's safe range as the bridge does
+    (:func:`~hoymiles_bridge.core.limits.clamp_limit`), saying so on stderr.
+    """
+    spec = BY_NAME[name]
+    value = parse_value(spec, text.encode("utf-8", "replace"))
+    if spec.limit is None:
+        return value
+    rated = inverter_type(parse_serial(serial)).rated_power if serial else 0
+    value, note = clamp_limit(spec, value, rated)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return value
 
 
 async def _limit(dtu: DtuClient, args: argparse.Namespace) -> Result:
     if args.watts:
         if not args.serial:
             raise InvalidArgumentError("a limit in W needs --serial to know the rated power")
-        watts = _value("limit_persistent_absolute", args.value)
+        watts = _value("limit_persistent_absolute", args.value, args.serial)
         ack = await dtu.set_power_limit_watts(watts, args.serial)
     else:
         ack = await dtu.set_power_limit(
@@ -139,7 +154,7 @@ _PLACED: tuple[_Command, ...] = (
         "set the active power limit (persistent in the inverter)",
         _limit,
         (
-            (("value",), {"help": "percent (2..100), or W with --watts"}),
+            (("value",), {"help": "percent (0..100, at least 2 is sent), or W with --watts"}),
             (("--watts",), {"action": "store_true", "help": "VALUE is in W"}),
             _serial_arg(),
             (("--wait",), {"action": "store_true", "help": "wait until the inverters applied it"}),
@@ -150,7 +165,7 @@ _PLACED: tuple[_Command, ...] = (
         "limit-temporary",
         "set a non-persistent limit in W (HMS-W, DTU firmware V01.01.01+)",
         _limit_temporary,
-        ((("watts",), {"help": "limit in W (0.1..3276.7)"}),),
+        ((("watts",), {"help": "limit in W (kept between 45 and 2250 W)"}),),
         aliases=("set-power-limit-temporary",),
     ),
     *_forms("on", "off", "restart", "reboot", "performance-mode", "alarms"),

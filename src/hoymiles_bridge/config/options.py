@@ -295,6 +295,7 @@ class Options:
     base_topic: str = field(default=_default("base_topic"))
     discovery: bool = field(default=_default("discovery"))
     discovery_prefix: str = field(default=_default("discovery_prefix"))
+    publish_interval: int = field(default=_default("publish_interval"))
     log_level: str = field(default=_default("log_level"))
     web: WebOptions = field(default_factory=WebOptions)
 

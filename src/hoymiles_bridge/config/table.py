@@ -309,6 +309,16 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         section="homeassistant",
     ),
     OptionSpec(
+        "publish_interval",
+        "int",
+        label="Publish interval (s)",
+        help="Republish every value this often (0 = only when it changes; OpenDTU: 5).",
+        default=0,
+        min=0,
+        max=3600,
+        section="homeassistant",
+    ),
+    OptionSpec(
         "log_level",
         "choice",
         label="Log level",

@@ -35,7 +35,6 @@ from hoymiles_bridge.errors import (
     InvalidArgumentError,
     ProtocolError,
 )
-from hoymiles_bridge.protocol.actions import MIN_LIMIT_PERCENT
 
 #: Longest payload a command may have (a number, "ON", "PRESS"...).
 MAX_PAYLOAD: Final = 32
@@ -164,12 +163,15 @@ class CommandOutcome:
 
     status: str
     message: str = ""
+    #: What the bridge changed about an accepted command (``clamped to 2 %``).
+    note: str = ""
 
     @property
     def text(self) -> str:
-        """The MQTT ``.../status`` payload: ``ok``, ``pending`` or ``failed: <reason>``."""
+        """The MQTT ``.../status`` payload: ``ok``, ``pending`` (``: <note>`` when there
+        is one, e.g. ``ok: clamped to 2 %``) or ``failed: <reason>``."""
         if self.status in {"ok", "pending"}:
-            return self.status
+            return f"{self.status}: {self.note}" if self.note else self.status
         return f"failed: {self.message}"
 
 
@@ -247,7 +249,9 @@ def _limit(
         help=help_text,
         call=_limit_percent if persistent else _limit_watts,
         unit=unit,
-        minimum=MIN_LIMIT_PERCENT if relative else None,
+        # OpenDTU's ranges; below the inverter's 2 % floor (and above its rated
+        # power) a limit is clamped by core/limits.py, not refused.
+        minimum=0.0,
         maximum=100.0 if relative else None,
         ignore_retained=not persistent,
         entities=(
@@ -450,8 +454,8 @@ def parse_value(spec: CommandSpec, payload: bytes) -> float:
             raise CommandError(
                 f"limit {value:g}{unit} is outside {spec.minimum:g}..{spec.maximum:g}{unit}"
             )
-    elif value <= 0:
-        raise CommandError(f"limit {value:g}{unit} must be above 0{unit}")
+    elif spec.minimum is not None and value < spec.minimum:
+        raise CommandError(f"limit {value:g}{unit} must be {spec.minimum:g}{unit} or more")
     return value
 
 

@@ -483,13 +483,15 @@ class Fleet:
     ) -> CommandOutcome:
         """Raises like :meth:`_execute`'s commands; answers ``ok`` or ``pending``."""
         assert command.spec.limit is not None
-        value = limit_request(command, dtu.inverters[command.serial].device)
+        value, note = limit_request(command, dtu.inverters[command.serial].device)
         key = (command.serial, command.spec.limit.persistent)
         pacer = self._pacers.setdefault(key, LimitPacer(self.options.limit_interval))
         now = time.monotonic()
         decision = pacer.offer(value, now)
         if decision is Decision.UNCHANGED:
-            return await self._finish(request, CommandOutcome("ok", "unchanged"), count=False)
+            return await self._finish(
+                request, CommandOutcome("ok", "unchanged", note=note), count=False
+            )
         if decision is Decision.PENDING:
             if key not in self._deferred:
                 task = asyncio.ensure_future(self._deferred_limit(request, dtu, command, pacer))
@@ -499,12 +501,15 @@ class Fleet:
             return await self._finish(
                 request,
                 CommandOutcome(
-                    "pending", f"paced: sent in {max(0.0, pacer.due - now):.0f} s at the latest"
+                    "pending",
+                    f"paced: sent in {max(0.0, pacer.due - now):.0f} s at the latest",
+                    note=note,
                 ),
             )
         await self._progress(request, CommandOutcome("pending"))
         await self._write_limit(dtu, command, value, pacer)
-        return await self._finish(request, CommandOutcome("ok"))
+        # The note is the message too: the web console shows the message of an "ok".
+        return await self._finish(request, CommandOutcome("ok", note, note=note))
 
     def _forget_deferred(self, task: asyncio.Task[None]) -> None:
         for key, known in list(self._deferred.items()):

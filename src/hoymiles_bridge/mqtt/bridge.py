@@ -4,14 +4,16 @@
 and owns one :class:`~hoymiles_bridge.mqtt.link.MqttLink`. Each event becomes
 topics (published retained, only when their payload changed), discovery for
 devices not announced yet, and availability; the payloads are formatted from
-the fleet's typed state. Messages on ``<serial>/cmd/...`` become requests to
-the fleet's command registry; their progress and outcome are published on
-``<command topic>/status``.
+the fleet's typed state; with ``publish_interval`` every state is
+republished on that timetable too, as OpenDTU does. Messages on
+``<serial>/cmd/...`` become requests to the fleet's command registry; their
+progress and outcome are published on ``<command topic>/status``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import time
@@ -37,6 +39,7 @@ from hoymiles_bridge.core.events import (
     StateChanged,
 )
 from hoymiles_bridge.core.fleet import Fleet
+from hoymiles_bridge.core.limits import shown_limit
 from hoymiles_bridge.core.state import DtuState, InverterState
 from hoymiles_bridge.core.values import InverterValues
 from hoymiles_bridge.mqtt.commands import request_for
@@ -82,13 +85,17 @@ class MqttBridge:
         *,
         announce_delay: float = 2.0,
         backoff: float = 1.0,
+        configuration_url: str | None = None,
     ) -> None:
         options = fleet.options
         self.fleet = fleet
         self.options = options
         self.layout = TopicLayout(options.base_topic, several_dtus=len(options.dtus) > 1)
         self.discovery = DiscoveryContext(
-            prefix=options.discovery_prefix, layout=self.layout, bridge_version=__version__
+            prefix=options.discovery_prefix,
+            layout=self.layout,
+            bridge_version=__version__,
+            configuration_url=configuration_url,
         )
         self._announce_delay = announce_delay
         subscriptions = list(self.layout.command_subscriptions)
@@ -96,7 +103,8 @@ class MqttBridge:
             subscriptions.append(self.ha_status_topic)
         self.link = MqttLink(
             settings,
-            will_topic=self.layout.bridge_status,
+            will_topic=self.layout.will,
+            alias_topics=(self.layout.bridge_status,),
             subscriptions=subscriptions,
             on_connect=self._on_connect,
             on_message=self._on_message,
@@ -104,6 +112,10 @@ class MqttBridge:
             backoff_initial=backoff,
         )
         self._published: dict[str, str] = {}
+        self._started = time.monotonic()
+        self._legacy_cleared: set[str] = set()
+        #: The ``publish_interval`` timetable (None when it is 0: changes only).
+        self._republish_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._totals_at = -float("inf")
         self._totals_task: asyncio.Task[None] | None = None
@@ -125,6 +137,15 @@ class MqttBridge:
         return f"MqttBridge(base={self.layout.base!r}, connected={self.link.connected})"
 
     @property
+    def configuration_url(self) -> str | None:
+        """The devices' "Visit" link in Home Assistant (set it before :meth:`run`)."""
+        return self.discovery.configuration_url
+
+    @configuration_url.setter
+    def configuration_url(self, url: str | None) -> None:
+        self.discovery = dataclasses.replace(self.discovery, configuration_url=url)
+
+    @property
     def ha_status_topic(self) -> str:
         return f"{self.options.discovery_prefix}/status"
 
@@ -144,7 +165,12 @@ class MqttBridge:
     # --- running ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run the link until cancelled."""
+        """Run the link (and the ``publish_interval`` timetable) until cancelled."""
+        interval = self.options.publish_interval
+        if interval > 0:
+            self._republish_task = asyncio.create_task(
+                self._republish_every(interval), name="mqtt-publish-interval"
+            )
         try:
             await self.link.run()
         finally:
@@ -152,6 +178,25 @@ class MqttBridge:
                 task.cancel()
             if self._totals_task is not None:
                 self._totals_task.cancel()
+            if self._republish_task is not None:
+                self._republish_task.cancel()
+                await asyncio.wait({self._republish_task})
+                self._republish_task = None
+
+    async def _republish_every(self, interval: float) -> None:
+        """``publish_interval``: every retained state again, changed or not (OpenDTU's timetable).
+
+        Skipped while the broker is away: the reconnect republishes everything anyway,
+        and queueing copies of unchanged values would only crowd out real news.
+        """
+        while not self._stopped:
+            await asyncio.sleep(interval)
+            if self._stopped or not self.link.connected:
+                continue
+            items = dict(self._published)
+            topic, uptime = self._uptime_item()
+            items[topic] = uptime
+            await self._publish(list(items.items()), force=True)
 
     async def stop(self) -> None:
         """Say goodbye on the broker; fleet events after this are ignored."""
@@ -188,6 +233,11 @@ class MqttBridge:
         await self.fleet.notify("mqtt", "MQTT connected")
         await self._announce_all()
         await self._publish(list(self._published.items()), force=True)
+        await self._publish([self._uptime_item()])
+
+    def _uptime_item(self) -> tuple[str, str]:
+        """``dtu/uptime``: whole seconds since this bridge started (OpenDTU: its own uptime)."""
+        return self.layout.uptime, str(int(time.monotonic() - self._started))
 
     async def _announce_all(self) -> None:
         if not self.options.discovery:
@@ -260,6 +310,11 @@ class MqttBridge:
             (self.layout.dtu(serial, "connection"), dtu.session.state.value),
             (self.layout.dtu_available(serial), state),
         ]
+        if self.layout.several_dtus and serial not in self._legacy_cleared:
+            # Earlier versions kept the reachability in dtu/<serial>/status (retained):
+            # clear it once, so it does not pass for a last will.
+            self._legacy_cleared.add(serial)
+            await self.link.publish(self.layout.dtu(serial, "status"), b"", retain=True, qos=1)
         items.extend((self.layout.inverter_available(i), state) for i in dtu.inverters)
         if night_zero:
             for inverter in dtu.inverters.values():
@@ -329,6 +384,7 @@ class MqttBridge:
         items = [
             (self.layout.dtu(serial, "rtt"), str(round((session.rtt or 0) * 1000))),
             (self.layout.dtu(serial, "performance_mode"), _fmt(session.performance_mode)),
+            self._uptime_item(),
         ]
         if event.fresh:
             items.append((self.layout.dtu(serial, "last_update"), str(int(event.time))))
@@ -371,8 +427,9 @@ class MqttBridge:
         if inverter.limit is None:
             return []
         serial = inverter.serial
-        items = [(self.layout.inverter(serial, "status/limit_relative"), _fmt(inverter.limit))]
-        watts = inverter.limit_watts
+        # Inside the limit entities' ranges, so Home Assistant takes every state.
+        percent, watts = shown_limit(inverter.limit, inverter.device.rated_power)
+        items = [(self.layout.inverter(serial, "status/limit_relative"), _fmt(percent))]
         if watts is not None:
             items.append((self.layout.inverter(serial, "status/limit_absolute"), _fmt(watts)))
         return items

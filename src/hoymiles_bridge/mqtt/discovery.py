@@ -1,9 +1,11 @@
 """Home Assistant MQTT discovery payloads: pure functions, no I/O.
 
 Every entity is announced with *per-component* discovery
-(``<prefix>/<component>/<node_id>/<object_id>/config``), which every Home
-Assistant release since 2024.1 understands; device-based discovery
-(``<prefix>/device/...``) only arrived with 2024.11. ``node_id`` is the
+(``<prefix>/<component>/<node_id>/<object_id>/config``); device-based
+discovery (``<prefix>/device/...``) only arrived with 2024.11. The oldest
+release supported is 2024.2 (config.yaml's ``homeassistant``): the first that
+takes a device's serial number (``sn``; 2024.1 rejects the whole payload for
+it, core issue #108069). ``node_id`` is the
 device id, ``object_id`` the field key; neither ends up in the entity id, and
 no ``object_id``/``default_entity_id`` option is sent, so nothing here depends
 on the 2025.10 deprecation of ``object_id`` (addon.md section 0.9).
@@ -27,12 +29,15 @@ Decisions worth knowing:
   fixed node id ``hoymiles_totals`` and unique ids ``hoymiles_totals_<key>``,
   so if another DTU becomes "first" the same entities (and their history)
   simply move to it instead of being duplicated.
-* Availability is the bridge's last will plus the DTU status, plus the
-  inverter's ``status/available`` for inverter entities (``avty_mode: all``).
-  Entities whose whole point is to show that something is offline only
-  depend on what they need: the inverter's *Reachable* sensor ignores the
-  inverter's availability, the DTU's *Status* and *Connection* ignore the DTU
-  status, and the fleet totals depend on the bridge alone.
+* Availability is the bridge's last will (``dtu/status``, as in OpenDTU)
+  plus the DTU's reachability (``dtu/available``), plus the inverter's
+  ``status/available`` for inverter entities (``avty_mode: all``). Entities
+  whose whole point is to show that something is offline only depend on what
+  they need: the inverter's *Reachable* sensor ignores the inverter's
+  availability, the DTU's *Status* and *Connection* ignore the DTU's
+  reachability, and the fleet totals and the bridge's uptime depend on the
+  bridge alone. ``bridge/status`` is only an alias kept for automations: the
+  broker turns the will ``offline`` after a crash, not the alias.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from hoymiles_bridge.core.commands import BY_NAME
 from hoymiles_bridge.core.limits import limit_range
 from hoymiles_bridge.core.state import DtuDevice, InverterDevice
 from hoymiles_bridge.mqtt.topics import (
+    BRIDGE_FIELDS,
     DTU_COMMANDS,
     DTU_FIELDS,
     INVERTER_COMMANDS,
@@ -63,6 +69,8 @@ PROJECT_URL: Final = "https://github.com/hoymiles-dtu-bridge/hoymiles-dtu-bridge
 PAYLOAD_ONLINE: Final = "online"
 PAYLOAD_OFFLINE: Final = "offline"
 TOTALS_NODE_ID: Final = "hoymiles_totals"
+#: The bridge's own entities (its uptime) travel with the totals.
+BRIDGE_NODE_ID: Final = "hoymiles_bridge"
 
 #: Turns the unix-seconds payload of ``last_update`` into an ISO 8601 datetime
 #: with an explicit UTC offset (``timestamp_custom`` exists on every release;
@@ -77,11 +85,17 @@ _DTU_ALWAYS_AVAILABLE: Final = frozenset({"status", "connection"})
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DiscoveryContext:
-    """Where and how to announce: discovery prefix, topic layout, our version."""
+    """Where and how to announce: discovery prefix, topic layout, our version.
+
+    ``configuration_url`` is the devices' "Visit" link (``cu``): the add-on's
+    ingress panel (``homeassistant://hassio/ingress/<slug>``), or standalone
+    the web UI's address when it is known; None leaves it out.
+    """
 
     prefix: str = "homeassistant"
     layout: TopicLayout
     bridge_version: str
+    configuration_url: str | None = None
 
 
 # --- ids --------------------------------------------------------------------
@@ -141,21 +155,24 @@ def _device_block(
     firmware: str,
     hardware: str,
     via_device: str | None = None,
+    configuration_url: str | None = None,
 ) -> dict[str, Any]:
     block: dict[str, Any] = {"ids": [device_id], "name": name, "mf": MANUFACTURER, "mdl": model}
     if firmware:
         block["sw"] = firmware
     if hardware:
         block["hw"] = hardware
-    # No "sn": Home Assistant 2024.1 rejects the whole payload for it ("extra
-    # keys not allowed", core issue #108069; accepted from 2024.2). The serial
-    # is in the device name and the identifiers instead.
+    # "sn" needs Home Assistant 2024.2 (2024.1 rejects the whole payload for it,
+    # core issue #108069): config.yaml asks for 2024.2 at least.
+    block["sn"] = serial
+    if configuration_url:
+        block["cu"] = configuration_url
     if via_device is not None:
         block["via_device"] = via_device
     return block
 
 
-def dtu_device_block(dtu: DtuDevice) -> dict[str, Any]:
+def dtu_device_block(dtu: DtuDevice, configuration_url: str | None = None) -> dict[str, Any]:
     return _device_block(
         dtu_device_id(dtu.serial),
         dtu.name or f"{dtu.model} {dtu.serial}",
@@ -163,10 +180,13 @@ def dtu_device_block(dtu: DtuDevice) -> dict[str, Any]:
         dtu.serial,
         dtu.firmware,
         dtu.hardware,
+        configuration_url=configuration_url,
     )
 
 
-def inverter_device_block(inverter: InverterDevice) -> dict[str, Any]:
+def inverter_device_block(
+    inverter: InverterDevice, configuration_url: str | None = None
+) -> dict[str, Any]:
     return _device_block(
         inverter_device_id(inverter.serial),
         inverter.title,
@@ -175,6 +195,7 @@ def inverter_device_block(inverter: InverterDevice) -> dict[str, Any]:
         inverter.firmware,
         inverter.hardware,
         via_device=dtu_device_id(inverter.dtu_serial),
+        configuration_url=configuration_url,
     )
 
 
@@ -252,9 +273,9 @@ def dtu_discovery(
     others: the totals are one set of entities for the whole bridge.
     """
     layout = ctx.layout
-    device = dtu_device_block(dtu)
+    device = dtu_device_block(dtu, ctx.configuration_url)
     node = dtu_device_id(dtu.serial)
-    bridge = layout.bridge_status
+    bridge = layout.will
     dtu_status = layout.dtu_available(dtu.serial)
     messages: list[tuple[str, str]] = []
 
@@ -297,6 +318,17 @@ def dtu_discovery(
                 state_topic=layout.total(field.topic),
             )
             messages.append(_message(ctx, field.component, TOTALS_NODE_ID, field.key, payload))
+        for field in BRIDGE_FIELDS:
+            payload = _entity(
+                ctx,
+                field,
+                name=field.name,
+                uniq_id=unique_id("bridge", field.key),
+                device=device,
+                availability=(bridge,),
+                state_topic=layout.total(field.topic),
+            )
+            messages.append(_message(ctx, field.component, BRIDGE_NODE_ID, field.key, payload))
     return messages
 
 
@@ -321,9 +353,9 @@ def inverter_discovery(ctx: DiscoveryContext, inverter: InverterDevice) -> list[
     """Discovery for one inverter: AC side, status, every port, commands."""
     layout = ctx.layout
     serial = inverter.serial
-    device = inverter_device_block(inverter)
+    device = inverter_device_block(inverter, ctx.configuration_url)
     node = inverter_device_id(serial)
-    base_avail = (layout.bridge_status, layout.dtu_available(inverter.dtu_serial))
+    base_avail = (layout.will, layout.dtu_available(inverter.dtu_serial))
     full_avail = (*base_avail, layout.inverter_available(serial))
     messages: list[tuple[str, str]] = []
 
@@ -403,6 +435,7 @@ def removal_messages(ctx: DiscoveryContext, inverter: InverterDevice) -> list[tu
 
 
 __all__ = [
+    "BRIDGE_NODE_ID",
     "MANUFACTURER",
     "ORIGIN_NAME",
     "PROJECT_URL",

@@ -8,12 +8,19 @@ callback.
 One session, in order:
 
 1. connect, with the will ``will_payload`` (retained, QoS 1) on ``will_topic``;
-2. publish ``online_payload`` retained on ``will_topic``;
+2. publish ``online_payload`` retained on ``will_topic`` and on each of
+   ``alias_topics``;
 3. subscribe to ``subscriptions`` (QoS 1);
 4. flush the messages queued while offline, oldest first;
 5. :attr:`MqttLink.connected` becomes true and ``on_connect()`` runs - the
    place where the bridge (re-)announces itself;
 6. incoming messages go to ``on_message``, one at a time, in arrival order.
+
+A connection has one will, so the ``alias_topics`` follow ``will_topic`` only
+while the link is in charge: ``online`` at every connect, ``will_payload`` when
+:meth:`MqttLink.stop` (or a cancellation) says goodbye. If the process dies
+or the network drops, the broker publishes the will on ``will_topic`` alone
+and the aliases keep their last (``online``) payload until the next start.
 
 When the session breaks the link waits a capped exponential backoff with full
 jitter and starts again; a successful connect resets the backoff.
@@ -138,6 +145,7 @@ class MqttLink:
         will_topic: str,
         will_payload: str = "offline",
         online_payload: str = "online",
+        alias_topics: Sequence[str] = (),
         subscriptions: Sequence[str] = (),
         on_connect: Callable[[], Awaitable[None]] | None = None,
         on_message: Callable[[MqttMessage], Awaitable[None]] | None = None,
@@ -149,6 +157,8 @@ class MqttLink:
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
     ) -> None:
         _check_topic(will_topic)
+        for alias in alias_topics:
+            _check_topic(alias)
         if max_queue < 0:
             raise InvalidArgumentError(f"max_queue must be >= 0, got {max_queue}")
         if backoff_initial <= 0 or backoff_max < backoff_initial:
@@ -163,6 +173,7 @@ class MqttLink:
         self._will_topic = will_topic
         self._will_payload = will_payload
         self._online_payload = online_payload
+        self._alias_topics = tuple(alias_topics)
         self._subscriptions = tuple(subscriptions)
         self._on_connect = on_connect
         #: Called (synchronously, must not block) each time a broker session ends.
@@ -493,7 +504,8 @@ class MqttLink:
             # discard the will, so say it ourselves.
             await self._say_goodbye(client)
             return
-        await client.publish(self._will_topic, self._online_payload, qos=1, retain=True)
+        for topic in (self._will_topic, *self._alias_topics):
+            await client.publish(topic, self._online_payload, qos=1, retain=True)
         for topic in self._subscriptions:
             await client.subscribe(topic, qos=1)
         await self._flush(client)
@@ -538,16 +550,24 @@ class MqttLink:
                 _LOGGER.debug("Details of the rejected message on %s", received.topic, exc_info=exc)
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
-        try:
-            await client.publish(
-                self._will_topic,
-                self._will_payload,
-                qos=1,
-                retain=True,
-                timeout=_GOODBYE_TIMEOUT,
+        """The will payload on the will topic and its aliases, all at once (bounded)."""
+        goodbyes = [
+            asyncio.create_task(
+                client.publish(
+                    topic, self._will_payload, qos=1, retain=True, timeout=_GOODBYE_TIMEOUT
+                ),
+                name=f"mqtt-link[{self._settings.client_id}].goodbye[{topic}]",
             )
-        except aiomqtt.MqttError as exc:
-            _LOGGER.debug("Could not publish %r on cancellation: %s", self._will_payload, exc)
+            for topic in (self._will_topic, *self._alias_topics)
+        ]
+        results = await asyncio.gather(*goodbyes, return_exceptions=True)
+        for result in results:
+            if isinstance(result, aiomqtt.MqttError):
+                _LOGGER.debug(
+                    "Could not publish %r on cancellation: %s", self._will_payload, result
+                )
+            elif isinstance(result, BaseException):
+                raise result
 
     # --- helpers ---------------------------------------------------------------
 

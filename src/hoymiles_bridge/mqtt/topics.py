@@ -8,9 +8,14 @@ work unchanged (features.md section 3.1). Under ``base_topic``:
 * ``<serial>/status/<field>``: reachability, limits, last update;
 * ``<serial>/json``: the whole typed model; ``<serial>/alarms``...: alarms;
 * ``<serial>/cmd/<command>``: commands in, ``.../status`` their outcome;
-* ``dtu/<field>`` (``dtu/<dtu serial>/<field>`` with several DTUs);
+* ``dtu/<field>`` (``dtu/<dtu serial>/<field>`` with several DTUs), where
+  ``dtu/available`` says whether the bridge reaches the DTU;
 * ``ac/<field>``, ``dc/<field>``: totals over every inverter;
-* ``bridge/status``: the bridge's last will (``online``/``offline``).
+* ``dtu/status``: the bridge's last will (``online``/``offline``), as in
+  OpenDTU, whose ``dtu/...`` topics describe the gateway itself; with it
+  ``dtu/uptime`` (seconds since the bridge started) and the alias
+  ``bridge/status`` (kept for older automations: set on start and on a clean
+  stop, but only the will turns ``offline`` after a crash).
 
 Each :class:`Field` names its topic, how to format the value, and how Home
 Assistant should show it. Units and names copy OpenDTU's exactly. The command
@@ -197,7 +202,7 @@ DTU_FIELDS: Final = (
     ),
     Field(
         "status",
-        "status",
+        "available",
         "Status",
         component="binary_sensor",
         device_class="connectivity",
@@ -278,6 +283,22 @@ TOTAL_FIELDS: Final = (
 )
 
 
+#: The bridge itself (``dtu/...`` is OpenDTU's place for the gateway's own values);
+#: announced on the first DTU's device, like the totals.
+BRIDGE_FIELDS: Final = (
+    Field(
+        "uptime",
+        "dtu/uptime",
+        "Bridge uptime",
+        unit="s",
+        device_class="duration",
+        category="diagnostic",
+        icon="mdi:timer-outline",
+        enabled=False,  # it changes on every publish: off unless wanted
+    ),
+)
+
+
 def _command_fields(target: Target) -> tuple[Field, ...]:
     """The command entities of ``target``, from the registry: topic is ``.../cmd/<command>``."""
     return tuple(
@@ -319,8 +340,19 @@ class TopicLayout:
 
     # bridge
     @property
+    def will(self) -> str:
+        """``dtu/status``: the bridge's last will, ``online``/``offline`` (OpenDTU's LWT)."""
+        return self._t("dtu", "status")
+
+    @property
     def bridge_status(self) -> str:
+        """``bridge/status``: an alias of :attr:`will`, set on start and clean stop only."""
         return self._t("bridge", "status")
+
+    @property
+    def uptime(self) -> str:
+        """``dtu/uptime``: whole seconds since the bridge started."""
+        return self._t("dtu", "uptime")
 
     # inverters
     def inverter(self, serial: str, relative: str) -> str:
@@ -351,7 +383,8 @@ class TopicLayout:
         return self._t("dtu", relative)
 
     def dtu_available(self, dtu_serial: str) -> str:
-        return self.dtu(dtu_serial, "status")
+        """``online`` while the bridge reaches the DTU (``dtu/<serial>/available`` with several)."""
+        return self.dtu(dtu_serial, "available")
 
     def dtu_command(self, dtu_serial: str, name: str) -> str:
         return self.dtu(dtu_serial, f"cmd/{name}")
@@ -371,6 +404,7 @@ class TopicLayout:
 
 
 __all__ = [
+    "BRIDGE_FIELDS",
     "DTU_COMMANDS",
     "DTU_COMMAND_NAMES",
     "DTU_FIELDS",
