@@ -158,6 +158,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._transports: set[asyncio.WriteTransport] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def __aenter__(self) -> Self:
         await self.listen()
@@ -189,6 +191,13 @@ class TcpProxy:
             pipe.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
 
+    def hold(self) -> None:
+        """Stop forwarding (both ways) until :meth:`release`: bytes wait in the proxy."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
     def cut(self) -> None:
         """Abort every proxied connection on both sides, without any MQTT goodbye."""
         for transport in list(self._transports):
@@ -210,6 +219,7 @@ class TcpProxy:
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
             while data := await source.read(65536):
+                await self._flowing.wait()
                 sink.write(data)
                 await sink.drain()
         except OSError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -372,3 +373,41 @@ async def test_stop_while_the_broker_has_not_answered_the_connect() -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_lost_session_ends_the_wait_for_pubacks_and_nothing_is_lost(
+    mosquitto: Mosquitto,
+) -> None:
+    """Found by the soak benchmark: each missing PUBACK used to cost a whole timeout."""
+    async with (
+        TcpProxy(mosquitto.port) as proxy,
+        Subscriber(mosquitto.port, "hmtest/lost/#") as sub,
+    ):
+        # an hour per PUBACK: without the fix the batch below would hang
+        link = make_link(proxy.port, operation_timeout=3600)
+        async with running(link):
+            proxy.hold()  # the broker gets nothing, so no PUBACK can come
+            items = [(f"hmtest/lost/{i}", f"m{i}") for i in range(5)]
+            batch = asyncio.create_task(
+                link.publish_many(items, retain=True, qos=1), name="test-lost-batch"
+            )
+            await wait_until(lambda: link.published >= 5)
+            proxy.cut()  # the session ends without a PUBACK
+            proxy.release()
+            await asyncio.wait_for(batch, 20)  # a hang guard, not a timing check
+            await link.wait_connected(10)
+            for topic, payload in items:  # queued again and sent on the new session
+                await sub.wait_for(topic, lambda p, want=payload: p == want.encode())
+
+
+def test_paho_socket_errors_are_debug_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """A broker restart put an ERROR in the add-on log for what the link handles."""
+    paho = logging.getLogger("hoymiles_bridge.mqtt.link.paho")
+    with caplog.at_level(logging.DEBUG, logger="hoymiles_bridge.mqtt.link"):
+        paho.error("failed to receive on socket: %s", "[Errno 104] Connection reset by peer")
+        paho.error("something else went wrong")
+    levels = {r.getMessage(): r.levelno for r in caplog.records}
+    assert levels["failed to receive on socket: [Errno 104] Connection reset by peer"] == (
+        logging.DEBUG
+    )
+    assert levels["something else went wrong"] == logging.ERROR

@@ -63,6 +63,19 @@ _LOGGER = logging.getLogger(__name__)
 #: paho-mqtt's own log lines (mostly DEBUG), under the package's logger tree.
 _PAHO_LOGGER = _LOGGER.getChild("paho")
 
+
+class _SocketErrorsAreDebug(logging.Filter):
+    """paho logs a dropped broker connection at ERROR ("failed to receive on socket");
+    the link already says so, with its retry, at WARNING: keep paho's line for debugging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("failed to "):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_PAHO_LOGGER.addFilter(_SocketErrorsAreDebug())
+
 #: Each broker round trip (CONNACK, SUBACK, PUBACK) must finish within this.
 DEFAULT_OPERATION_TIMEOUT: Final = 10.0
 #: How long a cancelled run() tries to publish the will payload before leaving.
@@ -176,6 +189,10 @@ class MqttLink:
         self._alias_topics = tuple(alias_topics)
         self._subscriptions = tuple(subscriptions)
         self._on_connect = on_connect
+        #: publish_many's PUBACK waits, and those woken because their session
+        #: ended (see _abandon_pubacks); both are emptied as the waits end.
+        self._own_waits: set[asyncio.Event] = set()
+        self._abandoned: set[asyncio.Event] = set()
         #: Called (synchronously, must not block) each time a broker session ends.
         self._on_disconnect = on_disconnect
         self._on_message = on_message
@@ -327,6 +344,10 @@ class MqttLink:
                 return
             try:
                 await client.publish(topic, data, qos=qos, retain=retain)
+                if qos > 0 and self._client is not client:
+                    # The session ended before the PUBACK: send it with the next one.
+                    self._enqueue(item)
+                    return
             except aiomqtt.MqttError as exc:
                 if self._client is not client:
                     continue  # a new session came up while we waited: send it there
@@ -371,7 +392,7 @@ class MqttLink:
                 *(self.publish(i.topic, i.payload, retain=retain, qos=qos) for i in batch)
             )
             return
-        waits: deque[tuple[int, asyncio.Event]] = deque()
+        waits: deque[tuple[int, asyncio.Event, _Outgoing]] = deque()
         try:
             for index, item in enumerate(batch):
                 if qos > 0:
@@ -396,7 +417,8 @@ class MqttLink:
                     continue
                 event = asyncio.Event()
                 pending[info.mid] = event  # aiomqtt's on_publish sets it on PUBACK
-                waits.append((info.mid, event))
+                self._own_waits.add(event)
+                waits.append((info.mid, event, item))
             while waits:
                 await self._await_puback(pending, waits.popleft())
         finally:
@@ -404,7 +426,7 @@ class MqttLink:
                 self._forget(pending, wait)
 
     async def _await_puback(
-        self, pending: dict[int, asyncio.Event], wait: tuple[int, asyncio.Event]
+        self, pending: dict[int, asyncio.Event], wait: tuple[int, asyncio.Event, _Outgoing]
     ) -> None:
         try:
             async with asyncio.timeout(self._operation_timeout):
@@ -414,9 +436,15 @@ class MqttLink:
             _LOGGER.debug("PUBACK for message %d is late", wait[0])
         finally:
             self._forget(pending, wait)
+        if wait[1] in self._abandoned:  # its session ended first
+            self._abandoned.discard(wait[1])
+            self._enqueue(wait[2])
 
-    def _forget(self, pending: dict[int, asyncio.Event], wait: tuple[int, asyncio.Event]) -> None:
-        mid, event = wait
+    def _forget(
+        self, pending: dict[int, asyncio.Event], wait: tuple[int, asyncio.Event, _Outgoing]
+    ) -> None:
+        mid, event, _item = wait
+        self._own_waits.discard(event)
         if pending.get(mid) is event:
             del pending[mid]
         self._outstanding.release()
@@ -493,10 +521,29 @@ class MqttLink:
                     self._client = None
                     self._ready.clear()
                     self._disconnects += 1
+                    self._abandon_pubacks(client)
                     if self._on_disconnect is not None:
                         self._on_disconnect()
         finally:
             _read_disconnect_error(client)
+
+    def _abandon_pubacks(self, client: aiomqtt.Client) -> None:
+        """Wake every wait for a PUBACK of the session that ended: none will come.
+
+        Without this each waiting publish would sit out its whole operation
+        timeout, one after the other, and the DTU session publishing a poll
+        would stall that long (found by benchmarks/bench_soak.py). The woken
+        waiters see their event in :attr:`_abandoned` and queue the message
+        again for the next session (QoS 1 allows the duplicate).
+        """
+        pending = getattr(client, "_pending_publishes", None)
+        if not isinstance(pending, dict):
+            return
+        for event in list(pending.values()):
+            if isinstance(event, asyncio.Event) and not event.is_set():
+                if event in self._own_waits:
+                    self._abandoned.add(event)
+                event.set()  # aiomqtt's own waits: publish() sees the session gone
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         if self._stop_requested.is_set():
