@@ -29,18 +29,13 @@ ARG BUILD_VERSION=0.1.0
 ENV S6_SERVICES_GRACETIME=20000
 
 # Build from the repository's own source, with every Python package at the
-# version constraints.txt pins (scripts/update-constraints.sh renews it), so a
-# rebuild installs the same packages. gcc and musl-dev are only needed while
-# crcmod compiles its C extension (every other dependency ships musllinux
-# wheels or is pure Python); they are removed in the same layer. Their versions
-# come from the pinned Alpine release, so they are not pinned again (DL3018).
+# version constraints.txt pins (scripts/update-constraints.sh renews it and checks
+# that each has a musllinux wheel for both architectures), so a rebuild installs
+# the same packages, and from wheels only: nothing compiles on a Raspberry Pi.
 COPY pyproject.toml README.md constraints.txt /tmp/src/
 COPY src /tmp/src/src
 COPY protos /tmp/src/protos
-# hadolint ignore=DL3018
-RUN apk add --no-cache --virtual .build-deps gcc musl-dev \
-    && pip install --no-cache-dir -c /tmp/src/constraints.txt /tmp/src \
-    && apk del --no-network .build-deps \
+RUN pip install --no-cache-dir --only-binary=:all: -c /tmp/src/constraints.txt /tmp/src \
     && rm -rf /tmp/src \
     && hoymiles-bridge --version
 

@@ -54,9 +54,10 @@ fi
 if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   apt_install python3-venv
 fi
-# crcmod builds its C extension from source: it needs a compiler and headers.
+# Every package has wheels for the usual platforms; a compiler is only a fallback
+# for a platform without them (crcmod-plus then builds its C extension).
 if ! command -v gcc >/dev/null 2>&1; then
-  apt_install gcc python3-dev || log "no C compiler: crcmod will use its slow pure-Python CRC"
+  apt_install gcc python3-dev || log "no C compiler: the CRC may use its slow pure-Python path"
 fi
 if [ -n "${HOYMILES_APT_PACKAGES:-}" ]; then
   # shellcheck disable=SC2086

@@ -46,7 +46,7 @@ step "generated protobuf code is up to date"
 python scripts/gen_protos.py --check
 step "add-on lint"
 hadolint Dockerfile
-yamllint --strict config.yaml repository.yaml translations/ docker-compose.yml bridge.example.yaml .yamllint
+yamllint --strict config.yaml repository.yaml translations/ docker-compose.yml bridge.example.yaml .yamllint .github/workflows/
 bash_scripts=()
 other_scripts=()
 while IFS= read -r -d '' entry; do
