@@ -46,8 +46,8 @@ reboot or at sunrise, the other client is gone); its recovery is the time
 from then until the reply to the bridge's next successful poll of that DTU.
 
 Warm-up and measurement. The warm-up lasts until every DTU has been polled,
-the websocket client is connected and the web UI's ring of 2,000 frames (its
-largest bounded buffer) is full: about 3.5 minutes, whatever the speed. The
+the websocket client is connected and the web UI's frame ring (its largest
+bounded buffer: 2,000 frames or 8 MiB) is full: about 3.5 minutes, whatever the speed. The
 bridge's RSS (``VmRSS``) is read then, at the end of each simulated day, and
 at the end; Mosquitto is restarted (down ``--broker-down`` seconds) at one
 third and two thirds of the measured days. Everything else counts from the
@@ -414,7 +414,8 @@ async def _watch_link(bridge: Bridge) -> None:
 
 async def _watch_frames(hub: WebHub) -> None:
     while True:
-        if len(hub.frames) >= (hub.frames.maxlen or 0):
+        # full: at its frame count, or near its byte budget (whichever comes first)
+        if len(hub.frames) >= hub.frame_limit or hub.frame_bytes >= 0.9 * hub.frame_budget:
             emit("frames_full", t=time.monotonic())
             return
         await asyncio.sleep(0.5)
