@@ -307,28 +307,22 @@ def dtu_discovery(
         messages.append(_message(ctx, field.component, node, object_id, payload))
 
     if totals:
-        for field in TOTAL_FIELDS:
-            payload = _entity(
-                ctx,
-                field,
-                name=field.name,
-                uniq_id=unique_id("totals", field.key),
-                device=device,
-                availability=(bridge,),
-                state_topic=layout.total(field.topic),
-            )
-            messages.append(_message(ctx, field.component, TOTALS_NODE_ID, field.key, payload))
-        for field in BRIDGE_FIELDS:
-            payload = _entity(
-                ctx,
-                field,
-                name=field.name,
-                uniq_id=unique_id("bridge", field.key),
-                device=device,
-                availability=(bridge,),
-                state_topic=layout.total(field.topic),
-            )
-            messages.append(_message(ctx, field.component, BRIDGE_NODE_ID, field.key, payload))
+        groups = (
+            (TOTAL_FIELDS, "totals", TOTALS_NODE_ID),
+            (BRIDGE_FIELDS, "bridge", BRIDGE_NODE_ID),
+        )
+        for fields, owner, node_id in groups:
+            for field in fields:
+                payload = _entity(
+                    ctx,
+                    field,
+                    name=field.name,
+                    uniq_id=unique_id(owner, field.key),
+                    device=device,
+                    availability=(bridge,),
+                    state_topic=layout.total(field.topic),
+                )
+                messages.append(_message(ctx, field.component, node_id, field.key, payload))
     return messages
 
 

@@ -481,29 +481,20 @@ class FrameSplitter:
                 payload = raw[header_size:length]
                 actual = crc16_modbus(payload)
                 self._crc_bytes += length - header_size
-                if actual == crc:
-                    out.append(
-                        _assemble(
-                            raw, tag, sequence, crc, length, header_size, gcm_size, payload, True
-                        )
-                    )
-                    start += total
-                    self._last_frame_end = base + start
-                    continue
-            else:
+            else:  # resynchronising: the CRC from the stored registers, no copy yet
                 first = base + start + header_size
                 actual = resync.crc(buf, base, first, base + start + length)
-                if actual == crc:
+                raw = payload = b""
+            if actual == crc:
+                if resync is not None:
                     raw = bytes(buf[start : start + total])
                     payload = raw[header_size:length]
-                    out.append(
-                        _assemble(
-                            raw, tag, sequence, crc, length, header_size, gcm_size, payload, True
-                        )
-                    )
-                    start += total
-                    self._last_frame_end = base + start
-                    continue
+                out.append(
+                    _assemble(raw, tag, sequence, crc, length, header_size, gcm_size, payload, True)
+                )
+                start += total
+                self._last_frame_end = base + start
+                continue
             kept = min(total, header_size + KEPT_BAD_BYTES)
             out.append(_crc_error(tag, crc, actual, bytes(buf[start : start + kept])))
             # A bad CRC may mean a truncated frame swallowed the start of the
