@@ -64,6 +64,7 @@ from typing import Any
 
 import aiomqtt
 
+from _process import stop_child
 from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.core.events import Event, RealDataReceived, StateChanged
@@ -446,22 +447,7 @@ class Child:
 
     async def close(self) -> None:
         """Close stdin (the child leaves by itself), then terminate, then kill."""
-        proc = self.proc
-        if proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.close()
-        if proc.returncode is not None:
-            return
-        try:
-            await asyncio.wait_for(proc.wait(), CHILD_EXIT_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await stop_child(self.proc, CHILD_EXIT_TIMEOUT)
 
 
 class NoDelayBroker(LocalBroker):

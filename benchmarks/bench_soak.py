@@ -93,6 +93,7 @@ from typing import Any, Final
 import aiohttp
 import aiomqtt
 
+from _process import stop_child
 from bench_bridge import emit, environment, machine_line, proc_status_kb
 from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.cli.run import mqtt_settings
@@ -593,23 +594,8 @@ class BridgeProcess:
             stdin.write(b"stop\n")
 
     async def close(self) -> None:
-        """Close stdin (it stops by itself), then terminate, then kill."""
-        proc = self.proc
-        if proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.close()
-        if proc.returncode is not None:
-            return
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        """Close stdin (the child leaves by itself), then terminate, then kill."""
+        await stop_child(self.proc, STOP_TIMEOUT)
 
 
 # --- the benchmark: what it saw --------------------------------------------------------------
