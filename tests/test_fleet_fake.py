@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.core.events import AlarmsChanged, Event, RealDataReceived
 from hoymiles_bridge.core.fleet import MAX_ALARMS_PER_INVERTER, MAX_INVERTERS_PER_DTU, Fleet
 from hoymiles_bridge.dtu.session import SessionState
-from hoymiles_bridge.protocol.models import Warnings
+from hoymiles_bridge.mqtt.bridge import MqttBridge
+from hoymiles_bridge.mqtt.link import MqttSettings
+from hoymiles_bridge.protocol.models import RealData, Warnings
 
 from .fake_dtu import FakeDtu, local_time, run_virtual
 
@@ -120,5 +124,41 @@ def test_a_dtu_cannot_grow_the_state_without_end() -> None:
             assert len(kept) == MAX_ALARMS_PER_INVERTER
             assert min(a.start for a in kept) == round_ * 1000 + 150
             assert len(fleet._alarms_seen[id(dtu)]) == 200
+
+    run_virtual(main)
+
+
+def test_inverters_past_the_cap_make_no_topics_and_do_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The fleet ignores inverters past MAX_INVERTERS_PER_DTU; the MQTT adapter must too."""
+
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        fleet = _fleet(fake)
+        mqtt = MqttBridge(fleet, MqttSettings())  # not connected: publishes are queued
+        dtu = fleet.dtus[0]
+        session = dtu.session
+        async with fake.client() as client:
+            info = await client.app_info()
+            data = await client.real_data()
+        one = info.inverters[0]
+        many = tuple(
+            dataclasses.replace(one, serial=f"{one.serial[:4]}{n:08X}") for n in range(150)
+        )
+        info = dataclasses.replace(info, inverters=many)
+        session.app_info = info
+        await fleet.on_dtu_info(session, info, None, None)
+        kept, dropped = many[0].serial, many[120].serial
+        reading = data.inverters[0]
+        readings = (
+            dataclasses.replace(reading, serial=kept),
+            dataclasses.replace(reading, serial=dropped),
+        )
+        await fleet.on_real_data(session, RealData(data.dtu_serial, data.timestamp, readings), True)
+        topics = set(mqtt._published)
+        assert f"solar/{kept}/0/power" in topics
+        assert not [t for t in topics if f"/{dropped}/" in t]
+        assert "A fleet subscriber failed" not in caplog.text
 
     run_virtual(main)

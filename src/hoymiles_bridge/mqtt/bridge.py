@@ -344,15 +344,16 @@ class MqttBridge:
         ]
         for inv in info.inverters:
             known = dtu.inverters.get(inv.serial)
-            if known is not None:
-                # Like OpenDTU: the inverter's name (the user's, else the model) and
-                # each PV port's; names are payloads, topics hold serials only.
-                device = known.device
-                items.append((layout.inverter(inv.serial, "name"), device.name or inv.model))
-                items += [
-                    (layout.port(inv.serial, port, "name"), device.port_name(port))
-                    for port in range(1, device.ports + 1)
-                ]
+            if known is None:
+                continue  # past the fleet's cap: no state, so no topic
+            # Like OpenDTU: the inverter's name (the user's, else the model) and
+            # each PV port's; names are payloads, topics hold serials only.
+            device = known.device
+            items.append((layout.inverter(inv.serial, "name"), device.name or inv.model))
+            items += [
+                (layout.port(inv.serial, port, "name"), device.port_name(port))
+                for port in range(1, device.ports + 1)
+            ]
             items += [
                 (layout.inverter(inv.serial, "device/fwbuildversion"), inv.firmware),
                 (layout.inverter(inv.serial, "device/hwversion"), inv.hardware),
@@ -389,7 +390,9 @@ class MqttBridge:
         if event.fresh:
             items.append((self.layout.dtu(serial, "last_update"), str(int(event.time))))
             for reading in data.inverters:
-                inverter = dtu.inverters[reading.serial]
+                inverter = dtu.inverters.get(reading.serial)
+                if inverter is None:
+                    continue  # past the fleet's cap: no state, so no topic
                 if inverter.values is not None:
                     items += self._inverter_items(inverter.values, last_update=event.time)
                 items += self._limit_items(inverter)
