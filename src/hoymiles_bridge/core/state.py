@@ -115,13 +115,6 @@ class InverterState:
     def latest_alarm(self) -> Alarm | None:
         return max(self.alarms, key=_start) if self.alarms else None
 
-    @property
-    def limit_watts(self) -> float | None:
-        rated = self.device.rated_power
-        if self.limit is None or not rated:
-            return None
-        return round(self.limit * rated / 100, 1)
-
 
 @dataclass
 class DtuState:
