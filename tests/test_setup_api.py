@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hoymiles_bridge.addon.config_store import SupervisorConfigStore
-from hoymiles_bridge.addon.runner import Service, SetupApplyingStore, WebConfig, network_addresses
+from hoymiles_bridge.addon.config_store import SupervisorConfigStore, network_addresses
+from hoymiles_bridge.addon.runner import Service, SetupApplyingStore, WebConfig
 from hoymiles_bridge.addon.supervisor import SupervisorClient
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.errors import DtuConnectionError

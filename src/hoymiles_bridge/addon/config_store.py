@@ -108,6 +108,20 @@ class SupervisorConfigStore:
         if not task.cancelled() and task.exception() is not None:
             _LOGGER.debug("The restart request ended with: %s", task.exception())
 
+    async def local_networks(self) -> list[str]:
+        """The host's IPv4 networks from the Supervisor (``GET /network/info``), add-on only.
+
+        The call needs ``hassio_api: true`` in config.yaml, which this add-on
+        does not ask for (least privilege): the Supervisor answers 403 and the
+        web UI falls back to other hints. ``[]`` whenever it gives none.
+        """
+        try:
+            data = await self.client.request("GET", "/network/info")
+        except SupervisorError as err:
+            _LOGGER.debug("No network info from the Supervisor: %s", err)
+            return []
+        return network_addresses(data)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -116,4 +130,31 @@ class SupervisorConfigStore:
         await self.client.close()
 
 
-__all__ = ["RESTART_ANSWER_WAIT", "SupervisorConfigStore"]
+def network_addresses(data: Any) -> list[str]:
+    """``address/prefix`` of each interface in the Supervisor's network info, primary first.
+
+    Takes today's shape (``interfaces`` a list, ``ipv4.address`` a list) and
+    the older one (``interfaces`` a mapping, ``ip_address`` a string); ignores
+    anything else.
+    """
+    interfaces = data.get("interfaces") if isinstance(data, dict) else None
+    if isinstance(interfaces, dict):
+        interfaces = list(interfaces.values())
+    if not isinstance(interfaces, list):
+        return []
+    found: list[tuple[bool, str]] = []
+    for iface in interfaces:
+        if not isinstance(iface, dict):
+            continue
+        ipv4 = iface.get("ipv4")
+        addresses = ipv4.get("address") if isinstance(ipv4, dict) else iface.get("ip_address")
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        if not isinstance(addresses, list):
+            continue
+        primary = iface.get("primary") is True
+        found += [(not primary, a) for a in addresses if isinstance(a, str) and "/" in a]
+    return [address for _, address in sorted(found, key=lambda item: item[0])]
+
+
+__all__ = ["RESTART_ANSWER_WAIT", "SupervisorConfigStore", "network_addresses"]

@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from hoymiles_bridge.addon.bridge import Bridge
-from hoymiles_bridge.addon.config_store import SupervisorConfigStore
 from hoymiles_bridge.addon.supervisor import SupervisorClient, SupervisorError
 from hoymiles_bridge.config.options import Options, WebOptions, load_options
 from hoymiles_bridge.config.store import ConfigStore, ConfigStoreError, FileConfigStore, Mode
@@ -52,6 +51,7 @@ from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.web.hub import WebHub
 from hoymiles_bridge.web.server import WebServer, normalize_address
+from hoymiles_bridge.web.setup_api import NetworkHints
 from hoymiles_bridge.web.store import state_dir_for
 
 _LOGGER = logging.getLogger("hoymiles_bridge")
@@ -272,47 +272,10 @@ class SetupApplyingStore:
         await self.inner.close()
 
     async def local_networks(self) -> list[str]:
-        """The host's IPv4 networks from the Supervisor (``GET /network/info``), add-on only.
-
-        The call needs ``hassio_api: true`` in config.yaml, which this add-on
-        does not ask for (least privilege): the Supervisor answers 403 and the
-        web UI falls back to other hints. ``[]`` whenever it gives none.
-        """
-        if not isinstance(self.inner, SupervisorConfigStore):
-            return []
-        try:
-            data = await self.inner.client.request("GET", "/network/info")
-        except SupervisorError as err:
-            _LOGGER.debug("No network info from the Supervisor: %s", err)
-            return []
-        return network_addresses(data)
-
-
-def network_addresses(data: Any) -> list[str]:
-    """``address/prefix`` of each interface in the Supervisor's network info, primary first.
-
-    Takes today's shape (``interfaces`` a list, ``ipv4.address`` a list) and
-    the older one (``interfaces`` a mapping, ``ip_address`` a string); ignores
-    anything else.
-    """
-    interfaces = data.get("interfaces") if isinstance(data, dict) else None
-    if isinstance(interfaces, dict):
-        interfaces = list(interfaces.values())
-    if not isinstance(interfaces, list):
+        """The host's networks, from the wrapped store when it knows them (the add-on's)."""
+        if isinstance(self.inner, NetworkHints):
+            return await self.inner.local_networks()
         return []
-    found: list[tuple[bool, str]] = []
-    for iface in interfaces:
-        if not isinstance(iface, dict):
-            continue
-        ipv4 = iface.get("ipv4")
-        addresses = ipv4.get("address") if isinstance(ipv4, dict) else iface.get("ip_address")
-        if isinstance(addresses, str):
-            addresses = [addresses]
-        if not isinstance(addresses, list):
-            continue
-        primary = iface.get("primary") is True
-        found += [(not primary, a) for a in addresses if isinstance(a, str) and "/" in a]
-    return [address for _, address in sorted(found, key=lambda item: item[0])]
 
 
 class Service:
@@ -603,7 +566,6 @@ __all__ = [
     "addon_web_config",
     "bridge_status",
     "fixed_broker",
-    "network_addresses",
     "run_service",
     "standalone_web_config",
 ]
