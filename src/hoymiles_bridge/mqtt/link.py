@@ -614,6 +614,8 @@ class MqttLink:
                     "Could not publish %r on cancellation: %s", self._will_payload, result
                 )
             elif isinstance(result, BaseException):
+                raise result  # not a broker problem: as before, it is not hidden
+            elif isinstance(result, BaseException):
                 raise result
 
     # --- helpers ---------------------------------------------------------------
