@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from hoymiles_bridge.web.server import WebServer
 from .bridge_env import running_bridge
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .mosquitto import Mosquitto
+from .waiting import until as _until
 from .web_client import WebClient
 
 ADDON_DIR = Path(__file__).resolve().parents[1] / "addon"
@@ -42,14 +42,6 @@ if str(ADDON_DIR) not in sys.path:
 from supervisor_standin import SupervisorStandin  # noqa: E402
 
 TOKEN = "5e7a" * 28
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def _client() -> AsyncIterator[WebClient]:

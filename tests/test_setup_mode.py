@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import yaml
 from playwright.async_api import Page, expect
 
@@ -34,20 +32,12 @@ from tests.browser.helpers import ConsoleErrors, IngressProxies
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .interop_helpers import noon_today
 from .mosquitto import Mosquitto, Subscriber
+from .waiting import until as _until
 from .web_client import WebClient
 
 pytest_plugins = ["tests.browser.fixtures"]
 #: A DTU name with topic and HTML characters: the pages must show it as text.
 ODD_NAME = '<img src=x onerror="window.pwned=1"> Roof #1/+'
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
-    """Wait for a condition (the deadline only turns a hang into a failure)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_standalone_setup_mode_then_the_first_dtu_is_polled_without_a_restart(

@@ -8,10 +8,10 @@ the unit tests feed the hub and the history routes by hand.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,6 +31,7 @@ from hoymiles_bridge.web.hub import WebHub
 from tests.browser.helpers import ConsoleErrors
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
+from .waiting import until
 from .web_env import Ui, ui_fixture  # noqa: F401
 
 pytest_plugins = ["tests.browser.fixtures"]
@@ -48,12 +49,8 @@ def _day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(ts))
 
 
-async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+#: The shared wait, with this module's deadline and poll step.
+_until = functools.partial(until, timeout=15.0, step=0.1)
 
 
 # --- the hub ---------------------------------------------------------------------

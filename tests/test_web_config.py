@@ -8,14 +8,12 @@ import asyncio
 import contextlib
 import re
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import yaml
 from playwright.async_api import Page, Route, expect
 
@@ -42,6 +40,7 @@ if str(ADDON_DIR) not in sys.path:
 
 from supervisor_standin import MqttService, SupervisorStandin  # noqa: E402
 
+from .waiting import until as _until  # noqa: E402
 from .web_client import WebClient  # noqa: E402
 
 pytest_plugins = ["tests.browser.fixtures"]
@@ -49,15 +48,6 @@ pytest_plugins = ["tests.browser.fixtures"]
 TOKEN = "c0ffee" * 18
 MQTT_SECRET = "mqtt-config-secret"
 WEB_SECRET = "web-config-secret"
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
-    """Wait for a condition (the deadline only turns a hang into a failure)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 # --- add-on mode -----------------------------------------------------------------------

@@ -8,10 +8,10 @@ Mosquitto, stop it, and start a new service on the same state directory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -39,6 +39,7 @@ from hoymiles_bridge.web.store import (
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .mosquitto import Mosquitto
+from .waiting import until
 
 NOW = time.time()
 
@@ -53,12 +54,8 @@ def _day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(ts))
 
 
-async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+#: The shared wait, with this module's deadline and poll step.
+_until = functools.partial(until, timeout=30.0, step=0.1)
 
 
 def _feed(hub: WebHub, polls: int, *, start: float = NOW - 3600, step: float = 35.0) -> None:
