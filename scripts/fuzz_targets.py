@@ -34,33 +34,14 @@ with atheris.instrument_imports(include=["hoymiles_bridge"]):
     from hoymiles_bridge.errors import FrameError, ProtocolError
     from hoymiles_bridge.protocol.codec import decode_frame, parse_payload
     from hoymiles_bridge.protocol.frame import Frame, FrameSplitter, parse_frame
-    from hoymiles_bridge.protocol.models import RealData, model_for
-    from hoymiles_bridge.protocol.pb import (
-        appinfo_pb2,
-        command_pb2,
-        config_pb2,
-        heartbeat_pb2,
-        history_pb2,
-        network_pb2,
-        realdata_pb2,
-        warn_pb2,
-    )
+    from hoymiles_bridge.protocol.models import MODELS, RealData, model_for
     from hoymiles_bridge.protocol.records import frame_record
     from hoymiles_bridge.protocol.registry import spec_for
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 VECTORS: Final = ROOT / "tests" / "vectors" / "frames.json"
-REPLY_TYPES: Final = (
-    realdata_pb2.RealDataNewFromDtu,
-    appinfo_pb2.AppInfoFromDtu,
-    heartbeat_pb2.HeartbeatFromDtu,
-    config_pb2.GetConfigFromDtu,
-    network_pb2.NetworkInfoFromDtu,
-    warn_pb2.WarnFromDtu,
-    command_pb2.CommandFromDtu,
-    command_pb2.CommandStatusFromDtu,
-    history_pb2.HistPowerFromDtu,
-)
+#: The replies that have a model (protocol/models.py's table).
+REPLY_TYPES: Final = tuple(MODELS)
 NAMES: Final = sorted(BY_NAME)
 TARGETS_OF: Final = (None, Target.INVERTER, Target.DTU)
 

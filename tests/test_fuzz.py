@@ -72,17 +72,7 @@ from hoymiles_bridge.protocol.frame import (
     is_extended_tag,
     parse_frame,
 )
-from hoymiles_bridge.protocol.models import RealData, model_for
-from hoymiles_bridge.protocol.pb import (
-    appinfo_pb2,
-    command_pb2,
-    config_pb2,
-    heartbeat_pb2,
-    history_pb2,
-    network_pb2,
-    realdata_pb2,
-    warn_pb2,
-)
+from hoymiles_bridge.protocol.models import MODELS, RealData, model_for
 from hoymiles_bridge.protocol.records import frame_record
 from hoymiles_bridge.protocol.registry import BY_TAG
 from hoymiles_bridge.web.common import BadRequest, read_body
@@ -240,18 +230,8 @@ def test_codec_decodes_any_frame_or_raises_a_protocol_error(
 
 # --- the models ------------------------------------------------------------------------------
 
-#: The replies a model is made of.
-REPLY_TYPES: Final[list[type[Message]]] = [
-    realdata_pb2.RealDataNewFromDtu,
-    appinfo_pb2.AppInfoFromDtu,
-    heartbeat_pb2.HeartbeatFromDtu,
-    config_pb2.GetConfigFromDtu,
-    network_pb2.NetworkInfoFromDtu,
-    warn_pb2.WarnFromDtu,
-    command_pb2.CommandFromDtu,
-    command_pb2.CommandStatusFromDtu,
-    history_pb2.HistPowerFromDtu,
-]
+#: The replies a model is made of (protocol/models.py's table).
+REPLY_TYPES: Final[list[type[Message]]] = list(MODELS)
 
 _T = FieldDescriptor
 _SCALARS: Final[dict[int, st.SearchStrategy[Any]]] = {

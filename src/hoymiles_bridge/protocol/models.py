@@ -18,9 +18,12 @@ the field out, and stays empty.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Final
+
+from google.protobuf.message import Message
 
 from hoymiles_bridge.protocol.devices import (
     check_serial,
@@ -813,35 +816,33 @@ _Model = (
 )
 
 
+#: The replies that have a typed model, and how each is built (what
+#: :func:`model_for` uses, and what the fuzzers cover).
+MODELS: Final[dict[type[Message], Callable[[Any], _Model]]] = {
+    realdata_pb2.RealDataNewFromDtu: RealData.from_pb,
+    appinfo_pb2.AppInfoFromDtu: AppInfo.from_pb,
+    heartbeat_pb2.HeartbeatFromDtu: Heartbeat.from_pb,
+    config_pb2.GetConfigFromDtu: DtuConfig.from_pb,
+    network_pb2.NetworkInfoFromDtu: NetworkInfo.from_pb,
+    warn_pb2.WarnFromDtu: Warnings.from_pb,
+    command_pb2.CommandFromDtu: CommandAck.from_pb,
+    command_pb2.CommandStatusFromDtu: CommandStatus.from_pb,
+    history_pb2.HistPowerFromDtu: HistoryPower.from_pb,
+}
+
+
 def model_for(message: object) -> _Model | None:
     """The typed model of a decoded reply, or None for requests and unmodelled messages.
 
     Raises :class:`~hoymiles_bridge.errors.InvalidSerialError` for a reply
     whose DTU serial breaks the serial rule.
     """
-    match message:
-        case realdata_pb2.RealDataNewFromDtu():
-            return RealData.from_pb(message)
-        case appinfo_pb2.AppInfoFromDtu():
-            return AppInfo.from_pb(message)
-        case heartbeat_pb2.HeartbeatFromDtu():
-            return Heartbeat.from_pb(message)
-        case config_pb2.GetConfigFromDtu():
-            return DtuConfig.from_pb(message)
-        case network_pb2.NetworkInfoFromDtu():
-            return NetworkInfo.from_pb(message)
-        case warn_pb2.WarnFromDtu():
-            return Warnings.from_pb(message)
-        case command_pb2.CommandFromDtu():
-            return CommandAck.from_pb(message)
-        case command_pb2.CommandStatusFromDtu():
-            return CommandStatus.from_pb(message)
-        case history_pb2.HistPowerFromDtu():
-            return HistoryPower.from_pb(message)
-    return None
+    build = MODELS.get(type(message))  # type: ignore[arg-type]
+    return build(message) if build is not None else None
 
 
 __all__ = [
+    "MODELS",
     "AppInfo",
     "CommandAck",
     "CommandStatus",
