@@ -615,8 +615,6 @@ class MqttLink:
                 )
             elif isinstance(result, BaseException):
                 raise result  # not a broker problem: as before, it is not hidden
-            elif isinstance(result, BaseException):
-                raise result
 
     # --- helpers ---------------------------------------------------------------
 
