@@ -92,6 +92,8 @@ SIM_START_HOUR = 11
 DRAIN_PERIOD = 0.5
 #: Period of the event-loop lag probe in the bridge process.
 LAG_PERIOD = 0.1
+#: A poll that comes more than this many intervals after the one before was missed.
+LATE_FACTOR = 1.5
 #: Seconds a child gets to leave after its stdin closed.
 CHILD_EXIT_TIMEOUT = 15.0
 
@@ -200,11 +202,22 @@ class MeteredBridge(Bridge):
         self.bench_calls = 0
         self.bench_fresh = 0
         self.bench_bad_states: dict[str, int] = {}
+        #: Per DTU: when its last poll's data arrived; polls that came later than
+        #: LATE_FACTOR x the interval after the one before count as late (missed).
+        self.bench_last: dict[int, float] = {}
+        self.bench_late = 0
+        self.bench_interval = float("inf")
         self.fleet.subscribe(self._count)
 
     async def _count(self, event: Event) -> None:
         if isinstance(event, RealDataReceived):
-            self.bench_seen.add(id(event.dtu))
+            now = time.monotonic()
+            key = id(event.dtu)
+            before = self.bench_last.get(key)
+            if before is not None and now - before > LATE_FACTOR * self.bench_interval:
+                self.bench_late += 1
+            self.bench_last[key] = now
+            self.bench_seen.add(key)
             self.bench_calls += 1
             self.bench_fresh += event.fresh
         elif isinstance(event, StateChanged):
@@ -256,16 +269,20 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
     rss_base_kb = proc_status_kb("self", "VmRSS")
     experiments = apply_client_experiments(cfg)
     interval = cfg["interval"]
-    options = validate(
-        {
-            "dtus": [{"host": "127.0.0.1", "port": port} for port in cfg["ports"]],
-            "poll_interval": interval,
-            "min_poll_interval": interval,
-            "release_socket_after": 0,
-            "discovery": True,
-            "mqtt": {"host": "127.0.0.1", "port": cfg["mqtt_port"]},
-        }
-    )
+    document: dict[str, Any] = {
+        "dtus": [{"host": "127.0.0.1", "port": port} for port in cfg["ports"]],
+        "poll_interval": interval,
+        "min_poll_interval": interval,
+        "release_socket_after": 0,
+        "discovery": True,
+        "mqtt": {"host": "127.0.0.1", "port": cfg["mqtt_port"]},
+    }
+    for key, value in (cfg.get("options") or {}).items():
+        if isinstance(value, dict):
+            document.setdefault(key, {}).update(value)
+        else:
+            document[key] = value
+    options = validate(document)
     settings = MqttSettings(host="127.0.0.1", port=cfg["mqtt_port"], client_id="bench-bridge")
     bridge = MeteredBridge(options, settings, client_factory=build_client_factory())
     sessions = [view.session for view in bridge.fleet.dtus]
@@ -306,6 +323,8 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
         calls0, fresh0 = bridge.bench_calls, bridge.bench_fresh
         published0 = bridge.link.published
         bridge.bench_bad_states.clear()
+        bridge.bench_late = 0
+        bridge.bench_interval = interval
         profiler = cProfile.Profile() if cfg.get("profile") else None
         helpers = [
             asyncio.create_task(_drain(bridge, latencies)),
@@ -352,6 +371,7 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
             "polls_done": sum(s.polls for s in sessions) - polls0,
             "real_data_calls": bridge.bench_calls - calls0,
             "fresh_polls": bridge.bench_fresh - fresh0,
+            "late_polls": bridge.bench_late,
             "published": bridge.link.published - published0,
             "topics_known": len(bridge.mqtt._published),  # memory footprint (private, read only)
             "state_changes_not_connected": dict(bridge.bench_bad_states),
@@ -555,6 +575,7 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
             "mqtt_inflight": args.mqtt_inflight,
             "tcp_nodelay": args.tcp_nodelay,
             "mqtt_max_calls": args.mqtt_max_calls,
+            "options": getattr(args, "options", None),
         }
         config_path = workdir / f"bridge-{dtus}.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
@@ -841,6 +862,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     experiments.add_argument(
         "--broker-nodelay", action="store_true", help="Mosquitto with set_tcp_nodelay true"
+    )
+    parser.add_argument(
+        "--options",
+        type=json.loads,
+        default=None,
+        help='bridge options over the defaults, as JSON (\'{"mqtt": {"qos": 1}}\')',
     )
     args = parser.parse_args(argv)
     if args.sim_speed * args.interval <= 30:

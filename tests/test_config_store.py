@@ -410,6 +410,7 @@ async def test_supervisor_store_saves_and_restarts() -> None:
                 "port": 1883,
                 "password": MQTT_SECRET,
                 "tls": False,
+                "qos": 0,
             }
             assert "web" not in standin.options and "min_poll_interval" not in standin.options
             # a new broker with the stored password never reaches the Supervisor

@@ -20,6 +20,7 @@ from hoymiles_bridge.mqtt.discovery import (
     dtu_discovery,
     inverter_discovery,
     removal_messages,
+    state_template,
 )
 from hoymiles_bridge.mqtt.topics import (
     BRIDGE_FIELDS,
@@ -117,7 +118,11 @@ class Fleet:
                 for port in range(1, inv.ports + 1)
                 for f in PORT_FIELDS
             }
-            topics |= {layout.inverter_available(s), layout.inverter_alarms(s)}
+            topics |= {
+                layout.inverter_available(s),
+                layout.inverter_alarms(s),
+                layout.inverter_state(s),
+            }
             topics |= {layout.inverter_command(s, name) for name in INVERTER_COMMAND_NAMES}
         return topics
 
@@ -257,7 +262,8 @@ def test_ports_are_named_and_ided_per_port(fleet: Fleet) -> None:
     port6 = payloads[f"{PREFIX}/sensor/hoymiles_inv_{inverter.serial}/port6_yieldday/config"]
     assert port6["name"] == "Port 6 yield day"
     assert port6["uniq_id"] == f"hoymiles_{inverter.serial}_port6_yieldday"
-    assert port6["stat_t"] == fleet.layout.port(inverter.serial, 6, "yieldday")
+    assert port6["stat_t"] == fleet.layout.inverter_state(inverter.serial)
+    assert port6["val_tpl"] == "{{ value_json.port6_yieldday | default('') }}"
 
 
 def test_named_ports_and_inverters_change_names_only(fleet: Fleet) -> None:
@@ -339,7 +345,8 @@ def test_special_sensors(fleet: Fleet) -> None:
     alarms = payloads[f"{PREFIX}/sensor/{node}/alarm_count/config"]
     assert alarms["json_attr_t"] == fleet.layout.inverter_alarms(inverter.serial)
     last = payloads[f"{PREFIX}/sensor/{node}/last_update/config"]
-    assert last["val_tpl"] == TIMESTAMP_TEMPLATE
+    assert last["val_tpl"] == state_template("last_update", "timestamp")
+    assert last["val_tpl"] == TIMESTAMP_TEMPLATE.replace("(value |", "(value_json.last_update |")
     assert "unit_of_meas" not in last
     hardware = payloads[f"{PREFIX}/sensor/{node}/hardware/config"]
     assert hardware["en"] is False

@@ -221,7 +221,12 @@ def test_the_form_matches_config_yaml() -> None:
             assert tuple(args.split("|")) == field.choices, path
         if kind == "str" and args:
             assert (field.min, field.max) == tuple(int(a) for a in args.split(",")), path
-        if optional is not None and path not in ("mqtt.port", "mqtt.tls", "dtus[].port"):
+        if optional is not None and path not in (
+            "mqtt.port",
+            "mqtt.tls",
+            "mqtt.qos",
+            "dtus[].port",
+        ):
             assert field.optional, path
 
 
@@ -288,7 +293,7 @@ def test_form_values_fill_defaults_and_storable_drops_empties() -> None:
     clean = normalize({"dtus": [{"host": "h"}], "web": {"port": 9000}})
     addon = storable(clean, addon=True)
     assert "web" not in addon and "min_poll_interval" not in addon
-    assert addon["mqtt"] == {"port": 1883, "tls": False}
+    assert addon["mqtt"] == {"port": 1883, "tls": False, "qos": 0}
     assert addon["dtus"] == [{"host": "h", "port": 10081}]
     assert storable(clean, addon=False)["web"] == {"host": "127.0.0.1", "port": 9000}
     description = form_description(addon=True)

@@ -267,6 +267,7 @@ class MqttOptions:
     username: str | None = field(default=_default("mqtt.username"))
     password: str | None = field(default=_default("mqtt.password"), repr=False)
     tls: bool = field(default=_default("mqtt.tls"))
+    qos: int = field(default=_default("mqtt.qos"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +296,7 @@ class Options:
     base_topic: str = field(default=_default("base_topic"))
     discovery: bool = field(default=_default("discovery"))
     discovery_prefix: str = field(default=_default("discovery_prefix"))
+    opendtu_topics: bool = field(default=_default("opendtu_topics"))
     publish_interval: int = field(default=_default("publish_interval"))
     log_level: str = field(default=_default("log_level"))
     web: WebOptions = field(default_factory=WebOptions)

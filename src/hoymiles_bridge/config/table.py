@@ -282,6 +282,15 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
             OptionSpec("username", "text", label="User name", optional=True),
             OptionSpec("password", "secret", label="Password", help=_KEEP_OR_EMPTY, optional=True),
             OptionSpec("tls", "bool", label="TLS", help="Connect with TLS.", default=False),
+            OptionSpec(
+                "qos",
+                "int",
+                label="Value QoS",
+                help="Of the value topics: 0 (the default) or 1 (the broker acknowledges each).",
+                default=0,
+                min=0,
+                max=1,
+            ),
         ),
     ),
     OptionSpec(
@@ -306,6 +315,14 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         label="Discovery prefix",
         help="As set in Home Assistant's MQTT integration.",
         default="homeassistant",
+        section="homeassistant",
+    ),
+    OptionSpec(
+        "opendtu_topics",
+        "bool",
+        label="OpenDTU topics",
+        help="One topic per value, as OpenDTU has them (Home Assistant reads the JSON either way).",
+        default=True,
         section="homeassistant",
     ),
     OptionSpec(

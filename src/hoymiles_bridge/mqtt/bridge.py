@@ -5,7 +5,15 @@ and owns one :class:`~hoymiles_bridge.mqtt.link.MqttLink`. Each event becomes
 topics (published retained, only when their payload changed), discovery for
 devices not announced yet, and availability; the payloads are formatted from
 the fleet's typed state; with ``publish_interval`` every state is
-republished on that timetable too, as OpenDTU does. Messages on
+republished on that timetable too, as OpenDTU does.
+
+What a poll costs is mostly what its messages cost (benchmarks/
+bench_publishing.py), so a poll publishes few and cheap ones: each
+inverter's values go out as one JSON object on ``<serial>/state`` (what Home
+Assistant reads), and OpenDTU's one-topic-per-value layout only with
+``opendtu_topics``; values at QoS 0 unless ``mqtt.qos`` asks for 1, and
+only when changed. Availability, discovery and command outcomes always go at
+QoS 1. Messages on
 ``<serial>/cmd/...`` become requests to the fleet's command registry; their
 progress and outcome are published on ``<command topic>/status``.
 """
@@ -67,6 +75,16 @@ REANNOUNCE_MIN_INTERVAL: Final = 10.0
 _CommandKey = tuple[Target | None, str, str]
 
 
+def _number(value: float) -> float | int:
+    """A value as the JSON state carries it: rounded to 3 decimals, finite."""
+    if isinstance(value, int):
+        return value
+    if value != value or value in (float("inf"), float("-inf")):
+        return 0
+    rounded = round(value, 3)
+    return int(rounded) if rounded.is_integer() and abs(rounded) < 1e15 else rounded
+
+
 def _fmt(value: float | int | str | bool) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
@@ -112,6 +130,11 @@ class MqttBridge:
             backoff_initial=backoff,
         )
         self._published: dict[str, str] = {}
+        #: QoS of the value topics (availability, discovery and outcomes use 1).
+        self._qos = options.mqtt.qos
+        #: Per inverter: the last state object, so a value dropped as implausible
+        #: keeps its last good reading in ``<serial>/state`` (as its own topic keeps it).
+        self._states: dict[str, dict[str, float | int]] = {}
         self._started = time.monotonic()
         self._legacy_cleared: set[str] = set()
         #: The ``publish_interval`` timetable (None when it is 0: changes only).
@@ -196,7 +219,7 @@ class MqttBridge:
             items = dict(self._published)
             topic, uptime = self._uptime_item()
             items[topic] = uptime
-            await self._publish(list(items.items()), force=True)
+            await self._publish(list(items.items()), force=True, qos=1)
 
     async def stop(self) -> None:
         """Say goodbye on the broker; fleet events after this are ignored."""
@@ -211,14 +234,19 @@ class MqttBridge:
 
     # --- publishing -----------------------------------------------------------------
 
-    async def _publish(self, items: list[tuple[str, str]], *, force: bool = False) -> None:
-        """Publish retained states whose payload changed (all of them with ``force``)."""
-        fresh = [(t, p) for t, p in items if force or self._published.get(t) != p]
+    async def _publish(
+        self, items: list[tuple[str, str]], *, force: bool = False, qos: int | None = None
+    ) -> None:
+        """Publish retained states whose payload changed (all of them with ``force``).
+
+        At the value topics' QoS (``mqtt.qos``) unless ``qos`` says otherwise.
+        """
+        published = self._published
+        fresh = [(t, p) for t, p in items if force or published.get(t) != p]
         if not fresh:
             return
-        for topic, payload in fresh:
-            self._published[topic] = payload
-        await self.link.publish_many(fresh, retain=True, qos=1)
+        published.update(fresh)
+        await self.link.publish_many(fresh, retain=True, qos=self._qos if qos is None else qos)
 
     async def _publish_discovery(self, items: list[tuple[str, str]]) -> None:
         await self.link.publish_many(items, retain=True, qos=1)
@@ -232,7 +260,7 @@ class MqttBridge:
         """(Re)announce after every broker (re)connect: discovery, then every state."""
         await self.fleet.notify("mqtt", "MQTT connected")
         await self._announce_all()
-        await self._publish(list(self._published.items()), force=True)
+        await self._publish(list(self._published.items()), force=True, qos=1)
         await self._publish([self._uptime_item()])
 
     def _uptime_item(self) -> tuple[str, str]:
@@ -316,12 +344,13 @@ class MqttBridge:
             self._legacy_cleared.add(serial)
             await self.link.publish(self.layout.dtu(serial, "status"), b"", retain=True, qos=1)
         items.extend((self.layout.inverter_available(i), state) for i in dtu.inverters)
+        await self._publish(items, qos=1)
         if night_zero:
+            values: list[tuple[str, str]] = []
             for inverter in dtu.inverters.values():
                 if inverter.values is not None:
-                    items += self._inverter_items(inverter.values, last_update=None)
-            items += self._totals()
-        await self._publish(items)
+                    values += self._inverter_items(inverter, last_update=None)
+            await self._publish(values + self._totals())
 
     async def _on_dtu_info(self, event: DtuInfoChanged) -> None:
         dtu, info = event.dtu, event.info
@@ -369,6 +398,7 @@ class MqttBridge:
 
     async def _forget_inverter(self, serial: str) -> None:
         """Clear a removed inverter's retained state topics and forget them."""
+        self._states.pop(serial, None)
         prefix = self.layout.inverter(serial, "")
         gone = [topic for topic in self._published if topic.startswith(prefix)]
         for topic in gone:
@@ -385,7 +415,6 @@ class MqttBridge:
         items = [
             (self.layout.dtu(serial, "rtt"), str(round((session.rtt or 0) * 1000))),
             (self.layout.dtu(serial, "performance_mode"), _fmt(session.performance_mode)),
-            self._uptime_item(),
         ]
         if event.fresh:
             items.append((self.layout.dtu(serial, "last_update"), str(int(event.time))))
@@ -394,7 +423,7 @@ class MqttBridge:
                 if inverter is None:
                     continue  # past the fleet's cap: no state, so no topic
                 if inverter.values is not None:
-                    items += self._inverter_items(inverter.values, last_update=event.time)
+                    items += self._inverter_items(inverter, last_update=event.time)
                 items += self._limit_items(inverter)
                 items.append(
                     (
@@ -438,11 +467,21 @@ class MqttBridge:
         return items
 
     def _inverter_items(
-        self, values: InverterValues, *, last_update: float | None
+        self, inverter: InverterState, *, last_update: float | None
     ) -> list[tuple[str, str]]:
+        """The inverter's JSON state and, with ``opendtu_topics``, one topic per value.
+
+        ``last_update`` None (the night's zeros) keeps the last one.
+        """
+        values = inverter.values
+        if values is None:
+            return []
+        items = [self._state_item(values, last_update or inverter.last_update)]
+        if not self.options.opendtu_topics:
+            return [item for item in items if item is not None]
         serial = values.serial
         layout = self.layout
-        items = [(layout.inverter(serial, f"0/{k}"), _fmt(v)) for k, v in values.values.items()]
+        items += [(layout.inverter(serial, f"0/{k}"), _fmt(v)) for k, v in values.values.items()]
         for port, fields in values.ports.items():
             items += [(layout.port(serial, port, k), _fmt(v)) for k, v in fields.items()]
         items += [
@@ -451,7 +490,30 @@ class MqttBridge:
         ]
         if last_update is not None:
             items.append((layout.inverter(serial, "status/last_update"), str(int(last_update))))
-        return items
+        return [item for item in items if item is not None]
+
+    def _state_item(
+        self, values: InverterValues, last_update: float | None
+    ) -> tuple[str, str] | None:
+        """``<serial>/state``: every value under its entity's key (see discovery).
+
+        None until the inverter has a last update: its timestamp entity needs one.
+        """
+        if last_update is None:
+            return None
+        state = self._states.setdefault(values.serial, {})
+        for key, value in values.values.items():
+            state[key] = _number(value)
+        for port, fields in values.ports.items():
+            for key, value in fields.items():
+                state[f"port{port}_{key}"] = _number(value)
+        state["reachable"] = int(values.reachable)
+        state["producing"] = int(values.producing)
+        state["last_update"] = int(last_update)
+        return (
+            self.layout.inverter_state(values.serial),
+            json.dumps(state, separators=(",", ":"), allow_nan=False),
+        )
 
     def _totals_now_or_soon(self) -> list[tuple[str, str]]:
         """The totals, at most once per TOTALS_INTERVAL; a later update is scheduled.
@@ -477,9 +539,11 @@ class MqttBridge:
             self._totals_task = None
 
     def _totals(self) -> list[tuple[str, str]]:
+        """The fleet totals, and the bridge's uptime (at most once a second, like them)."""
         totals = self.fleet.totals()
         total = self.layout.total
         return [
+            self._uptime_item(),
             (total("ac/power"), _fmt(totals.ac_power)),
             (total("ac/yieldday"), _fmt(totals.yield_day)),
             (total("ac/yieldtotal"), _fmt(totals.yield_total)),

@@ -29,6 +29,14 @@ Decisions worth knowing:
   fixed node id ``hoymiles_totals`` and unique ids ``hoymiles_totals_<key>``,
   so if another DTU becomes "first" the same entities (and their history)
   simply move to it instead of being duplicated.
+* An inverter's values and its reachable/producing/last-update status are
+  read from one JSON state topic (``<serial>/state``) with a
+  ``value_template`` each, the zigbee2mqtt pattern: one message per inverter
+  and poll for Home Assistant instead of about forty. Unique ids and config
+  topics are those of the per-value topics before, so the entities (and
+  their history) stay the same; ``tests/test_discovery_migration.py`` checks
+  it against the discovery an earlier release left retained. A value the
+  state does not hold yet renders empty, which Home Assistant ignores.
 * Availability is the bridge's last will (``dtu/status``, as in OpenDTU)
   plus the DTU's reachability (``dtu/available``), plus the inverter's
   ``status/available`` for inverter entities (``avty_mode: all``). Entities
@@ -58,6 +66,7 @@ from hoymiles_bridge.mqtt.topics import (
     INVERTER_FIELDS,
     INVERTER_STATUS_FIELDS,
     PORT_FIELDS,
+    STATE_STATUS_KEYS,
     TOTAL_FIELDS,
     Field,
     TopicLayout,
@@ -76,6 +85,14 @@ BRIDGE_NODE_ID: Final = "hoymiles_bridge"
 #: with an explicit UTC offset (``timestamp_custom`` exists on every release;
 #: ``as_datetime`` only accepts numbers on newer ones).
 TIMESTAMP_TEMPLATE: Final = "{{ (value | int) | timestamp_custom('%Y-%m-%dT%H:%M:%S%z', false) }}"
+
+
+def state_template(key: str, device_class: str | None = None) -> str:
+    """The ``value_template`` that reads ``key`` from an inverter's JSON state."""
+    if device_class == "timestamp":
+        return TIMESTAMP_TEMPLATE.replace("value |", f"value_json.{key} |")
+    return f"{{{{ value_json.{key} | default('') }}}}"
+
 
 #: Inverter entities that stay available while the inverter itself is not.
 _INVERTER_ALWAYS_AVAILABLE: Final = frozenset({"reachable"})
@@ -219,8 +236,13 @@ def _entity(
     availability: Iterable[str],
     state_topic: str | None = None,
     command_topic: str | None = None,
+    state_key: str | None = None,
 ) -> dict[str, Any]:
-    """The keys every component shares, then the component's own."""
+    """The keys every component shares, then the component's own.
+
+    With ``state_key`` the state topic is a JSON object and the value its
+    ``state_key`` member.
+    """
     payload: dict[str, Any] = {"name": name, "uniq_id": uniq_id}
     if state_topic is not None:
         payload["stat_t"] = state_topic
@@ -231,12 +253,14 @@ def _entity(
     if field.component == "sensor":
         if field.state_class is not None:
             payload["stat_cla"] = field.state_class
-        if field.device_class == "timestamp":
+        if field.device_class == "timestamp" and state_key is None:
             payload["val_tpl"] = TIMESTAMP_TEMPLATE
         if field.precision is not None:
             payload["sug_dsp_prc"] = field.precision
     if field.component in ("sensor", "number") and field.unit is not None:
         payload["unit_of_meas"] = field.unit
+    if state_key is not None:
+        payload["val_tpl"] = state_template(state_key, field.device_class)
     if field.component == "binary_sensor":
         payload["pl_on"] = field.payload_on
         payload["pl_off"] = field.payload_off
@@ -361,6 +385,7 @@ def inverter_discovery(ctx: DiscoveryContext, inverter: InverterDevice) -> list[
         state_topic: str | None = None,
         command_topic: str | None = None,
         extra: dict[str, Any] | None = None,
+        state_key: str | None = None,
     ) -> None:
         avail = base_avail if field.key in _INVERTER_ALWAYS_AVAILABLE else full_avail
         payload = _entity(
@@ -372,33 +397,40 @@ def inverter_discovery(ctx: DiscoveryContext, inverter: InverterDevice) -> list[
             availability=avail,
             state_topic=state_topic,
             command_topic=command_topic,
+            state_key=state_key,
         )
         if extra:
             payload.update(extra)
         messages.append(_message(ctx, field.component, node, object_id, payload))
 
+    values = layout.inverter_state(serial)
     for field in INVERTER_FIELDS:
-        add(field, field.key, field.name, state_topic=layout.inverter(serial, field.topic))
+        add(field, field.key, field.name, state_topic=values, state_key=field.key)
 
     for field in INVERTER_STATUS_FIELDS:
         extra = None
         if field.key == "alarm_count":
             extra = {"json_attr_t": layout.inverter_alarms(serial)}
-        add(
-            field,
-            field.key,
-            field.name,
-            state_topic=layout.inverter(serial, field.topic),
-            extra=extra,
-        )
+        if field.key in STATE_STATUS_KEYS:
+            add(field, field.key, field.name, state_topic=values, state_key=field.key)
+        else:
+            add(
+                field,
+                field.key,
+                field.name,
+                state_topic=layout.inverter(serial, field.topic),
+                extra=extra,
+            )
 
     for port in range(1, inverter.ports + 1):
         for field in PORT_FIELDS:
+            object_id = port_object_id(port, field)
             add(
                 field,
-                port_object_id(port, field),
+                object_id,
                 port_entity_name(port, field, inverter.port_name(port)),
-                state_topic=layout.port(serial, port, field.topic),
+                state_topic=values,
+                state_key=object_id,
             )
 
     relative = _status_field("limit_relative")
@@ -409,12 +441,12 @@ def inverter_discovery(ctx: DiscoveryContext, inverter: InverterDevice) -> list[
         command_topic = layout.inverter_command(serial, field.topic)
         if field.component == "number":
             low, high, step = limit_range(BY_NAME[field.topic], inverter.rated_power)
-            state = relative if field.unit == "%" else absolute
+            shown = relative if field.unit == "%" else absolute
             add(
                 field,
                 object_id,
                 field.name,
-                state_topic=layout.inverter(serial, state.topic),
+                state_topic=layout.inverter(serial, shown.topic),
                 command_topic=command_topic,
                 extra={"min": low, "max": high, "step": step, "mode": "box"},
             )
@@ -447,5 +479,6 @@ __all__ = [
     "port_entity_name",
     "port_object_id",
     "removal_messages",
+    "state_template",
     "unique_id",
 ]

@@ -366,20 +366,22 @@ class MqttLink:
     async def publish_many(
         self, items: Sequence[tuple[str, str]], *, retain: bool = False, qos: int = 0
     ) -> None:
-        """Publish a batch and wait until the broker acknowledged all of it (QoS 1).
+        """Publish a batch; wait until the broker acknowledged all of it (QoS 1)
+        or until its last message was written to the socket (QoS 0).
 
         The same contract as :meth:`publish` (queued while offline, never
         raises on a broker problem), but much cheaper per message: a poll's
         few dozen topics go to paho in one go instead of one awaited call each,
         which is what limits the bridge with hundreds of DTUs
-        (benchmarks/bench_bridge.py). Falls back to :meth:`publish` when the
+        (benchmarks/bench_publishing.py). Falls back to :meth:`publish` when the
         aiomqtt client does not expose what this needs.
         """
         if qos not in (0, 1, 2):
             raise InvalidArgumentError(f"qos must be 0, 1 or 2, got {qos}")
-        batch = [_Outgoing(t, p.encode(), qos, retain) for t, p in items]
-        for item in batch:
-            _check_topic(item.topic)
+        batch = []
+        for topic, payload in items:
+            _check_topic(topic)
+            batch.append(_Outgoing(topic, payload.encode(), qos, retain))
         client = self._client
         paho = getattr(client, "_client", None)
         pending = getattr(client, "_pending_publishes", None)
@@ -391,6 +393,9 @@ class MqttLink:
             await asyncio.gather(
                 *(self.publish(i.topic, i.payload, retain=retain, qos=qos) for i in batch)
             )
+            return
+        if qos == 0:
+            await self._publish_unacknowledged(paho, pending, batch)
             return
         waits: deque[tuple[int, asyncio.Event, _Outgoing]] = deque()
         try:
@@ -424,6 +429,41 @@ class MqttLink:
         finally:
             for wait in waits:  # cancelled: give the window back
                 self._forget(pending, wait)
+
+    async def _publish_unacknowledged(
+        self, paho: mqtt.Client, pending: dict[int, asyncio.Event], batch: list[_Outgoing]
+    ) -> None:
+        """QoS 0: hand the batch to paho, then wait until its last message is written.
+
+        paho writes in order and tells aiomqtt (``on_publish``) when a QoS 0
+        message left, so one wait covers the batch: a poll's latency ends when
+        its data is on its way, and a slow broker holds the next poll back.
+        """
+        last: mqtt.MQTTMessageInfo | None = None
+        for index, item in enumerate(batch):
+            info = paho.publish(item.topic, item.payload, 0, item.retain)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                # The connection just went away: keep the rest for the next one.
+                for rest in batch[index:]:
+                    self._enqueue(rest)
+                break
+            self._published += 1
+            last = info
+        if last is None or last.is_published():
+            return
+        written = asyncio.Event()
+        pending[last.mid] = written  # aiomqtt's on_publish sets it once written
+        self._own_waits.add(written)
+        try:
+            async with asyncio.timeout(self._operation_timeout):
+                await written.wait()
+        except TimeoutError:
+            _LOGGER.debug("Message %d is not written yet; paho keeps it", last.mid)
+        finally:
+            self._own_waits.discard(written)
+            self._abandoned.discard(written)  # QoS 0 lost with its session stays lost
+            if pending.get(last.mid) is written:
+                del pending[last.mid]
 
     async def _await_puback(
         self, pending: dict[int, asyncio.Event], wait: tuple[int, asyncio.Event, _Outgoing]

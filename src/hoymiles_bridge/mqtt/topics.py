@@ -6,6 +6,8 @@ work unchanged (features.md section 3.1). Under ``base_topic``:
 * ``<serial>/0/<field>``: an inverter's AC side and totals;
 * ``<serial>/<port>/<field>``: one PV input;
 * ``<serial>/status/<field>``: reachability, limits, last update;
+* ``<serial>/state``: one JSON object with every value of a poll, the topic
+  Home Assistant's entities read (see :data:`STATE_STATUS_KEYS`);
 * ``<serial>/json``: the whole typed model; ``<serial>/alarms``...: alarms;
 * ``<serial>/cmd/<command>``: commands in, ``.../status`` their outcome;
 * ``dtu/<field>`` (``dtu/<dtu serial>/<field>`` with several DTUs), where
@@ -191,6 +193,11 @@ INVERTER_STATUS_FIELDS: Final = (
     ),
 )
 
+#: The status fields that travel in ``<serial>/state`` with every poll's values
+#: (the AC fields under their key, each port's as ``port<n>_<key>``). Limits,
+#: alarms and versions change seldom and keep their own topics.
+STATE_STATUS_KEYS: Final = frozenset({"reachable", "producing", "last_update"})
+
 #: ``dtu/...`` (``dtu/<dtu serial>/...`` when the bridge serves several DTUs).
 DTU_FIELDS: Final = (
     Field(
@@ -364,6 +371,10 @@ class TopicLayout:
     def inverter_available(self, serial: str) -> str:
         return self._t(serial, "status", "available")
 
+    def inverter_state(self, serial: str) -> str:
+        """``<serial>/state``: a poll's values as one JSON object (what discovery reads)."""
+        return self._t(serial, "state")
+
     def inverter_json(self, serial: str) -> str:
         return self._t(serial, "json")
 
@@ -413,6 +424,7 @@ __all__ = [
     "INVERTER_FIELDS",
     "INVERTER_STATUS_FIELDS",
     "PORT_FIELDS",
+    "STATE_STATUS_KEYS",
     "TOTAL_FIELDS",
     "Field",
     "TopicLayout",
