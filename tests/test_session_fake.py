@@ -19,7 +19,7 @@ from types import TracebackType
 
 import pytest
 
-from hoymiles_bridge.dtu.client import DtuClient
+from hoymiles_bridge.dtu.client import DEFAULT_MIN_SPACING, HANDSHAKE_SPACING, DtuClient
 from hoymiles_bridge.dtu.connection import MAX_FRAME_ERRORS
 from hoymiles_bridge.dtu.policy import (
     MIN_INTERVAL_DEFAULT,
@@ -480,8 +480,12 @@ def test_encrypted_dtu_reboot_is_followed_by_a_new_key_without_a_failed_poll() -
             assert info is not None and info.enc_rand == fake.dtu.enc_rand
         interval = MIN_INTERVAL_NEW_FIRMWARE
         # The poll at 120 waited 10 s for the old key's answer, re-read app info
-        # (1 s spacing) and asked again; the next poll is back on the timetable.
-        assert run.recorder.data_times[1:] == pytest.approx([interval + 12, 2 * interval])
+        # (1 s spacing) and asked again after the handshake's 0.5 s; the next
+        # poll is back on the timetable.
+        handshake = DEFAULT_MIN_SPACING + HANDSHAKE_SPACING
+        assert run.recorder.data_times[1:] == pytest.approx(
+            [interval + 10 + handshake, 2 * interval]
+        )
         assert run.recorder.state_sequence == [SessionState.CONNECTED]
 
     run_virtual(main)
@@ -688,5 +692,26 @@ def test_a_dtu_that_sends_garbage_is_dropped_backed_off_and_found_again() -> Non
             await run.until(300 + MIN_INTERVAL_DEFAULT + 5)
             assert session.state is SessionState.CONNECTED and session.failures == 0
         assert run.recorder.state_sequence == [SessionState.OFFLINE, SessionState.CONNECTED]
+
+    run_virtual(main)
+
+
+# --- the first poll ---------------------------------------------------------------------------
+
+
+def test_the_first_poll_asks_for_real_data_before_config_and_network() -> None:
+    async def main() -> None:
+        fake = FakeDtu(start=NOON)
+        async with Running(fake, PollPolicy()) as run:
+            await run.until(30)
+            assert run.session.app_info is not None and run.session.config is not None
+        first = fake.answered[:4]
+        # The client's handshake (app info, for the encryption), then real data at
+        # once; app info is not asked twice, and config and network info follow.
+        assert "AppInfo" in first[0] and "RealData" in first[1], first
+        assert sum("AppInfo" in name for name in fake.answered) == 1
+        assert any("Config" in name for name in first[2:]), first
+        assert fake.answered_at[1] - fake.answered_at[0] == pytest.approx(HANDSHAKE_SPACING)
+        assert run.recorder.data_times[0] == pytest.approx(fake.answered_at[1] - NOON, abs=0.1)
 
     run_virtual(main)

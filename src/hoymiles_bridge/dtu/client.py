@@ -90,6 +90,11 @@ _LOGGER = logging.getLogger(__name__)
 #: Default pause between two requests. hoymiles-wifi uses 2 s "so as not to
 #: overload the DTU"; persistent clients go down to 0.5 s.
 DEFAULT_MIN_SPACING: Final = 1.0
+#: After the app-info handshake that opens an encrypted-or-not session, the
+#: first real request waits only this long (persistent clients keep 0.5 s
+#: between any two requests, protocol.md section 5.3), so the first data
+#: comes sooner; later requests keep ``min_spacing``.
+HANDSHAKE_SPACING: Final = 0.5
 #: The DTU does not validate page loops; stop a runaway ``ap`` here.
 MAX_PAGES: Final = 32
 
@@ -261,11 +266,12 @@ class DtuClient:
         tag = tag if tag is not None else request_tag_for(message)
         timeout = timeout if timeout is not None else self.request_timeout
         async with self._lock:
-            if self._encrypted is None and is_encrypted_tag(tag):
-                await self._refresh_app_info()
             attempt = 0
             while True:
                 try:
+                    if self._encrypted is None and is_encrypted_tag(tag):
+                        # The handshake, retried like the request it is for.
+                        await self._refresh_app_info()
                     decoded = await self._exchange(
                         message, tag=tag, extended=extended, timeout=timeout
                     )
@@ -302,6 +308,8 @@ class DtuClient:
             raise PayloadDecodeError(f"expected app info from {self.host}, got {decoded.name}")
         info = AppInfo.from_pb(decoded.message)
         self._adopt(info)
+        # The request this handshake was made for follows after HANDSHAKE_SPACING.
+        self._last_request -= max(0.0, self.min_spacing - HANDSHAKE_SPACING)
         return info
 
     def _adopt(self, info: AppInfo) -> None:

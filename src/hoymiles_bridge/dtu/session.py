@@ -296,12 +296,21 @@ class DtuSession:
         return power <= max(DUSK_POWER_MIN, rated * DUSK_POWER_SHARE)
 
     async def _poll(self) -> None:
+        """One poll: real data, then (first, or every ``info_interval``) app info and config.
+
+        The first poll asks for real data before anything else (the client
+        reads app info on its own when it must learn the encryption), so the
+        first values come in about a second; app info, config and network
+        info follow in the same poll.
+        """
         now = self._clock()
         new_session = not self.client.connected
-        if self.app_info is None or now >= self._info_due:
+        first = self.app_info is None
+        if not first and now >= self._info_due:
             await self._read_info()
             self._info_due = now + self.policy.info_interval
-        if self.policy.performance_mode and new_session and not self.performance_mode:
+        wants_mode = self.policy.performance_mode and not self.performance_mode
+        if wants_mode and new_session and not first:
             await self.client.performance_mode()
             self.performance_mode = True
         data = await self.client.real_data()
@@ -321,11 +330,18 @@ class DtuSession:
         else:
             await self._set_state(SessionState.CONNECTED)
         await self.listener.on_real_data(self, data, fresh)
+        if first:
+            await self._read_info(self.client.app_info_cache)
+            self._info_due = now + self.policy.info_interval
+            if self.policy.performance_mode and not self.performance_mode:
+                await self.client.performance_mode()
+                self.performance_mode = True
         if fresh:
             await self._check_alarms(data)
 
-    async def _read_info(self) -> None:
-        info = await self.client.app_info()
+    async def _read_info(self, known: AppInfo | None = None) -> None:
+        """App info (``known``: what the client just read for the encryption), config, network."""
+        info = known if known is not None else await self.client.app_info()
         changed = self.app_info is None or info.dtu_serial != self.app_info.dtu_serial
         self.app_info = info
         config = await self._optional(self.client.get_config())

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Final
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Final
 
 from hoymiles_bridge.errors import EncryptionError, InvalidArgumentError
 from hoymiles_bridge.protocol.frame import GCM_TAG_SIZE, is_extended_tag
@@ -39,8 +36,16 @@ def _sha256_3(data: bytes) -> bytes:
     return hashlib.sha256(hashlib.sha256(hashlib.sha256(data).digest()).digest()).digest()
 
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
 class PayloadCipher:
-    """Encrypts and decrypts frame payloads for one ``enc_rand``."""
+    """Encrypts and decrypts frame payloads for one ``enc_rand``.
+
+    ``cryptography`` (about 8 MB of memory with its OpenSSL) is imported with
+    the first cipher: a bridge whose DTUs do not encrypt never loads it.
+    """
 
     __slots__ = ("_aead", "_enc_rand", "_key")
 
@@ -49,7 +54,9 @@ class PayloadCipher:
             raise InvalidArgumentError("enc_rand must not be empty")
         self._enc_rand = bytes(enc_rand)
         self._key = _sha256_3(self._enc_rand)[:16]
-        self._aead = AESGCM(self._key)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aead: AESGCM = AESGCM(self._key)
 
     @classmethod
     def from_hex(cls, text: str) -> PayloadCipher:
@@ -80,6 +87,8 @@ class PayloadCipher:
         return sealed[:-GCM_TAG_SIZE], sealed[-GCM_TAG_SIZE:]
 
     def decrypt(self, tag: int, sequence: int, ciphertext: bytes, gcm_tag: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
         aad = _TAG_SEQ.pack(tag, sequence)
         try:
             return self._aead.decrypt(self.nonce(tag, sequence), ciphertext + gcm_tag, aad)
