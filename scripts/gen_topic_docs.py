@@ -101,7 +101,12 @@ def render() -> str:
         f" input (1..n) and `{DTU}` a DTU serial. With several DTUs the DTU topics gain the DTU"
         f" serial (`{BASE}/dtu/{DTU}/...`), except the bridge's own `{one.will}` and"
         f" `{one.uptime}`; everything else is the same. The Home Assistant"
-        " columns describe the entity announced by MQTT discovery.",
+        " columns describe the entity announced by MQTT discovery. An inverter's values and"
+        " its *Reachable*, *Producing* and *Last update* (the PV ports' too) reach Home"
+        f" Assistant through one JSON object on `{one.inverter_state(SERIAL)}`, the same values"
+        " under the entity's key (`power`, `port1_power`, ...); their per-value topics are"
+        " OpenDTU's (option `opendtu_topics`). Values go at QoS 0 (option `mqtt.qos`);"
+        " availability, discovery and command outcomes at QoS 1.",
         "",
         "## Bridge",
         "",
@@ -125,6 +130,8 @@ def render() -> str:
         "",
         "| Topic | Payload |",
         "|---|---|",
+        f"| {_code(one.inverter_state(SERIAL))} | JSON: every value of the last poll, what"
+        " Home Assistant's entities read (`value_template`) |",
         f"| {_code(one.inverter_available(SERIAL))} | `online` / `offline` |",
         f"| {_code(one.inverter_alarms(SERIAL))} | JSON: the alarm list"
         " (attributes of *Alarm count*) |",

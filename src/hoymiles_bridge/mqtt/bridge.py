@@ -132,6 +132,8 @@ class MqttBridge:
         self._published: dict[str, str] = {}
         #: QoS of the value topics (availability, discovery and outcomes use 1).
         self._qos = options.mqtt.qos
+        #: Retained topics that always go at QoS 1 (availability), also when republished.
+        self._reliable: set[str] = set()
         #: Per inverter: the last state object, so a value dropped as implausible
         #: keeps its last good reading in ``<serial>/state`` (as its own topic keeps it).
         self._states: dict[str, dict[str, float | int]] = {}
@@ -219,7 +221,7 @@ class MqttBridge:
             items = dict(self._published)
             topic, uptime = self._uptime_item()
             items[topic] = uptime
-            await self._publish(list(items.items()), force=True, qos=1)
+            await self._republish(items)
 
     async def stop(self) -> None:
         """Say goodbye on the broker; fleet events after this are ignored."""
@@ -246,7 +248,16 @@ class MqttBridge:
         if not fresh:
             return
         published.update(fresh)
-        await self.link.publish_many(fresh, retain=True, qos=self._qos if qos is None else qos)
+        qos = self._qos if qos is None else qos
+        if qos > self._qos:
+            self._reliable.update(t for t, _ in fresh)
+        await self.link.publish_many(fresh, retain=True, qos=qos)
+
+    async def _republish(self, items: dict[str, str]) -> None:
+        """Every retained state again, each at the QoS it was published with."""
+        reliable = self._reliable
+        await self._publish([i for i in items.items() if i[0] in reliable], force=True, qos=1)
+        await self._publish([i for i in items.items() if i[0] not in reliable], force=True)
 
     async def _publish_discovery(self, items: list[tuple[str, str]]) -> None:
         await self.link.publish_many(items, retain=True, qos=1)
@@ -260,7 +271,7 @@ class MqttBridge:
         """(Re)announce after every broker (re)connect: discovery, then every state."""
         await self.fleet.notify("mqtt", "MQTT connected")
         await self._announce_all()
-        await self._publish(list(self._published.items()), force=True, qos=1)
+        await self._republish(dict(self._published))
         await self._publish([self._uptime_item()])
 
     def _uptime_item(self) -> tuple[str, str]:
@@ -403,6 +414,7 @@ class MqttBridge:
         gone = [topic for topic in self._published if topic.startswith(prefix)]
         for topic in gone:
             del self._published[topic]
+            self._reliable.discard(topic)
         if gone:
             await self.link.publish_many([(t, "") for t in gone], retain=True, qos=1)
 

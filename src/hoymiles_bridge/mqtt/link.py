@@ -90,6 +90,9 @@ _MAX_CONCURRENT_CALLS: Final = 256
 _MAX_INFLIGHT: Final = 0
 #: QoS-1 messages of publish_many() that may await their PUBACK at once.
 _MAX_OUTSTANDING: Final = 1000
+#: publish_many() at QoS 0 lets the event loop run after this many messages,
+#: so one big batch (a DTU-Pro's poll, a reconnect) never holds it for long.
+_BATCH_SLICE: Final = 64
 #: Caps the backoff exponent so ``2**n`` stays a small float.
 _MAX_BACKOFF_EXPONENT: Final = 30
 
@@ -449,6 +452,13 @@ class MqttLink:
                 break
             self._published += 1
             last = info
+            if index % _BATCH_SLICE == _BATCH_SLICE - 1 and index + 1 < len(batch):
+                await asyncio.sleep(0)  # paho writes what it has meanwhile
+                if paho is not getattr(self._client, "_client", None):
+                    # The session ended: queue the rest for the next one.
+                    for rest in batch[index + 1 :]:
+                        self._enqueue(rest)
+                    return
         if last is None or last.is_published():
             return
         written = asyncio.Event()
