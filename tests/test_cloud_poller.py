@@ -264,3 +264,15 @@ def test_station_ids() -> None:
     for bad in ("abc", "0", "-5", "1.5"):
         with pytest.raises(InvalidArgumentError, match="cloud.stations"):
             station_ids(bad)
+
+
+def test_the_option_table_and_the_poller_agree() -> None:
+    from hoymiles_bridge.cloud.poller import DEFAULT_POLL_INTERVAL
+    from hoymiles_bridge.config.options import validate
+    from hoymiles_bridge.config.table import DEFAULT_CLOUD_POLL_INTERVAL, option
+
+    assert DEFAULT_POLL_INTERVAL == DEFAULT_CLOUD_POLL_INTERVAL
+    assert option("cloud.poll_interval").min == facts.MIN_POLL_S
+    options = validate({"dtus": [], "cloud": {"username": USERNAME, "password": PASSWORD}})
+    assert options.cloud.enabled and PASSWORD not in repr(options)
+    assert not validate({"dtus": [], "cloud": {"username": USERNAME}}).cloud.enabled
