@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
+import aiohttp
 import pytest
 
 from hoymiles_bridge.config.options import validate
@@ -28,6 +29,7 @@ from tests.cloud_standin import PASSWORD, USERNAME, Running, start
 from tests.conftest_mqtt import mosquitto_fixture  # noqa: F401
 from tests.ha_discovery_schema import check_fleet
 from tests.mosquitto import Mosquitto, Subscriber
+from tests.waiting import until
 
 STATUS = "solar/dtu/status"
 
@@ -187,3 +189,56 @@ async def test_the_bridge_publishes_cloud_stations(mosquitto: Mosquitto, cloud: 
     assert len(configs) == 2 * len(CLOUD_FIELDS)
     assert config in dict(configs)
     assert not check_fleet(configs)
+
+
+async def test_the_web_card_and_the_inspector_show_no_secret(
+    mosquitto: Mosquitto, cloud: Running
+) -> None:
+    from hoymiles_bridge.web.hub import WebHub
+    from hoymiles_bridge.web.server import WebServer
+
+    cloud_options = {"username": USERNAME, "password": PASSWORD, "base_url": cloud.url}
+    async with Subscriber(mosquitto.port, "solar/cloud/#") as sub:
+        async with running_bridge(mosquitto, [], cloud=cloud_options) as env:
+            await sub.wait_for("solar/cloud/101/soc")
+            hub = WebHub()
+            hub.attach(env.bridge.fleet)
+            server = WebServer(
+                "127.0.0.1",
+                0,
+                status=dict,
+                allowed_peers=None,
+                hub=hub,
+                fleet=env.bridge.fleet,
+                cloud=lambda: env.bridge.cloud,
+            )
+            await server.start()
+            try:
+                base = f"http://127.0.0.1:{server.port}"
+                async with aiohttp.ClientSession() as session:
+                    status: dict[str, Any] = {}
+
+                    async def round_done() -> bool:
+                        async with session.get(base + "/api/status") as response:
+                            status.update(await response.json())
+                        return status["cloud"]["next_poll"] is not None
+
+                    await until(round_done, "the first round of cloud polls")
+                    async with session.get(base + "/api/cloud") as response:
+                        inspector = await response.text()
+            finally:
+                await server.stop()
+    card = status["cloud"]
+    assert card["login"] == "logged in" and card["running"] and card["last_error"] == ""
+    assert card["last_update"] is not None and card["next_poll"] is not None
+    assert {s["sid"] for s in card["stations"]} == {101, 202}
+    data = json.loads(inspector)
+    assert data["enabled"] and data["exchanges"]
+    assert any(e["url"].endswith("/iam/pub/3/auth/login") for e in data["exchanges"])
+    secrets = {PASSWORD, USERNAME, "k="}
+    for request in cloud.state.requests:
+        secrets |= {request.authorization} if request.authorization else set()
+        if isinstance(request.body, dict):
+            secrets |= {str(request.body[k]) for k in ("n", "ch") if k in request.body}
+    shown = inspector + json.dumps(status)
+    assert not [s for s in secrets if s in shown]

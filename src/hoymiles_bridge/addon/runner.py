@@ -341,6 +341,7 @@ class Service:
             hub=self.hub,
             fleet=lambda: self.bridge.fleet if self.bridge is not None else None,
             config_store=config_store,
+            cloud=lambda: self.bridge.cloud if self.bridge is not None else None,
             allowed_hosts=web.hosts,
         )
 

@@ -123,7 +123,6 @@ class CloudSource:
         self._snapshots: dict[int, StationSnapshot] = {}
         self._subscribers: list[StationCallback] = []
         self._local: frozenset[str] = frozenset()
-        self._status = self.poller.status
 
     def __repr__(self) -> str:
         return f"<CloudSource {len(self._stations)} station(s), {self.client.state.value}>"
@@ -134,7 +133,8 @@ class CloudSource:
 
     @property
     def status(self) -> CloudStatus:
-        return self._status
+        """The poller's state now (the login's too)."""
+        return self.poller.status
 
     def subscribe(self, callback: StationCallback) -> None:
         """Call ``callback`` (synchronously; it must not block) with every changed station."""
@@ -165,18 +165,19 @@ class CloudSource:
             callback(station)
 
     def status_changed(self, status: CloudStatus) -> None:
-        self._status = status
+        return None  # read live through :attr:`status`
 
     # --- for the web UI ----------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        """The cloud card's JSON: login state, last update, next poll, last error, stations."""
-        status = self._status
+        """The cloud card's JSON: login state, last update and next poll (Unix time), the
+        last error in words, the stations' values (no secrets)."""
+        status = self.poller.status
         return {
             "login": status.login,
             "running": status.running,
-            "last_update": status.last_update.isoformat() if status.last_update else None,
-            "next_poll": status.next_poll.isoformat() if status.next_poll else None,
+            "last_update": status.last_update.timestamp() if status.last_update else None,
+            "next_poll": status.next_poll.timestamp() if status.next_poll else None,
             "last_error": status.last_error,
             "stations": [
                 {
