@@ -146,6 +146,8 @@ class CloudState:
     zero_live: bool = False
     #: The next answers of data paths: "500", "badjson", "garbage", "hang", "nostatus".
     faults: list[str] = field(default_factory=list)
+    #: Per data path, how many of its next answers are a 500 (other paths answer).
+    fail_path: dict[str, int] = field(default_factory=dict)
     #: The burst session ends: the next burst answer has no flow (and a new URI is needed).
     burst_expired_once: bool = False
     #: Settings reads answer "The device list is empty" (2026-09).
@@ -307,6 +309,9 @@ class StandInCloud:
         fault = await self._fault()
         if fault is not None:
             return fault
+        if state.fail_path.get(path, 0) > 0:
+            state.fail_path[path] -= 1
+            return web.Response(status=500, text="Internal Server Error")
         if not self._authorised(request):
             return _reply(REFUSED, TOKEN_ERROR)
         if path == "/pvmc/api/0/station/select_by_page_c":

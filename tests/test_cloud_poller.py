@@ -276,3 +276,23 @@ def test_the_option_table_and_the_poller_agree() -> None:
     options = validate({"dtus": [], "cloud": {"username": USERNAME, "password": PASSWORD}})
     assert options.cloud.enabled and PASSWORD not in repr(options)
     assert not validate({"dtus": [], "cloud": {"username": USERNAME}}).cloud.enabled
+
+
+async def test_a_failed_energy_read_is_retried_after_a_minute(
+    cloud: Running, fake_time: Time
+) -> None:
+    from hoymiles_bridge.cloud.poller import ENERGY_RETRY_S
+
+    client, poller, _ = make(cloud, fake_time, stations=(202,))
+    async with client:
+        await poller.poll_once()  # flow and energy
+        fake_time.mono += ENERGY_INTERVAL_S
+        cloud.state.fail_path[facts.REAL_DATA] = 1  # the flow answers, the energy read fails
+        await poller.poll_once()
+        reads = count(cloud, facts.REAL_DATA)
+        await poller.poll_once()
+        assert count(cloud, facts.REAL_DATA) == reads  # not at every poll
+        fake_time.mono += ENERGY_RETRY_S
+        await poller.poll_once()
+        assert count(cloud, facts.REAL_DATA) == reads + 1
+    assert poller.snapshots[0].energy is not None  # the last good counters are kept

@@ -47,6 +47,8 @@ STALE_AFTER: Final = 3
 #: Energy counters and batteries are read this often (the cloud refreshes them
 #: every 5 to 15 minutes).
 ENERGY_INTERVAL_S: Final = 300.0
+#: After a failed read of the energy counters, the next try waits this long.
+ENERGY_RETRY_S: Final = 60.0
 #: The default seconds between two live polls (``cloud.poll_interval``).
 DEFAULT_POLL_INTERVAL: Final = 10
 #: The first wait after a token refused right after a new login, doubled at
@@ -307,6 +309,7 @@ class CloudPoller:
             raise
         except (CloudUnavailableError, CloudResponseError, CloudRejectedError) as err:
             _LOGGER.debug("cloud: station %d energy not read (%s)", sid, err)
+            self._energy_due[sid] = self._monotonic() + ENERGY_RETRY_S
             return
         self._energy_due[sid] = self._monotonic() + ENERGY_INTERVAL_S
         self._set(replace(snapshot, energy=energy, batteries=tuple(batteries)))
