@@ -492,6 +492,8 @@ class Service:
         bridge = self._bridge_factory(self.options, broker)
         bridge.mqtt.configuration_url = await self.web_config.configuration_url()
         self.hub.attach(bridge.fleet)
+        if bridge.cloud is not None:
+            bridge.cloud.watch(self.hub.state_changed)  # the overview's cloud card
         self.bridge = bridge
         self._bridge_up.set()
         bridge_task = asyncio.create_task(bridge.run(), name="service-bridge")

@@ -122,6 +122,7 @@ class CloudSource:
         self._stations: dict[int, CloudStation] = {}
         self._snapshots: dict[int, StationSnapshot] = {}
         self._subscribers: list[StationCallback] = []
+        self._watchers: list[Callable[[], None]] = []
         self._local: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
@@ -139,6 +140,10 @@ class CloudSource:
     def subscribe(self, callback: StationCallback) -> None:
         """Call ``callback`` (synchronously; it must not block) with every changed station."""
         self._subscribers.append(callback)
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (synchronously) after every change, of a station or of the status."""
+        self._watchers.append(callback)
 
     def set_local_serials(self, serials: Iterable[str]) -> None:
         """The battery serials the bridge reaches locally: their stations become fallbacks."""
@@ -163,9 +168,14 @@ class CloudSource:
         self._stations[snapshot.sid] = station
         for callback in list(self._subscribers):
             callback(station)
+        self._changed()
 
     def status_changed(self, status: CloudStatus) -> None:
-        return None  # read live through :attr:`status`
+        self._changed()  # the status itself is read live through :attr:`status`
+
+    def _changed(self) -> None:
+        for callback in list(self._watchers):
+            callback()
 
     # --- for the web UI ----------------------------------------------------------------------
 
