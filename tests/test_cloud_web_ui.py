@@ -73,6 +73,14 @@ async def test_the_cloud_card_shows_the_stations(
         await expect(station).to_contain_text("53 %")
         await expect(station).to_contain_text("246 W")  # battery power, rounded
         await expect(card.locator('[data-sid="202"]')).to_contain_text("Garage")
+        # The inspector lists the cloud's requests, masked.
+        page = card.page
+        await page.goto(page.url.split("#")[0] + "#inspector")
+        requests = page.locator("#cloud-requests")
+        await expect(requests).to_be_visible()
+        await expect(requests).to_contain_text("/iam/pub/0/c/region_c")
+        text = await page.locator("#cloud-exchanges").text_content() or ""
+        assert "********" in text and PASSWORD not in text and USERNAME not in text
 
     await _open(mosquitto, cloud, ingress_proxy, browser_page, PASSWORD, check)
 
