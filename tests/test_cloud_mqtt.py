@@ -8,7 +8,9 @@ stand-in cloud and a real Mosquitto.
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -242,3 +244,49 @@ async def test_the_web_card_and_the_inspector_show_no_secret(
             secrets |= {str(request.body[k]) for k in ("n", "ch") if k in request.body}
     shown = inspector + json.dumps(status)
     assert not [s for s in secrets if s in shown]
+
+
+async def test_the_token_is_kept_across_restarts(cloud: Running, tmp_path: Path) -> None:
+    from hoymiles_bridge.cloud import facts
+
+    def logins() -> int:
+        return sum(1 for r in cloud.state.requests if r.path == facts.LOGIN)
+
+    first = CloudSource(_options(cloud, stations="101"))
+    first.keep_token_in(tmp_path)
+    try:
+        await first.poller.poll_once()
+    finally:
+        await first.client.close()
+    kept = tmp_path / "cloud-token.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert USERNAME not in kept.read_text() and PASSWORD not in kept.read_text()
+    assert logins() == 1
+    second = CloudSource(_options(cloud, stations="101"))
+    second.keep_token_in(tmp_path)
+    try:
+        await second.poller.poll_once()
+        assert second.stations[0].available
+    finally:
+        await second.client.close()
+    assert logins() == 1  # the restart cost no login
+    # Another account does not take it.
+    cloud.state.accounts["other@example.com"] = cloud.state.accounts[USERNAME]
+    third = CloudSource(
+        validate(
+            {
+                "dtus": [],
+                "cloud": {
+                    "username": "other@example.com",
+                    "password": PASSWORD,
+                    "base_url": cloud.url,
+                },
+            }
+        ).cloud
+    )
+    third.keep_token_in(tmp_path)
+    try:
+        await third.poller.poll_once()
+    finally:
+        await third.client.close()
+    assert logins() == 2

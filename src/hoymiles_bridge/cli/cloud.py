@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from hoymiles_bridge.cli.output import print_json
 from hoymiles_bridge.cloud.client import CloudClient, Credentials, Endpoints
 from hoymiles_bridge.cloud.models import BatteryInfo, Flow, Station, StationData
+from hoymiles_bridge.cloud.tokens import TOKEN_FILE_NAME, TokenFile, account_key
 from hoymiles_bridge.config.options import load_options
 from hoymiles_bridge.errors import InvalidArgumentError
 
@@ -82,44 +80,13 @@ def _account(args: argparse.Namespace) -> tuple[Credentials, Endpoints]:
     return Credentials(username, password), endpoints
 
 
-def _token_file(args: argparse.Namespace) -> Path | None:
+def _token_file(args: argparse.Namespace) -> TokenFile | None:
     if args.no_token_file:
         return None
     if args.token_file is not None:
-        return Path(args.token_file)
+        return TokenFile(Path(args.token_file))
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "hoymiles-bridge" / "cloud-token.json"
-
-
-def _key(credentials: Credentials, endpoints: Endpoints) -> str:
-    """Which account and hosts a kept token belongs to (a hash: no e-mail in the file)."""
-    text = f"{credentials.username.strip().lower()}\n{endpoints.auth}\n{endpoints.data}"
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _load_token(path: Path | None, key: str) -> str | None:
-    if path is None:
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if isinstance(data, dict) and data.get("key") == key and isinstance(data.get("token"), str):
-        token: str = data["token"]
-        return token
-    return None
-
-
-def _save_token(path: Path | None, key: str, token: str | None) -> None:
-    if path is None or not token:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump({"key": key, "token": token}, handle)
-    except OSError as err:
-        print(f"note: the token could not be kept in {path} ({err.strerror})", file=sys.stderr)
+    return TokenFile(Path(cache) / "hoymiles-bridge" / TOKEN_FILE_NAME)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,14 +96,14 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     credentials, endpoints = _account(args)
     token_file = _token_file(args)
-    key = _key(credentials, endpoints)
-    async with CloudClient(
-        credentials, endpoints=endpoints, token=_load_token(token_file, key)
-    ) as client:
+    key = account_key(credentials, endpoints)
+    kept = token_file.load(key) if token_file is not None else None
+    async with CloudClient(credentials, endpoints=endpoints, token=kept) as client:
         try:
             result = await _command(client, args)
         finally:
-            _save_token(token_file, key, client.token)
+            if token_file is not None and client.token != kept:
+                token_file.save(key, client.token)
     if args.json:
         print_json(result)
     else:

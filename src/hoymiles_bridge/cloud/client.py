@@ -355,6 +355,12 @@ class CloudClient:
         """The session token, to keep for the next run (never log it)."""
         return self._token
 
+    def use_token(self, token: str | None) -> None:
+        """Start from a token kept from an earlier run, unless the client has one."""
+        if token and not self._token:
+            self._token = token
+            self.state = LoginState.LOGGED_IN
+
     @property
     def allow_writes(self) -> bool:
         return self._allow_writes

@@ -22,10 +22,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
 from hoymiles_bridge.cloud.client import CloudClient, Credentials, Endpoints, Exchange
 from hoymiles_bridge.cloud.poller import CloudPoller, CloudStatus, StationSnapshot, station_ids
+from hoymiles_bridge.cloud.tokens import TOKEN_FILE_NAME, TokenFile, account_key
 from hoymiles_bridge.config.options import CloudOptions
 from hoymiles_bridge.errors import InvalidArgumentError
 
@@ -107,9 +109,14 @@ class CloudSource:
             raise InvalidArgumentError("the cloud needs cloud.username and cloud.password")
         wanted = station_ids(options.stations)
         self.exchanges: deque[Exchange] = deque(maxlen=MAX_EXCHANGES)
+        credentials = Credentials(options.username, options.password)
+        endpoints = Endpoints.at(options.base_url) if options.base_url else Endpoints()
+        self._token_key = account_key(credentials, endpoints)
+        self._token_file: TokenFile | None = None
+        self._kept_token: str | None = None
         self.client = client or CloudClient(
-            Credentials(options.username, options.password),
-            endpoints=Endpoints.at(options.base_url) if options.base_url else Endpoints(),
+            credentials,
+            endpoints=endpoints,
             allow_writes=options.allow_writes,
             observer=self.exchanges.append,
         )
@@ -141,6 +148,15 @@ class CloudSource:
         """Call ``callback`` (synchronously; it must not block) with every changed station."""
         self._subscribers.append(callback)
 
+    def keep_token_in(self, directory: Path) -> None:
+        """Keep the session token in ``directory`` across restarts (call before :meth:`run`).
+
+        Each start of the bridge would otherwise cost one of the account's daily logins.
+        """
+        self._token_file = TokenFile(directory / TOKEN_FILE_NAME)
+        self._kept_token = self._token_file.load(self._token_key)
+        self.client.use_token(self._kept_token)
+
     def watch(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (synchronously) after every change, of a station or of the status."""
         self._watchers.append(callback)
@@ -171,6 +187,10 @@ class CloudSource:
         self._changed()
 
     def status_changed(self, status: CloudStatus) -> None:
+        token = self.client.token
+        if self._token_file is not None and token and token != self._kept_token:
+            self._kept_token = token
+            self._token_file.save(self._token_key, token)
         self._changed()  # the status itself is read live through :attr:`status`
 
     def _changed(self) -> None:
