@@ -75,6 +75,8 @@ async def test_flow_and_station(cloud: Running, tmp_path: Path) -> None:
     code, out, _ = await cli(cloud, tmp_path, "station", "101")
     assert code == 0
     assert "total 125 Wh" in out and "battery 280024370560: SOC 53 %, 22 °C" in out
+    code, out, _ = await cli(cloud, tmp_path, "settings", "101")
+    assert (code, out.strip()) == (0, "on-grid input power: 800 W")
     code, _, err = await cli(cloud, tmp_path, "station", "999")
     assert code == 2 and "no station 999 in the account (it has 101, 202)" in err
 

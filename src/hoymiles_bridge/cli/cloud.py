@@ -1,4 +1,4 @@
-"""``hoymiles-bridge cloud login|stations|flow SID|station SID``: the Hoymiles cloud from the shell.
+"""``hoymiles-bridge cloud login|stations|flow|station|settings``: the cloud from a shell.
 
 The account comes from the options file (``--config``, its ``cloud.username``
 and ``cloud.password``) or from the environment (``HOYMILES_CLOUD_USERNAME``,
@@ -60,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     flow.add_argument("sid", type=int, help="station id")
     station = sub.add_parser("station", help="a station's energy counters and batteries")
     station.add_argument("sid", type=int, help="station id")
+    setting = sub.add_parser("settings", help="read a station's on-grid input power (a job)")
+    setting.add_argument("sid", type=int, help="station id")
     parser.set_defaults(func=run)
 
 
@@ -120,6 +122,8 @@ async def _command(client: CloudClient, args: argparse.Namespace) -> dict[str, A
             return {"stations": [_station(s) for s in await client.stations()]}
         case "flow":
             return _flow(await client.flow(args.sid))
+        case "settings":
+            return {"on_grid_power": await client.on_grid_power(args.sid)}
         case _:
             stations = {s.sid: s for s in await client.stations()}
             if args.sid not in stations:
@@ -201,6 +205,8 @@ def _text(command: str, result: dict[str, Any]) -> str:
                 kind = _KINDS.get(device["type"], f"type {device['type']}")
                 lines.append(f"    {kind} {device['serial'] or '?'} (id {device['id']})")
         return "\n".join(lines) or "no stations"
+    if command == "settings":
+        return f"on-grid input power: {_show(result['on_grid_power'], ' W')}"
     if command == "flow":
         note = "  (all 0: the cloud's known fault?)" if result["all_zero"] else ""
         return (
