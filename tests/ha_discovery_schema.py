@@ -131,6 +131,7 @@ SENSOR_UNITS: dict[str, frozenset[str | None]] = {
     "frequency": frozenset({"mHz", "Hz", "kHz", "MHz", "GHz"}),
     "temperature": frozenset({"°C", "°F", "K"}),
     "power_factor": frozenset({"%", None}),
+    "battery": frozenset({"%"}),  # a battery's state of charge (cloud stations)
     "reactive_power": frozenset({"mvar", "var", "kvar"}),
     "apparent_power": frozenset({"mVA", "VA", "kVA"}),
     "signal_strength": frozenset({"dB", "dBm"}),

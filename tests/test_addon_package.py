@@ -293,10 +293,12 @@ def test_optional_options_agree(config: dict[str, Any]) -> None:
 def test_defaults_agree(config: dict[str, Any]) -> None:
     minimal = validate({"dtus": [dict(DTU)]})
     for key, value in config["options"].items():
-        if key in {"dtus", "inverters", "mqtt"}:
+        if key in {"dtus", "inverters", "mqtt", "cloud"}:
             continue
         assert getattr(minimal, key) == value, key
     assert config["options"]["mqtt"] == {}  # every broker field is optional
+    assert config["options"]["cloud"] == {}  # and every cloud field
+    assert not minimal.cloud.enabled
     assert config["options"]["dtus"] == []
     assert config["options"]["inverters"] == [] and minimal.inverters == ()
 

@@ -89,7 +89,7 @@ def test_nesting_is_one_level_deep() -> None:
 def test_secrets_sit_in_sections() -> None:
     # The stores find a secret as "<section>.<key>" (config/store.py).
     secrets = tuple(path for path, spec in walk() if spec.kind == "secret")
-    assert secrets == SECRET_KEYS == ("mqtt.password", "web.password")
+    assert secrets == SECRET_KEYS == ("mqtt.password", "cloud.password", "web.password")
     for path in SECRET_KEYS:
         holder, _, key = path.partition(".")
         assert option(holder).kind == "section" and key, path

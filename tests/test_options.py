@@ -221,12 +221,8 @@ def test_the_form_matches_config_yaml() -> None:
             assert tuple(args.split("|")) == field.choices, path
         if kind == "str" and args:
             assert (field.min, field.max) == tuple(int(a) for a in args.split(",")), path
-        if optional is not None and path not in (
-            "mqtt.port",
-            "mqtt.tls",
-            "mqtt.qos",
-            "dtus[].port",
-        ):
+        defaulted = ("mqtt.port", "mqtt.tls", "mqtt.qos", "dtus[].port", "cloud.poll_interval")
+        if optional is not None and path not in (*defaulted, "cloud.allow_writes"):
             assert field.optional, path
 
 
@@ -298,7 +294,7 @@ def test_form_values_fill_defaults_and_storable_drops_empties() -> None:
     assert storable(clean, addon=False)["web"] == {"host": "127.0.0.1", "port": 9000}
     description = form_description(addon=True)
     assert "web" not in {s["key"] for s in description["sections"]}
-    assert SECRET_KEYS == ("mqtt.password", "web.password")
+    assert SECRET_KEYS == ("mqtt.password", "cloud.password", "web.password")
 
 
 # --- strict numbers ------------------------------------------------------------------

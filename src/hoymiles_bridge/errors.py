@@ -11,11 +11,19 @@ Callers are expected to handle:
 * :class:`DtuRejectedError` - the DTU answered with a non-zero error code.
 
 :class:`InvalidArgumentError` signals a caller mistake (a limit of 140 %).
+
+The Hoymiles cloud (``cloud/``) raises :class:`CloudError` and its children:
+:class:`CloudUnavailableError` (no answer, a 5xx, a timeout: try again later),
+:class:`CloudResponseError` (an answer that is not what the cloud documents),
+:class:`CloudRejectedError` (the cloud said no), and among those the login
+errors (:class:`CloudLoginError`; :class:`CloudLoginCapError` for the daily
+limit) that must not be retried at once, and :class:`CloudTokenError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 
 class HoymilesError(Exception):
@@ -114,3 +122,59 @@ class DtuRejectedError(HoymilesError):
 
 class InvalidStateError(HoymilesError):
     """The operation is not allowed in the object's current state."""
+
+
+# --- cloud layer -------------------------------------------------------------
+
+
+class CloudError(HoymilesError):
+    """Something went wrong talking to the Hoymiles cloud."""
+
+
+class CloudUnavailableError(CloudError):
+    """The cloud did not answer usefully: no connection, a timeout or a 5xx."""
+
+
+class CloudResponseError(CloudError):
+    """The cloud answered something that is not what it documents (bad JSON, a missing field)."""
+
+
+class CloudRejectedError(CloudError):
+    """The cloud answered with a non-zero ``status``.
+
+    ``reason`` tells what its message meant (``token``, ``credentials``,
+    ``daily_cap``, ``home_app_only``, ... or ``other``).
+    """
+
+    def __init__(self, message: str, *, status: str = "", reason: str = "other") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class CloudLoginError(CloudRejectedError):
+    """The login was refused for a reason that retrying will not change.
+
+    A wrong password, an unknown account, a password to renew in the app, an
+    account that only the S-Miles Home app may use. The client does not try
+    again with the same credentials.
+    """
+
+
+class CloudLoginCapError(CloudLoginError):
+    """The account reached the cloud's daily number of logins.
+
+    ``retry_at`` is when the client will try again (the next UTC day).
+    """
+
+    def __init__(self, message: str, *, retry_at: datetime, status: str = "") -> None:
+        super().__init__(message, status=status, reason="daily_cap")
+        self.retry_at = retry_at
+
+
+class CloudTokenError(CloudRejectedError):
+    """The cloud refused the session token, also after one new login."""
+
+
+class CloudWriteRefusedError(CloudError, InvalidArgumentError):
+    """A settings write while ``cloud.allow_writes`` is off, or with a value out of range."""

@@ -4,22 +4,31 @@
 the benchmarks start: a :class:`~hoymiles_bridge.core.fleet.Fleet` (every DTU
 session and their state) and a :class:`~hoymiles_bridge.mqtt.bridge.MqttBridge`
 (topics, discovery, commands) run in one task group. The web UI attaches to
-``bridge.fleet`` on its own.
+``bridge.fleet`` on its own. With ``cloud`` options, the cloud's stations
+(:class:`~hoymiles_bridge.core.cloud.CloudSource`) run beside them and are
+published over the same link (:class:`~hoymiles_bridge.mqtt.cloud.CloudPublisher`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
+from hoymiles_bridge import __version__
 from hoymiles_bridge.config.options import Options
+from hoymiles_bridge.core.cloud import CloudSource
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.dtu.policy import PollPolicy
 from hoymiles_bridge.dtu.session import ClientFactory, default_client
+from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.mqtt.bridge import MqttBridge
+from hoymiles_bridge.mqtt.cloud import CloudPublisher
 from hoymiles_bridge.mqtt.link import MqttLink, MqttSettings
 from hoymiles_bridge.mqtt.topics import TopicLayout
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class Bridge:
@@ -39,6 +48,26 @@ class Bridge:
         self.fleet = Fleet(options, client_factory=client_factory, clock=clock, policy=policy)
         self.mqtt = MqttBridge(
             self.fleet, mqtt, announce_delay=announce_delay, backoff=mqtt_backoff
+        )
+        self.cloud: CloudSource | None = None
+        self.cloud_mqtt: CloudPublisher | None = None
+        if options.cloud.enabled:
+            self._add_cloud(options)
+
+    def _add_cloud(self, options: Options) -> None:
+        try:
+            self.cloud = CloudSource(options.cloud)
+        except InvalidArgumentError as err:
+            _LOGGER.error("cloud: %s; the cloud is not used", err)  # noqa: TRY400 - a sentence
+            return
+        self.cloud_mqtt = CloudPublisher(
+            self.cloud,
+            self.mqtt.link,
+            base=options.base_topic,
+            bridge_status=self.mqtt.layout.will,
+            prefix=options.discovery_prefix,
+            discovery=options.discovery,
+            version=__version__,
         )
 
     def __repr__(self) -> str:
@@ -61,6 +90,9 @@ class Bridge:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.mqtt.run(), name="mqtt-link")
             group.create_task(self.fleet.run(), name="fleet")
+            if self.cloud is not None and self.cloud_mqtt is not None:
+                group.create_task(self.cloud.run(), name="cloud-poller")
+                group.create_task(self.cloud_mqtt.run(), name="cloud-mqtt")
 
     async def stop(self) -> None:
         """Say goodbye on MQTT (the caller then cancels :meth:`run`)."""

@@ -341,6 +341,7 @@ class Service:
             hub=self.hub,
             fleet=lambda: self.bridge.fleet if self.bridge is not None else None,
             config_store=config_store,
+            cloud=lambda: self.bridge.cloud if self.bridge is not None else None,
             allowed_hosts=web.hosts,
         )
 
@@ -491,6 +492,10 @@ class Service:
         bridge = self._bridge_factory(self.options, broker)
         bridge.mqtt.configuration_url = await self.web_config.configuration_url()
         self.hub.attach(bridge.fleet)
+        if bridge.cloud is not None:
+            bridge.cloud.watch(self.hub.state_changed)  # the overview's cloud card
+            if self.state_dir is not None:
+                bridge.cloud.keep_token_in(Path(self.state_dir))
         self.bridge = bridge
         self._bridge_up.set()
         bridge_task = asyncio.create_task(bridge.run(), name="service-bridge")

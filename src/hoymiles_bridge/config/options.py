@@ -271,6 +271,21 @@ class MqttOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class CloudOptions:
+    username: str | None = field(default=_default("cloud.username"))
+    password: str | None = field(default=_default("cloud.password"), repr=False)
+    poll_interval: int = field(default=_default("cloud.poll_interval"))
+    stations: str | None = field(default=_default("cloud.stations"))
+    allow_writes: bool = field(default=_default("cloud.allow_writes"))
+    base_url: str | None = field(default=_default("cloud.base_url"))
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the cloud is used: a user name and a password are set."""
+        return bool(self.username and self.password)
+
+
+@dataclass(frozen=True, slots=True)
 class WebOptions:
     host: str = field(default=_default("web.host"))
     port: int = field(default=_default("web.port"))
@@ -298,6 +313,7 @@ class Options:
     discovery_prefix: str = field(default=_default("discovery_prefix"))
     opendtu_topics: bool = field(default=_default("opendtu_topics"))
     publish_interval: int = field(default=_default("publish_interval"))
+    cloud: CloudOptions = field(default_factory=CloudOptions)
     log_level: str = field(default=_default("log_level"))
     web: WebOptions = field(default_factory=WebOptions)
 
@@ -307,6 +323,7 @@ _RECORDS: Final[dict[str, type[Any]]] = {
     "dtus": DtuOptions,
     "inverters": InverterOptions,
     "mqtt": MqttOptions,
+    "cloud": CloudOptions,
     "web": WebOptions,
 }
 
@@ -725,6 +742,7 @@ __all__ = [
     "NIGHT_POLICIES",
     "SCHEMA",
     "SECRET_KEYS",
+    "CloudOptions",
     "DtuOptions",
     "FormField",
     "InverterOptions",

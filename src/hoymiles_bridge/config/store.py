@@ -23,7 +23,9 @@ to the mask keeps the stored secret, an empty one removes it. The MQTT
 password is sent to the broker, so it is kept only for the same broker: when
 ``mqtt.host``, ``mqtt.port`` or ``mqtt.tls`` change, :func:`prepare` refuses
 a masked password (a page that could save options must not be able to point
-the bridge, and its stored password, at a broker of its own). The web
+the bridge, and its stored password, at a broker of its own). The cloud
+password likewise stays only for the same ``cloud.username`` and
+``cloud.base_url``. The web
 password is only compared with what browsers send, never sent anywhere, so
 it stays when ``web.host`` or ``web.port`` change.
 """
@@ -67,6 +69,9 @@ Mode = Literal["addon", "file", "readonly"]
 BROKER_KEYS: Final = ("mqtt.host", "mqtt.port", "mqtt.tls")
 #: The message on ``mqtt.password`` when the broker changes and the password is masked.
 NEW_BROKER_MESSAGE: Final = "enter the password again to change the broker"
+#: The options that say where the cloud password's hash is sent, and for whom.
+CLOUD_KEYS: Final = ("cloud.username", "cloud.base_url")
+NEW_CLOUD_MESSAGE: Final = "enter the password again to change the cloud account or base URL"
 
 #: Mode of every file the store writes, the options file and its backup: they
 #: may hold passwords, so only their owner may read them.
@@ -208,11 +213,18 @@ def keeps_password_for_another_broker(submitted: Any, stored: Any) -> bool:
     its own message says what is wrong. A stored one that is invalid counts
     as different from any valid one.
     """
-    if _lookup(submitted, "mqtt.password") != MASK:
+    return _keeps_secret_elsewhere(submitted, stored, "mqtt.password", BROKER_KEYS)
+
+
+def _keeps_secret_elsewhere(
+    submitted: Any, stored: Any, secret: str, keys: tuple[str, ...]
+) -> bool:
+    """Whether ``submitted`` keeps the stored ``secret`` while one of ``keys`` changes."""
+    if _lookup(submitted, secret) != MASK:
         return False
-    if _lookup(stored, "mqtt.password") in (None, ""):
+    if _lookup(stored, secret) in (None, ""):
         return False  # nothing stored, nothing to send anywhere
-    for key in BROKER_KEYS:
+    for key in keys:
         new = _broker(submitted, key)
         if new is not _INVALID and new != _broker(stored, key):
             return True
@@ -225,20 +237,25 @@ def prepare(submitted: Any, stored: Any) -> tuple[dict[str, Any], Options]:
     Raises :class:`OptionsError` with a message per field, including
     :data:`NEW_BROKER_MESSAGE` on ``mqtt.password`` when the submitted options
     keep the stored MQTT password for another broker
-    (:func:`keeps_password_for_another_broker`).
+    (:func:`keeps_password_for_another_broker`), and :data:`NEW_CLOUD_MESSAGE`
+    on ``cloud.password`` when they keep the cloud password for another
+    account or ``base_url``.
     """
     if not isinstance(submitted, dict):
         raise OptionsError(["options: expected a mapping of option names to values"])
-    moved = keeps_password_for_another_broker(submitted, stored)
-    again = f"mqtt.password: {NEW_BROKER_MESSAGE}"
+    again = []
+    if keeps_password_for_another_broker(submitted, stored):
+        again.append(f"mqtt.password: {NEW_BROKER_MESSAGE}")
+    if _keeps_secret_elsewhere(submitted, stored, "cloud.password", CLOUD_KEYS):
+        again.append(f"cloud.password: {NEW_CLOUD_MESSAGE}")
     try:
         clean = normalize(merge_secrets(submitted, stored))
     except OptionsError as err:
-        if moved:
-            raise OptionsError(sorted([*err.problems, again])) from None
+        if again:
+            raise OptionsError(sorted([*err.problems, *again])) from None
         raise
-    if moved:
-        raise OptionsError([again])
+    if again:
+        raise OptionsError(again)
     return clean, from_clean(clean)
 
 
@@ -469,8 +486,10 @@ class ReadOnlyConfigStore:
 
 __all__ = [
     "BROKER_KEYS",
+    "CLOUD_KEYS",
     "FILE_MODE",
     "NEW_BROKER_MESSAGE",
+    "NEW_CLOUD_MESSAGE",
     "ConfigStore",
     "ConfigStoreError",
     "FileConfigStore",

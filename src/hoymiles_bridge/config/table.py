@@ -22,6 +22,8 @@ NIGHT_POLICIES: Final = ("zero", "unavailable")
 #: Polls closer than this make the DTU repeat old data and starve the cloud
 #: upload (protocol.md 5.2/5.4); newer firmware wants more (see policy.py).
 DEFAULT_POLL_INTERVAL: Final = 35
+#: Seconds between two live reads of a cloud station (never under 3 s).
+DEFAULT_CLOUD_POLL_INTERVAL: Final = 10
 
 Kind = Literal[
     "int",
@@ -116,6 +118,12 @@ FORM_SECTIONS: Final = (
     ("polling", "Polling", "How often and how gently the bridge asks the DTUs."),
     ("mqtt", "MQTT", "The broker. In the add-on, leave the host empty to use the Supervisor's."),
     ("homeassistant", "Home Assistant", "Topics and MQTT discovery."),
+    (
+        "cloud",
+        "Hoymiles cloud",
+        "S-Miles stations the bridge cannot reach locally, read from the Hoymiles cloud "
+        "(optional).",
+    ),
     ("web", "Web", "Where this web UI listens (standalone only)."),
     ("logging", "Logging", ""),
 )
@@ -336,6 +344,58 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         section="homeassistant",
     ),
     OptionSpec(
+        "cloud",
+        "section",
+        section="cloud",
+        fields=(
+            OptionSpec(
+                "username",
+                "text",
+                label="User name",
+                help="The S-Miles account's e-mail address. Empty: the cloud is not used.",
+                optional=True,
+                min=1,
+                max=128,
+            ),
+            OptionSpec("password", "secret", label="Password", help=_KEEP_OR_EMPTY, optional=True),
+            OptionSpec(
+                "poll_interval",
+                "int",
+                label="Poll interval (s)",
+                help="Seconds between two live reads of a station; the cloud's own pace wins "
+                "when it is slower.",
+                default=DEFAULT_CLOUD_POLL_INTERVAL,
+                min=3,
+                max=3600,
+            ),
+            OptionSpec(
+                "stations",
+                "text",
+                label="Stations",
+                help="Station ids, separated by commas. Empty: every station of the account.",
+                optional=True,
+                min=1,
+                max=256,
+            ),
+            OptionSpec(
+                "allow_writes",
+                "bool",
+                label="Allow writes",
+                help="Let the bridge change settings in the cloud (grid charging, on-grid power).",
+                default=False,
+            ),
+            OptionSpec(
+                "base_url",
+                "text",
+                label="Base URL (advanced)",
+                help="For tests: send every cloud request to this URL instead of Hoymiles' hosts.",
+                optional=True,
+                min=1,
+                max=256,
+            ),
+        ),
+    ),
+    OptionSpec(
         "log_level",
         "choice",
         label="Log level",
@@ -398,6 +458,7 @@ SECRET_KEYS: Final = tuple(path for path, spec in walk() if spec.kind == "secret
 
 
 __all__ = [
+    "DEFAULT_CLOUD_POLL_INTERVAL",
     "DEFAULT_POLL_INTERVAL",
     "FORM_SECTIONS",
     "LOG_LEVELS",

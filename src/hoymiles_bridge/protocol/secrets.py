@@ -5,7 +5,9 @@ passwords in the DTU's configuration, the encryption seed ``enc_rand``, and
 the bridge's own passwords and tokens. :data:`SECRET_FIELDS` names them in
 protobuf messages, :data:`SECRET_KEYS` in JSON-able dicts (options,
 diagnostics, decoded records) and :data:`SECRET_TAGS` the frames whose
-payload carries one. A masked value reads :data:`MASK`.
+payload carries one. A masked value reads :data:`MASK`. The Hoymiles cloud's
+requests and answers use short keys of their own: :data:`CLOUD_SECRET_KEYS`
+names them for :func:`mask_cloud`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,27 @@ SECRET_KEYS: Final = frozenset({"password", "token", "enc_rand"}) | SECRET_FIELD
 SECRET_TAGS: Final = frozenset({0xA201, 0xA209, 0xA310})
 
 
+#: Keys of the Hoymiles cloud's JSON bodies and headers whose values are secret or
+#: personal: the login's credential hash ``ch``, nonce ``n`` and salt ``a``, the
+#: account (``u``, ``email``, ``user_name``), the session token and its header,
+#: and the live-data ``uri``, whose query holds a session key.
+CLOUD_SECRET_KEYS: Final = SECRET_KEYS | frozenset(
+    {
+        "ch",
+        "n",
+        "a",
+        "nonce",
+        "salt",
+        "u",
+        "email",
+        "user_name",
+        "authorization",
+        "Authorization",
+        "uri",
+    }
+)
+
+
 def mask_secrets(value: Any) -> Any:
     """``value`` with every secret key's non-empty value replaced by the mask."""
     if isinstance(value, dict):
@@ -48,6 +71,18 @@ def mask_secrets(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [mask_secrets(v) for v in value]
+    return value
+
+
+def mask_cloud(value: Any) -> Any:
+    """``value`` (a cloud body or headers) with every secret or personal value masked."""
+    if isinstance(value, dict):
+        return {
+            k: (MASK if k in CLOUD_SECRET_KEYS and v not in (None, "") else mask_cloud(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_cloud(v) for v in value]
     return value
 
 
@@ -101,11 +136,13 @@ def masked_copy(message: Message) -> Message:
 
 
 __all__ = [
+    "CLOUD_SECRET_KEYS",
     "MASK",
     "SECRET_FIELDS",
     "SECRET_KEYS",
     "SECRET_TAGS",
     "has_secret",
+    "mask_cloud",
     "mask_secrets",
     "masked_copy",
 ]

@@ -31,6 +31,7 @@ from yarl import URL
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.store import ConfigStore
+from hoymiles_bridge.core.cloud import CloudSource
 from hoymiles_bridge.core.commands import (
     CommandOutcome,
     CommandRequest,
@@ -60,6 +61,7 @@ from hoymiles_bridge.web.common import (
     MAX_DIGITS,
     BadRequest,
     error,
+    json_data,
     json_text,
     read_body,
     text_field,
@@ -129,9 +131,12 @@ class WebApi:
         trust_forwarded_host: bool = False,
         clock: Callable[[], float] = time.time,
         config_store: ConfigStore | None = None,
+        cloud: Callable[[], CloudSource | None] | None = None,
     ) -> None:
         self.hub = hub
         self._fleet = fleet
+        #: The cloud's stations, when the bridge uses the cloud.
+        self._cloud = cloud
         #: Where the configuration page reads and saves the options (None: read-only).
         self.config_store = config_store
         self.trust_forwarded_host = trust_forwarded_host
@@ -164,6 +169,7 @@ class WebApi:
         router.add_get("/api/diagnostics/download", self._diagnostics_download)
         router.add_post("/api/command", self._command)
         router.add_post("/api/read", self._read)
+        router.add_get("/api/cloud", self._cloud_route)
         router.add_get(WEBSOCKET_PATH, self._websocket)
         # Each page's own routes live next to this module (web/common.py is what they see).
         for module in (config_api, console_api, history_api, setup_api):
@@ -279,10 +285,12 @@ class WebApi:
                 }
             )
         totals = fleet.totals()
+        cloud = self.cloud_source()
         return {
             "time": now,
             "version": __version__,
             "mqtt": {"connected": bool(fleet.stats().get("mqtt", {}).get("connected"))},
+            "cloud": cloud.describe() if cloud is not None else None,
             "dtus": dtus,
             "totals": {
                 "ac_power": totals.ac_power,
@@ -293,6 +301,17 @@ class WebApi:
                 "valid": totals.valid,
             },
         }
+
+    def cloud_source(self) -> CloudSource | None:
+        """The bridge's cloud stations, or ``None`` when the cloud is not used."""
+        return self._cloud() if self._cloud is not None else None
+
+    async def _cloud_route(self, _request: web.Request) -> web.Response:
+        """``api/cloud``: the cloud card and the last cloud requests (masked) for the inspector."""
+        cloud = self.cloud_source()
+        if cloud is None:
+            return json_data({"enabled": False})
+        return json_data({"enabled": True, **cloud.describe(), "exchanges": cloud.inspector()})
 
     @staticmethod
     def _inverter_status(fleet: Fleet, inverter: InverterState, stale: bool) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.store import ConfigStore
+from hoymiles_bridge.core.cloud import CloudSource
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
 from hoymiles_bridge.web.api import WebApi
@@ -240,6 +241,7 @@ class WebServer:
         clock: Callable[[], float] = time.time,
         config_store: ConfigStore | None = None,
         allowed_hosts: Iterable[str] = (),
+        cloud: Callable[[], CloudSource | None] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -267,6 +269,7 @@ class WebServer:
                 trust_forwarded_host=self.allowed_peers is not None,
                 clock=clock,
                 config_store=config_store,
+                cloud=cloud,
             )
         )
         self._assets = asset_versions()

@@ -178,10 +178,29 @@
     updateExport();
   }
 
+  // The Hoymiles cloud's requests and answers (api/cloud, masked by the bridge), shown
+  // when the bridge uses the cloud; read again at most every 5 s, not while one is open.
+  let cloudRead = 0;
+  async function loadCloud(status) {
+    const box = $("cloud-requests");
+    box.hidden = !status.cloud;
+    const list = $("cloud-exchanges");
+    if (!status.cloud || Date.now() - cloudRead < 5000 || list.querySelector("details[open]")) return;
+    cloudRead = Date.now();
+    const { ok, body } = await window.HB.get("api/cloud");
+    if (!ok || !body || !body.enabled) return;
+    const rows = (body.exchanges || []).slice(-50).reverse().map((x) => el("details",
+      { class: "cloud-exchange" },
+      el("summary", { text: `${clock(x.at)}  POST ${x.url}  → ${x.error || x.status}` }),
+      el("pre", { text: JSON.stringify({ request: x.request, response: x.response }, null, 2) })));
+    list.replaceChildren(...(rows.length ? rows : [el("p", { class: "muted", text: "No request yet." })]));
+  }
+
   // Frames are collected from the start, whichever page is shown.
   window.HB.on("start", init);
   window.HB.on("open", loadFrames);
   window.HB.on("frame", onFrame);
   window.HB.on("state", knowDtus);
+  window.HB.on("state", loadCloud);
   window.HB.page("inspector", {});
 })();

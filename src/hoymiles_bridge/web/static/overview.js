@@ -120,6 +120,47 @@
         text: "Open the configuration" }));
   }
 
+  // The Hoymiles cloud (cloud options): login state, last update, next poll, last error
+  // and each station's values. Everything shown is text: never parsed as HTML.
+  const LOGIN_KIND = { "logged in": "ok", "login refused": "error", "daily login limit": "warn" };
+
+  function renderCloudStation(station) {
+    const stale = !station.available;
+    const state = [];
+    if (stale) state.push(badge("stale", "stale"));
+    if (station.fallback) state.push(badge("local device wins", ""));
+    return el("div", { class: `inverter cloud-station${stale ? " stale-data" : ""}`,
+      "data-sid": String(station.sid) },
+    el("div", { class: "card-head" },
+      el("h4", { class: "inverter-title", text: station.name }),
+      el("span", { class: "muted inverter-id", text: `Station ${station.sid}` }),
+      state),
+    el("div", { class: "facts" },
+      fact("Battery SOC", unit(station.soc, 0, "%"), "big"),
+      fact("PV power", unit(station.pv_power, 0, "W")),
+      fact("Battery power", unit(station.battery_power, 0, "W")),
+      fact("Grid power", unit(station.grid_power, 0, "W")),
+      fact("Load power", unit(station.load_power, 0, "W")),
+      fact("Yield today", unit(station.energy_today, 0, "Wh")),
+    ));
+  }
+
+  function renderCloud(cloud, now) {
+    const at = (t) => (t ? `${clock(t)} (${relative(t, now)})` : "–");
+    return el("div", { class: "card cloud", id: "cloud-card" },
+      el("div", { class: "card-head" },
+        el("h3", { text: "Hoymiles cloud" }),
+        badge(cloud.login, LOGIN_KIND[cloud.login] || "warn")),
+      cloud.last_error ? el("p", { class: "policy cloud-error", text: cloud.last_error }) : null,
+      el("div", { class: "facts" },
+        fact("Last update", at(cloud.last_update)),
+        fact("Next poll", cloud.running ? at(cloud.next_poll) : "stopped"),
+        fact("Stations", String((cloud.stations || []).length)),
+      ),
+      (cloud.stations || []).map(renderCloudStation),
+    );
+  }
+
   function renderOverview(status) {
     renderTotals(status);
     const dtus = status.dtus || [];
@@ -127,6 +168,7 @@
     if (dtus.length) content = dtus.map((d) => renderDtu(d, status.time));
     else if (status.starting) content = [el("div", { class: "card muted", text: "The bridge is starting…" })];
     else content = [renderFirstDtu()];
+    if (status.cloud) content.push(renderCloud(status.cloud, status.time));
     $("dtus").replaceChildren(...content);
   }
 

@@ -1,0 +1,292 @@
+"""Cloud stations in the core and on MQTT, with Home Assistant discovery checked.
+
+The discovery payloads go through the same checker as the DTUs' (tests/ha_discovery_schema.py);
+the last test runs the whole bridge (no DTU, a cloud account) against the
+stand-in cloud and a real Mosquitto.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+import pytest
+
+from hoymiles_bridge.config.options import validate
+from hoymiles_bridge.core.cloud import CloudSource, CloudStation
+from hoymiles_bridge.mqtt.cloud import (
+    CLOUD_FIELDS,
+    CloudPublisher,
+    discovery_items,
+    state_items,
+)
+from hoymiles_bridge.mqtt.link import MqttLink
+from hoymiles_bridge.protocol.secrets import MASK
+from tests.bridge_env import running_bridge
+from tests.cloud_standin import PASSWORD, USERNAME, Running, start
+from tests.conftest_mqtt import mosquitto_fixture  # noqa: F401
+from tests.ha_discovery_schema import check_fleet
+from tests.mosquitto import Mosquitto, Subscriber
+from tests.waiting import until
+
+STATUS = "solar/dtu/status"
+
+
+@pytest.fixture
+async def cloud() -> AsyncIterator[Running]:
+    running = await start()
+    yield running
+    await running.close()
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.connects = 0
+        self.retained: dict[str, str] = {}
+        self.batches: list[list[tuple[str, str]]] = []
+
+    async def publish_many(
+        self, items: Sequence[tuple[str, str]], *, retain: bool = False, qos: int = 0
+    ) -> None:
+        assert retain and qos == 1
+        self.batches.append(list(items))
+        self.retained.update(items)
+
+
+def station(**changes: Any) -> CloudStation:
+    values: dict[str, Any] = {
+        "sid": 101,
+        "name": "Balcony",
+        "soc": 53.0,
+        "pv_power": 310.5,
+        "battery_power": -245.8,
+        "grid_power": 6.2,
+        "load_power": 252.0,
+        "energy_today": 1.0,
+        "energy_total": 125.0,
+        "battery_temperature": 22.0,
+        "battery_serials": ("280024370560",),
+        "available": True,
+    }
+    values.update(changes)
+    return CloudStation(**values)
+
+
+def test_the_discovery_of_a_station_is_valid() -> None:
+    items = discovery_items("homeassistant", "solar", STATUS, station(), "1.0")
+    assert not check_fleet(items)
+    assert len(items) == len(CLOUD_FIELDS)
+    payloads = {topic.split("/")[3]: json.loads(text) for topic, text in items}
+    assert payloads["soc"]["dev_cla"] == "battery" and payloads["soc"]["unit_of_meas"] == "%"
+    for key in ("energy_total", "energy_today", "battery_charged_today"):
+        assert payloads[key]["dev_cla"] == "energy"
+        assert payloads[key]["stat_cla"] == "total_increasing"
+    soc = payloads["soc"]
+    assert soc["dev"]["name"] == "Balcony" and soc["dev"]["ids"] == ["hoymiles_cloud_101"]
+    assert [a["t"] for a in soc["avty"]] == [STATUS, "solar/cloud/101/available"]
+    assert soc["stat_t"] == "solar/cloud/101/soc"
+
+
+def test_states_of_a_station() -> None:
+    items = dict(state_items("solar", station()))
+    assert items["solar/cloud/101/soc"] == "53"
+    assert items["solar/cloud/101/battery_power"] == "-245.8"  # charging: negative
+    assert items["solar/cloud/101/name"] == "Balcony"
+    assert items["solar/cloud/101/available"] == "online"
+    assert items["solar/cloud/101/fallback"] == "0"
+    assert "solar/cloud/101/energy_month" not in items  # unknown: not published
+    stale = dict(state_items("solar", station(available=False)))
+    assert stale["solar/cloud/101/available"] == "offline"
+
+
+def test_a_fallback_station_removes_its_discovery() -> None:
+    items = discovery_items("homeassistant", "solar", STATUS, station(fallback=True), "1.0")
+    assert items and all(text == "" for _, text in items)
+
+
+def _options(cloud: Running, **cloud_options: Any) -> Any:
+    doc = {
+        "dtus": [],
+        "cloud": {
+            "username": USERNAME,
+            "password": PASSWORD,
+            "base_url": cloud.url,
+            **cloud_options,
+        },
+    }
+    return validate(doc).cloud
+
+
+async def test_source_and_publisher_against_the_stand_in(cloud: Running) -> None:
+    source = CloudSource(_options(cloud, stations="101"))
+    link = FakeLink()
+    publisher = CloudPublisher(
+        source, cast(MqttLink, link), base="solar", bridge_status=STATUS, version="1.0"
+    )
+    try:
+        await source.poller.poll_once()
+        await publisher.flush()
+        retained = link.retained
+        assert retained["solar/cloud/101/soc"] == "53"
+        assert retained["solar/cloud/101/battery_power"] == "245.8"
+        assert retained["solar/cloud/101/energy_total"] == "125"
+        assert retained["solar/cloud/101/battery_temperature"] == "22"
+        assert retained["solar/cloud/101/available"] == "online"
+        configs = [(t, p) for t, p in retained.items() if t.startswith("homeassistant/")]
+        assert len(configs) == len(CLOUD_FIELDS) and not check_fleet(configs)
+        # Nothing changed: nothing is published again.
+        sent = len(link.batches)
+        await source.poller.poll_once()
+        await publisher.flush()
+        assert len(link.batches) == sent
+        # The same battery is reachable locally: the cloud station is a fallback.
+        source.set_local_serials(["280024370560"])
+        await publisher.flush()
+        assert retained["solar/cloud/101/fallback"] == "1"
+        assert all(retained[t] == "" for t, _ in configs)
+        # After a reconnect everything is announced again.
+        link.connects += 1
+        await publisher.flush()
+        assert len(link.batches) > sent + 2
+        card = source.describe()
+        assert card["login"] == "logged in" and card["stations"][0]["fallback"]
+        inspector = json.dumps(source.inspector())
+        assert PASSWORD not in inspector and USERNAME not in inspector and MASK in inspector
+    finally:
+        await source.client.close()
+
+
+async def test_bad_station_ids_leave_the_cloud_out(
+    cloud: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hoymiles_bridge.addon.bridge import Bridge
+    from hoymiles_bridge.cli.run import mqtt_settings
+
+    options = validate(
+        {"dtus": [], "cloud": {"username": USERNAME, "password": PASSWORD, "stations": "x"}}
+    )
+    bridge = Bridge(options, mqtt_settings(options))
+    assert bridge.cloud is None and "cloud.stations" in caplog.text
+
+
+async def test_the_bridge_publishes_cloud_stations(mosquitto: Mosquitto, cloud: Running) -> None:
+    cloud_options = {"username": USERNAME, "password": PASSWORD, "base_url": cloud.url}
+    async with Subscriber(mosquitto.port, "#") as sub:
+        async with running_bridge(mosquitto, [], cloud=cloud_options) as env:
+            await sub.wait_for("solar/cloud/101/soc", lambda p: p == b"53")
+            await sub.wait_for("solar/cloud/202/energy_total", lambda p: p == b"125")
+            config = "homeassistant/sensor/hoymiles_cloud_202/battery_temperature/config"
+            await sub.wait_for("homeassistant/sensor/hoymiles_cloud_101/soc/config")
+            await sub.wait_for("homeassistant/sensor/hoymiles_cloud_202/soc/config")
+            assert env.bridge.cloud is not None
+    configs = [
+        (topic, payload.decode())
+        for topic, payload in sub.last.items()
+        if topic.startswith("homeassistant/sensor/hoymiles_cloud_")
+    ]
+    assert len(configs) == 2 * len(CLOUD_FIELDS)
+    assert config in dict(configs)
+    assert not check_fleet(configs)
+
+
+async def test_the_web_card_and_the_inspector_show_no_secret(
+    mosquitto: Mosquitto, cloud: Running
+) -> None:
+    from hoymiles_bridge.web.hub import WebHub
+    from hoymiles_bridge.web.server import WebServer
+
+    cloud_options = {"username": USERNAME, "password": PASSWORD, "base_url": cloud.url}
+    async with Subscriber(mosquitto.port, "solar/cloud/#") as sub:
+        async with running_bridge(mosquitto, [], cloud=cloud_options) as env:
+            await sub.wait_for("solar/cloud/101/soc")
+            hub = WebHub()
+            hub.attach(env.bridge.fleet)
+            server = WebServer(
+                "127.0.0.1",
+                0,
+                status=dict,
+                allowed_peers=None,
+                hub=hub,
+                fleet=env.bridge.fleet,
+                cloud=lambda: env.bridge.cloud,
+            )
+            await server.start()
+            try:
+                base = f"http://127.0.0.1:{server.port}"
+                async with aiohttp.ClientSession() as session:
+                    status: dict[str, Any] = {}
+
+                    async def round_done() -> bool:
+                        async with session.get(base + "/api/status") as response:
+                            status.update(await response.json())
+                        return status["cloud"]["next_poll"] is not None
+
+                    await until(round_done, "the first round of cloud polls")
+                    async with session.get(base + "/api/cloud") as response:
+                        inspector = await response.text()
+            finally:
+                await server.stop()
+    card = status["cloud"]
+    assert card["login"] == "logged in" and card["running"] and card["last_error"] == ""
+    assert card["last_update"] is not None and card["next_poll"] is not None
+    assert {s["sid"] for s in card["stations"]} == {101, 202}
+    data = json.loads(inspector)
+    assert data["enabled"] and data["exchanges"]
+    assert any(e["url"].endswith("/iam/pub/3/auth/login") for e in data["exchanges"])
+    secrets = {PASSWORD, USERNAME, "k="}
+    for request in cloud.state.requests:
+        secrets |= {request.authorization} if request.authorization else set()
+        if isinstance(request.body, dict):
+            secrets |= {str(request.body[k]) for k in ("n", "ch") if k in request.body}
+    shown = inspector + json.dumps(status)
+    assert not [s for s in secrets if s in shown]
+
+
+async def test_the_token_is_kept_across_restarts(cloud: Running, tmp_path: Path) -> None:
+    from hoymiles_bridge.cloud import facts
+
+    def logins() -> int:
+        return sum(1 for r in cloud.state.requests if r.path == facts.LOGIN)
+
+    first = CloudSource(_options(cloud, stations="101"))
+    first.keep_token_in(tmp_path)
+    try:
+        await first.poller.poll_once()
+    finally:
+        await first.client.close()
+    kept = tmp_path / "cloud-token.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert USERNAME not in kept.read_text() and PASSWORD not in kept.read_text()
+    assert logins() == 1
+    second = CloudSource(_options(cloud, stations="101"))
+    second.keep_token_in(tmp_path)
+    try:
+        await second.poller.poll_once()
+        assert second.stations[0].available
+    finally:
+        await second.client.close()
+    assert logins() == 1  # the restart cost no login
+    # Another account does not take it.
+    cloud.state.accounts["other@example.com"] = cloud.state.accounts[USERNAME]
+    third = CloudSource(
+        validate(
+            {
+                "dtus": [],
+                "cloud": {
+                    "username": "other@example.com",
+                    "password": PASSWORD,
+                    "base_url": cloud.url,
+                },
+            }
+        ).cloud
+    )
+    third.keep_token_in(tmp_path)
+    try:
+        await third.poller.poll_once()
+    finally:
+        await third.client.close()
+    assert logins() == 2

@@ -1,0 +1,98 @@
+"""The overview's Hoymiles cloud card in Chromium: a bridge with a cloud account and no DTU."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from hoymiles_bridge.web.hub import WebHub
+from hoymiles_bridge.web.server import WebServer
+from tests.browser.helpers import IngressProxies
+
+from .bridge_env import running_bridge
+from .cloud_standin import PASSWORD, USERNAME, Running, start
+from .conftest_mqtt import mosquitto_fixture  # noqa: F401
+from .mosquitto import Mosquitto
+
+pytest_plugins = ["tests.browser.fixtures"]
+
+
+@pytest.fixture
+async def cloud() -> AsyncIterator[Running]:
+    running = await start()
+    yield running
+    await running.close()
+
+
+async def _open(
+    mosquitto: Mosquitto,
+    cloud: Running,
+    ingress_proxy: IngressProxies,
+    page: Page,
+    password: str,
+    check: Any,
+) -> None:
+    options = {"username": USERNAME, "password": password, "base_url": cloud.url}
+    async with running_bridge(mosquitto, [], cloud=options) as env:
+        assert env.bridge.cloud is not None
+        hub = WebHub()
+        hub.attach(env.bridge.fleet)
+        env.bridge.cloud.watch(hub.state_changed)
+        server = WebServer(
+            "127.0.0.1",
+            0,
+            status=dict,
+            allowed_peers=None,
+            hub=hub,
+            fleet=env.bridge.fleet,
+            cloud=lambda: env.bridge.cloud,
+        )
+        await server.start()
+        try:
+            proxy = await ingress_proxy(f"http://127.0.0.1:{server.port}")
+            response = await page.goto(proxy.url)
+            assert response is not None and response.ok
+            await check(page.locator("#cloud-card"))
+            content = await page.content()
+            assert password not in content and USERNAME not in content
+        finally:
+            await server.stop()
+
+
+async def test_the_cloud_card_shows_the_stations(
+    mosquitto: Mosquitto, cloud: Running, ingress_proxy: IngressProxies, browser_page: Page
+) -> None:
+    async def check(card: Any) -> None:
+        await expect(card).to_contain_text("Hoymiles cloud")
+        await expect(card.locator(".badge").first).to_have_text("logged in")
+        station = card.locator('[data-sid="101"]')
+        await expect(station).to_contain_text("Balcony")
+        await expect(station).to_contain_text("53 %")
+        await expect(station).to_contain_text("246 W")  # battery power, rounded
+        await expect(card.locator('[data-sid="202"]')).to_contain_text("Garage")
+        # The inspector lists the cloud's requests, masked.
+        page = card.page
+        await page.goto(page.url.split("#")[0] + "#inspector")
+        requests = page.locator("#cloud-requests")
+        await expect(requests).to_be_visible()
+        await expect(requests).to_contain_text("/iam/pub/0/c/region_c")
+        text = await page.locator("#cloud-exchanges").text_content() or ""
+        assert "********" in text and PASSWORD not in text and USERNAME not in text
+
+    await _open(mosquitto, cloud, ingress_proxy, browser_page, PASSWORD, check)
+
+
+async def test_the_cloud_card_says_why_the_login_failed(
+    mosquitto: Mosquitto, cloud: Running, ingress_proxy: IngressProxies, browser_page: Page
+) -> None:
+    async def check(card: Any) -> None:
+        await expect(card.locator(".badge").first).to_have_text("login refused")
+        await expect(card.locator(".cloud-error")).to_contain_text(
+            "check cloud.username and cloud.password"
+        )
+        await expect(card).to_contain_text("stopped")
+
+    await _open(mosquitto, cloud, ingress_proxy, browser_page, "wrong password", check)
