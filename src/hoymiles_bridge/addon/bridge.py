@@ -68,6 +68,7 @@ class Bridge:
             prefix=options.discovery_prefix,
             discovery=options.discovery,
             version=__version__,
+            qos=options.mqtt.qos,
         )
 
     def __repr__(self) -> str:

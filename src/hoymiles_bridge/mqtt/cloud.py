@@ -156,8 +156,11 @@ class CloudPublisher:
         prefix: str = "homeassistant",
         discovery: bool = True,
         version: str = "",
+        qos: int = 0,
     ) -> None:
         self._source = source
+        #: The values' QoS (``mqtt.qos``); availability and discovery go at 1.
+        self._qos = qos
         self._link = link
         self._base = base
         self._bridge_status = bridge_status
@@ -209,7 +212,14 @@ class CloudPublisher:
             ]
             if fresh:
                 self._published.update(fresh)
-                await self._link.publish_many(fresh, retain=True, qos=1)
+                available = station_topic(self._base, station.sid, "available")
+                values = [item for item in fresh if item[0] != available]
+                if len(values) < len(fresh):
+                    await self._link.publish_many(
+                        [(available, self._published[available])], retain=True, qos=1
+                    )
+                if values:
+                    await self._link.publish_many(values, retain=True, qos=self._qos)
 
 
 __all__ = [
