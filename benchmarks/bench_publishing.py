@@ -197,6 +197,7 @@ def load_run(dtus: int, interval: int, duration: float, sim_speed: float) -> dic
         tcp_nodelay=False,
         broker_nodelay=False,
         options=None,
+        default_gc=False,
     )
     work = Path(tempfile.mkdtemp(prefix="bench-publishing-"))
     try:
