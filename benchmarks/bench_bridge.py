@@ -582,7 +582,7 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
     lifetime = warmup_timeout + args.duration + 120
     start = local_midnight(time.time()) + SIM_START_HOUR * 3600
     children: list[Child] = []
-    broker = NoDelayBroker() if args.broker_nodelay else LocalBroker()
+    broker: LocalBroker | None = None
     try:
         sims = await Child.start(
             "simulators",
@@ -591,6 +591,9 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
         )
         children.append(sims)
         ready = await sims.event(timeout=60 + dtus * 0.2)
+        # The broker picks its free port now, with every simulator's port taken:
+        # picked earlier, a simulator could take it first.
+        broker = NoDelayBroker() if args.broker_nodelay else LocalBroker()
         await broker.start()
         brokers = child_pids("mosquitto")
         profile_stem = str(RESULTS_DIR / f"bridge-{dtus}-profile") if args.profile else None
@@ -661,7 +664,8 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
     finally:
         for child in reversed(children):
             await child.close()
-        await broker.stop()
+        if broker is not None:
+            await broker.stop()
 
 
 def count_warnings(log: Path) -> int:
