@@ -1,10 +1,11 @@
 """Keeps the cloud's station data flowing: the polling loop and its fault handling.
 
 :class:`CloudPoller` finds the account's stations (all of them, or the ones
-configured; the list is read again every hour), then polls each station's live flow at the pace the cloud asks
-(``dly``, never faster than :data:`~hoymiles_bridge.cloud.facts.MIN_POLL_S`,
-never faster than the configured interval), and its energy counters and
-batteries every :data:`ENERGY_INTERVAL_S`. It reports to a listener.
+configured; the list is read again every hour), then polls each station's live
+flow at the pace the cloud asks (``dly``, never faster than
+:data:`~hoymiles_bridge.cloud.facts.MIN_POLL_S`, never faster than the
+configured interval), and its energy counters and batteries every
+:data:`ENERGY_INTERVAL_S`. It reports to a listener.
 
 Faults, each said once in plain words:
 
