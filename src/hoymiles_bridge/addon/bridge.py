@@ -3,8 +3,9 @@
 :class:`Bridge` is what the service, ``hoymiles-bridge demo``, the tests and
 the benchmarks start: a :class:`~hoymiles_bridge.core.fleet.Fleet` (every DTU
 session and their state) and a :class:`~hoymiles_bridge.mqtt.bridge.MqttBridge`
-(topics, discovery, commands) run in one task group. The web UI attaches to
-``bridge.fleet`` on its own.
+(topics, discovery, commands) run in one task group; the batteries' adapter
+(:class:`~hoymiles_bridge.mqtt.battery.BatteryAdapter`) shares its broker
+link. The web UI attaches to ``bridge.fleet`` on its own.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import time
 from collections.abc import Callable
 
 from hoymiles_bridge.config.options import Options
+from hoymiles_bridge.core.battery import TICK as BATTERY_TICK
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.dtu.policy import PollPolicy
 from hoymiles_bridge.dtu.session import ClientFactory, default_client
+from hoymiles_bridge.mqtt.battery import BatteryAdapter
 from hoymiles_bridge.mqtt.bridge import MqttBridge
 from hoymiles_bridge.mqtt.link import MqttLink, MqttSettings
 from hoymiles_bridge.mqtt.topics import TopicLayout
@@ -35,10 +38,24 @@ class Bridge:
         announce_delay: float = 2.0,
         policy: PollPolicy | None = None,
         mqtt_backoff: float = 1.0,
+        battery_clock: Callable[[], float] = time.monotonic,
+        battery_tick: float = BATTERY_TICK,
     ) -> None:
-        self.fleet = Fleet(options, client_factory=client_factory, clock=clock, policy=policy)
+        self.fleet = Fleet(
+            options,
+            client_factory=client_factory,
+            clock=clock,
+            policy=policy,
+            battery_clock=battery_clock,
+            battery_tick=battery_tick,
+        )
+        self.batteries = BatteryAdapter(self.fleet)
         self.mqtt = MqttBridge(
-            self.fleet, mqtt, announce_delay=announce_delay, backoff=mqtt_backoff
+            self.fleet,
+            mqtt,
+            announce_delay=announce_delay,
+            backoff=mqtt_backoff,
+            companions=(self.batteries,),
         )
 
     def __repr__(self) -> str:
@@ -63,7 +80,8 @@ class Bridge:
             group.create_task(self.fleet.run(), name="fleet")
 
     async def stop(self) -> None:
-        """Say goodbye on MQTT (the caller then cancels :meth:`run`)."""
+        """Release held battery setpoints and say goodbye on MQTT (then cancel :meth:`run`)."""
+        await self.batteries.stop()
         await self.mqtt.stop()
 
 

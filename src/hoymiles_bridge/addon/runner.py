@@ -490,6 +490,7 @@ class Service:
             )
         bridge = self._bridge_factory(self.options, broker)
         bridge.mqtt.configuration_url = await self.web_config.configuration_url()
+        bridge.batteries.configuration_url = bridge.mqtt.configuration_url
         self.hub.attach(bridge.fleet)
         self.bridge = bridge
         self._bridge_up.set()
