@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from hoymiles_bridge.cli.main import main
 from hoymiles_bridge.protocol import battery as fw
 from hoymiles_bridge.protocol.battery import FIELDS, LEGACY_TEXT_KEYS
 
@@ -461,3 +462,36 @@ async def test_batteries_not_listed_are_left_alone(mosquitto: Mosquitto) -> None
 
 async def _quick_published(env: BatteryEnv) -> bool:
     return any(t.endswith("/quick/state") for t in env.seen.last)
+
+
+async def test_the_battery_cli_talks_to_the_firmware(
+    mosquitto: Mosquitto, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with battery_env(mosquitto) as env:
+        broker = f"127.0.0.1:{mosquitto.port}"
+
+        def cli(*argv: str) -> int:
+            return main(["battery", "--mqtt", broker, "--wait", "1", *argv])
+
+        assert await asyncio.to_thread(cli, "list") == 0
+        assert env.sim.master.dev_id in capsys.readouterr().out
+        assert await asyncio.to_thread(cli, "setpoint", "5000") == 2
+        assert "outside -1000..1000 W" in capsys.readouterr().err
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps({"day_plans": [DAY_PLAN], "week_plan": [
+            {"week": ["Mon"], "day_idx": 1}]}))  # fmt: skip
+        assert await asyncio.to_thread(cli, "tou-set", str(plan)) == 1  # not in tou_plan
+        assert "status 10" in capsys.readouterr().out
+        assert await asyncio.to_thread(cli, "mode", "tou_plan") == 0
+        await until(lambda: _mode_is(env, "tou_plan"), "the mode at the battery")
+        assert await asyncio.to_thread(cli, "tou-set", str(plan)) == 0
+        assert "week plan accepted" in capsys.readouterr().out
+        assert await asyncio.to_thread(cli, "tou-get", "Mon") == 0
+        assert json.loads(capsys.readouterr().out)["day_idx"] == 1
+        plan.write_text(json.dumps({"day_idx": 1, "day_plan": [DAY_PLAN["day_plan"][0]] * 2}))
+        assert await asyncio.to_thread(cli, "tou-set", str(plan)) == 2
+        assert "overlap" in capsys.readouterr().err
+
+
+async def _mode_is(env: BatteryEnv, mode: str) -> bool:
+    return env.sim.master.mode == mode

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.cli import decode, demo, dtu, run, simulate
+from hoymiles_bridge.cli import battery, decode, demo, dtu, run, simulate, simulate_battery
 from hoymiles_bridge.errors import HoymilesError
 
 EXIT_USAGE = 2
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-vv for frames)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (run, dtu, decode, simulate, demo):
+    for module in (run, dtu, battery, decode, simulate, simulate_battery, demo):
         module.register(sub)
     return parser
 
