@@ -229,3 +229,15 @@ def test_every_ack_code_has_a_text(kind: Inbound, table: dict[int, str]) -> None
     assert "unknown status 99" in fw.parse_ack(kind, b'{"status": 99}').describe()
     with pytest.raises(BatteryPayloadError):
         fw.parse_ack(kind, b'{"err_msg": "no status"}')
+
+
+def test_docs_list_every_battery_entity() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "DOCS.md").read_text(encoding="utf-8")
+    table = docs.split("<!-- battery-entities:start -->")[1].split("<!-- battery-entities:end -->")[
+        0
+    ]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    keys = [line.split("|")[1].strip().strip("`") for line in rows]
+    assert keys == [f.key for f in FIELDS], "DOCS.md's battery table is stale"
