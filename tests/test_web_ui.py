@@ -6,6 +6,7 @@ browser only sees the UI under a random ingress prefix.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -20,10 +21,12 @@ from hoymiles_bridge.dtu.connection import FrameEvent
 from hoymiles_bridge.errors import BadMagicError
 from hoymiles_bridge.protocol.devices import format_serial
 from hoymiles_bridge.protocol.registry import Direction
+from hoymiles_bridge.simulator.battery import BatterySimulator
 from hoymiles_bridge.web.hub import HEX_BYTES
 from tests.browser.helpers import ConsoleErrors
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
+from .mosquitto import Mosquitto
 from .web_env import Ui, ui_fixture  # noqa: F401
 
 pytest_plugins = ["tests.browser.fixtures"]
@@ -163,3 +166,23 @@ async def test_inspector_says_when_a_frame_is_cut(ui: Ui, browser_page: Page) ->
     # Frames that were not cut say nothing of the kind.
     await page.locator("#frames tr.frame").first.click()
     await expect(page.locator(".detail-row").first).not_to_contain_text("are kept")
+
+
+async def test_overview_shows_a_battery_card(
+    ui: Ui, mosquitto: Mosquitto, browser_page: Page
+) -> None:
+    battery = BatterySimulator("127.0.0.1", mosquitto.port, quick_interval=0.1, slow_interval=1)
+    runner = asyncio.create_task(battery.run(), name="web-ui-battery-sim")
+    try:
+        # (the browser_page fixture fails the test on any console error)
+        await browser_page.goto(ui.proxy.url)
+        card = browser_page.locator(f'[data-battery="{battery.master.dev_id}"]')
+        await expect(card).to_be_visible(timeout=15_000)
+        await expect(card).to_contain_text("available")
+        await expect(card.locator(".power .value")).to_have_text(
+            re.compile(r"^[\d,.]+ W \(discharging\)$")
+        )
+        await expect(card).to_contain_text("general", timeout=10_000)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
