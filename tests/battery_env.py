@@ -107,7 +107,7 @@ async def battery_env(
         firmware=firmware,
         strings=strings,
         units=units,
-        quick_interval=0.05,
+        quick_interval=0.1,
         slow_interval=0.5,
         clock=clock.now,
     )
@@ -141,9 +141,17 @@ async def battery_env(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(bridge.stop(), 15)
             for running in (task, sim_task):
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
+                await _end(running)
+
+
+async def _end(task: asyncio.Task[None]) -> None:
+    """Cancel until it is over (bounded): a client library may swallow one cancellation."""
+    for _ in range(3):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+    assert task.done(), f"{task.get_name()} does not stop"
 
 
 async def _found(env: BatteryEnv, units: int) -> bool:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hoymiles_bridge.config.options import validate
-from hoymiles_bridge.core.battery import KEEPALIVE_INTERVAL, BatteryHub
+from hoymiles_bridge.core.battery import KEEPALIVE_INTERVAL, MODE_REPORT_GRACE, BatteryHub
 from hoymiles_bridge.core.commands import CommandError, CommandRequest, Target, check
 from hoymiles_bridge.core.events import BatteryChanged, Event
 from hoymiles_bridge.protocol.battery import Outbound, Source
@@ -70,8 +70,11 @@ async def test_a_held_setpoint_is_resent_and_pauses_without_the_broker() -> None
 async def test_the_reconnect_resends_only_in_mqtt_ctrl() -> None:
     hub, sender, clock, _ = await _hub()
     await _run(hub, "setpoint", b"100")
+    sender.connected = False
+    clock.advance(MODE_REPORT_GRACE)
     # the battery reports another mode (the app changed it): the hold ends
     await hub.on_state(DEV, Source.SYSTEM, b'{"ems_mode": "general"}')
+    sender.connected = True
     await hub.link_up()
     clock.advance(KEEPALIVE_INTERVAL * 4)
     await hub.tick()
@@ -143,3 +146,15 @@ async def test_only_listed_batteries_without_auto() -> None:
     assert hub.batteries == {}
     await hub.on_state("MSA-1", Source.QUICK, MASTER_QUICK)
     assert hub.find("MSA-1").title == "A"
+
+
+async def test_a_report_older_than_our_mode_command_does_not_end_the_hold() -> None:
+    hub, sender, clock, _ = await _hub()
+    await _run(hub, "setpoint", b"100")
+    clock.advance(1)
+    # a system/state made before the battery took mqtt_ctrl crosses our command
+    await hub.on_state(DEV, Source.SYSTEM, b'{"ems_mode": "general"}')
+    assert hub.find(DEV).holding is not None
+    clock.advance(MODE_REPORT_GRACE)
+    await hub.on_state(DEV, Source.SYSTEM, b'{"ems_mode": "general"}')  # now it counts
+    assert hub.find(DEV).holding is None

@@ -49,6 +49,9 @@ MAX_BATTERIES: Final = 24
 KEEPALIVE_INTERVAL: Final = 25.0
 #: How long a TOU command waits for its acknowledgement.
 ACK_TIMEOUT: Final = 15.0
+#: A reported mode that contradicts the one we sent less than this ago is taken for a
+#: report made before our command (system/state comes every 5 minutes, msa2.md 1.5).
+MODE_REPORT_GRACE: Final = 15.0
 #: How often the hub looks at the clock (availability, keep-alive), seconds.
 TICK: Final = 1.0
 #: Lifetime counters: keys whose value never goes down.
@@ -158,6 +161,11 @@ class BatteryHub:
             battery.seen |= new_keys
             changed.add("identity")
         mode = values.get("ems_mode")
+        sent = battery.mode_sent_at
+        if isinstance(mode, str) and sent is not None and now - sent < MODE_REPORT_GRACE:
+            if mode != battery.mode:
+                _LOGGER.debug("Battery %s: %s reported before our %s", dev_id, mode, battery.mode)
+            mode = None
         if isinstance(mode, str) and mode != battery.mode:
             battery.mode = mode
             if mode != "mqtt_ctrl" and battery.holding is not None:
@@ -381,6 +389,7 @@ class BatteryHub:
         if battery.mode != "mqtt_ctrl":
             await self._send(battery, Outbound.EMS_MODE, "mqtt_ctrl")
             battery.mode = "mqtt_ctrl"
+            battery.mode_sent_at = self._clock()
             note = "EMS mode set to mqtt_ctrl"
         await self._send(battery, Outbound.SETPOINT, fw.setpoint_payload(watts))
         battery.holding = Holding(watts, self._clock())
@@ -392,6 +401,7 @@ class BatteryHub:
         self._require_link()
         await self._send(battery, Outbound.EMS_MODE, mode)
         battery.mode = mode
+        battery.mode_sent_at = self._clock()
         if mode != "mqtt_ctrl":
             battery.holding = None
         await self._emit(BatteryChanged(battery, frozenset({"setpoint", "mode"}), "command"))
@@ -452,6 +462,7 @@ __all__ = [
     "ACK_TIMEOUT",
     "KEEPALIVE_INTERVAL",
     "MAX_BATTERIES",
+    "MODE_REPORT_GRACE",
     "BatteryHub",
     "BatterySender",
     "BatteryState",

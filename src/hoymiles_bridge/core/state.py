@@ -212,6 +212,8 @@ class BatteryState:
     available: bool = False
     #: The EMS mode reported by ``system/state``, or the last one we sent.
     mode: str | None = None
+    #: When we last sent a mode (a report older than our command may still arrive).
+    mode_sent_at: float | None = None
     holding: Holding | None = None
     #: Firmware configs seen (by key), legacy text configs included.
     firmware_configs: set[str] = field(default_factory=set)

@@ -87,6 +87,8 @@ class BatteryAdapter:
         self._link: MqttLink | None = None
         self._published: dict[str, str] = {}
         self._announced: dict[str, str] = {}
+        #: Batteries announced since the last (re)connect.
+        self._announced_ids: set[str] = set()
         self._connects_seen = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.repairs = 0
@@ -125,6 +127,7 @@ class BatteryAdapter:
         if link is None:
             return
         self._announced.clear()
+        self._announced_ids.clear()
         for battery in list(self.hub.batteries.values()):
             await self._announce(battery)
         if self._published:
@@ -227,7 +230,9 @@ class BatteryAdapter:
             items.append((self.topic(dev_id, "available"), state))
         held = battery.holding.watts if battery.holding is not None else 0.0
         items.append((self.topic(dev_id, "setpoint"), _fmt(held)))
-        await self._announce(battery)
+        if "identity" in event.what or dev_id not in self._announced_ids:
+            # Not at every value: discovery is rebuilt only when it may change.
+            await self._announce(battery)
         fresh = [(t, p) for t, p in items if self._published.get(t) != p]
         if fresh:
             self._published.update(fresh)
@@ -237,6 +242,7 @@ class BatteryAdapter:
         if not self.discovery or self._link is None or battery.updated_at is None:
             return
         messages = battery_discovery(self, battery)
+        self._announced_ids.add(battery.dev_id)
         fresh = [(t, p) for t, p in messages if self._announced.get(t) != p]
         if fresh:
             self._announced.update(fresh)

@@ -159,6 +159,10 @@ class BatterySimulator:
                 await self._unit_session(unit, reboot)
             except* aiomqtt.MqttError as group:
                 _LOGGER.debug("battery %s: broker lost (%s)", unit.dev_id, group.exceptions[0])
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # aiomqtt may take a cancellation for a lost connection: honour it here.
+                raise asyncio.CancelledError
             await asyncio.sleep(0.2)
 
     async def _unit_session(self, unit: UnitState, reboot: asyncio.Event) -> None:
