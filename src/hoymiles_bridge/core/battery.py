@@ -33,7 +33,13 @@ from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
 from hoymiles_bridge.config.options import Options
-from hoymiles_bridge.core.commands import Command, CommandError, CommandOutcome
+from hoymiles_bridge.core.commands import (
+    Command,
+    CommandError,
+    CommandOutcome,
+    Target,
+    commands_for,
+)
 from hoymiles_bridge.core.events import BatteryChanged, Event
 from hoymiles_bridge.core.state import BatteryState, Holding
 from hoymiles_bridge.protocol import battery as fw
@@ -58,6 +64,29 @@ TICK: Final = 1.0
 _LIFETIME_SUFFIXES: Final = ("_etin", "_etout")
 
 Emit = Callable[[Event], Awaitable[None]]
+
+#: What each battery command with an entity needs the firmware to advertise
+#: (None: it needs the master or standalone unit).
+_NEEDS: Final[dict[str, Outbound | None]] = {
+    "ems_mode": None,
+    "setpoint": None,
+    "battery_reboot": Outbound.REBOOT,
+    "output_power": Outbound.OUTPUT_POWER,
+    "phase_output_power": Outbound.PHASE_OUTPUT_POWER,
+    "awake": Outbound.SWITCH,
+}
+
+
+def offered_commands(battery: BatteryState) -> tuple[str, ...]:
+    """The registry's battery commands this battery is offered as entities and controls."""
+    offered = []
+    for spec in commands_for(Target.BATTERY):
+        if not spec.entities:
+            continue
+        needs = _NEEDS.get(spec.name)
+        if (needs is None and battery.master is True) or needs in battery.capabilities:
+            offered.append(spec.name)
+    return tuple(offered)
 
 
 class BatterySender(Protocol):
@@ -467,4 +496,5 @@ __all__ = [
     "BatterySender",
     "BatteryState",
     "Holding",
+    "offered_commands",
 ]

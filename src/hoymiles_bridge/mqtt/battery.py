@@ -31,8 +31,8 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, Final
 
-from hoymiles_bridge.core.battery import BatteryHub
-from hoymiles_bridge.core.commands import BY_NAME, CommandRequest, Target, commands_for
+from hoymiles_bridge.core.battery import BatteryHub, offered_commands
+from hoymiles_bridge.core.commands import BY_NAME, CommandRequest, Target
 from hoymiles_bridge.core.events import BatteryChanged, Event
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.core.state import BatteryState
@@ -48,16 +48,6 @@ ONLINE: Final = "online"
 OFFLINE: Final = "offline"
 #: Battery commands running at once (a TOU command waits for its ack).
 MAX_COMMANDS_IN_FLIGHT: Final = 8
-
-#: The commands each battery entity needs the firmware to advertise (None: master only).
-_NEEDS: Final[dict[str, Outbound | None]] = {
-    "ems_mode": None,
-    "setpoint": None,
-    "battery_reboot": Outbound.REBOOT,
-    "output_power": Outbound.OUTPUT_POWER,
-    "phase_output_power": Outbound.PHASE_OUTPUT_POWER,
-    "awake": Outbound.SWITCH,
-}
 
 
 def battery_device_id(dev_id: str) -> str:
@@ -265,18 +255,6 @@ def announced_fields(battery: BatteryState) -> tuple[BatteryField, ...]:
     )
 
 
-def battery_commands(battery: BatteryState) -> tuple[str, ...]:
-    """The registry's battery commands this battery gets an entity for."""
-    offered = []
-    for spec in commands_for(Target.BATTERY):
-        if not spec.entities:
-            continue
-        needs = _NEEDS.get(spec.name)
-        if (needs is None and battery.master is True) or needs in battery.capabilities:
-            offered.append(spec.name)
-    return tuple(offered)
-
-
 def battery_discovery(adapter: BatteryAdapter, battery: BatteryState) -> list[tuple[str, str]]:
     """Every discovery message of one battery (retained, on ``<prefix>/<component>/...``)."""
     dev_id = battery.dev_id
@@ -333,7 +311,7 @@ def battery_discovery(adapter: BatteryAdapter, battery: BatteryState) -> list[tu
         add(f.component, f.key, payload)
 
     low, high = battery.setpoint_range
-    for name in battery_commands(battery):
+    for name in offered_commands(battery):
         spec = BY_NAME[name]
         entity = spec.entities[0]
         payload = {"name": entity.name, "cmd_t": f"{adapter.topic(dev_id, 'cmd')}/{name}"}
@@ -362,7 +340,6 @@ def battery_discovery(adapter: BatteryAdapter, battery: BatteryState) -> list[tu
 __all__ = [
     "BatteryAdapter",
     "announced_fields",
-    "battery_commands",
     "battery_device_id",
     "battery_discovery",
 ]

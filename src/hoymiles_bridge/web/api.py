@@ -31,6 +31,7 @@ from yarl import URL
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.store import ConfigStore
+from hoymiles_bridge.core.battery import offered_commands
 from hoymiles_bridge.core.commands import (
     CommandOutcome,
     CommandRequest,
@@ -286,7 +287,10 @@ class WebApi:
             "mqtt": {"connected": bool(fleet.stats().get("mqtt", {}).get("connected"))},
             "dtus": dtus,
             # MS-A2 / HiBattery units on the broker (core/battery.py), by dev_id.
-            "batteries": [b.to_dict() for b in fleet.batteries.batteries.values()],
+            "batteries": [
+                {**b.to_dict(), "commands": list(offered_commands(b))}
+                for b in fleet.batteries.batteries.values()
+            ],
             "totals": {
                 "ac_power": totals.ac_power,
                 "ac_yieldday": totals.yield_day,
