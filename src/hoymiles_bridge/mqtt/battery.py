@@ -81,6 +81,10 @@ class BatteryAdapter:
         self._announced_ids: set[str] = set()
         self._connects_seen = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Retained messages waiting for the publisher task (the newest per topic).
+        self._outbox: dict[str, str] = {}
+        self._outbox_ready = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
         self.repairs = 0
         self.hub.attach(self)
         fleet.subscribe(self.on_event)
@@ -120,8 +124,7 @@ class BatteryAdapter:
         self._announced_ids.clear()
         for battery in list(self.hub.batteries.values()):
             await self._announce(battery)
-        if self._published:
-            await link.publish_many(list(self._published.items()), retain=True, qos=1)
+        self._post(list(self._published.items()))
         if link.connects != self._connects_seen:
             self._connects_seen = link.connects
             await self.hub.link_up()
@@ -159,7 +162,7 @@ class BatteryAdapter:
         if self._link is not None and self.discovery:
             self.repairs += 1
             _LOGGER.debug("Battery %s: removing the firmware's %s config", dev_id, key)
-            await self._link.publish(message.topic, b"", retain=True, qos=1)
+            self._post([(message.topic, "")])
 
     # --- commands in ---------------------------------------------------------------------
 
@@ -199,6 +202,10 @@ class BatteryAdapter:
         """Release held setpoints (option ``battery_release_mode``) while the link is still up."""
         for task in list(self._tasks):
             task.cancel()
+        if self._publisher is not None:
+            self._publisher.cancel()
+            await asyncio.wait({self._publisher})
+            self._publisher = None
         await self.hub.release()
 
     # --- state out ---------------------------------------------------------------------
@@ -226,7 +233,7 @@ class BatteryAdapter:
         fresh = [(t, p) for t, p in items if self._published.get(t) != p]
         if fresh:
             self._published.update(fresh)
-            await self._link.publish_many(fresh, retain=True, qos=1)
+            self._post(fresh)
 
     async def _announce(self, battery: BatteryState) -> None:
         if not self.discovery or self._link is None or battery.updated_at is None:
@@ -236,7 +243,30 @@ class BatteryAdapter:
         fresh = [(t, p) for t, p in messages if self._announced.get(t) != p]
         if fresh:
             self._announced.update(fresh)
-            await self._link.publish_many(fresh, retain=True, qos=1)
+            self._post(fresh)
+
+    def _post(self, items: list[tuple[str, str]]) -> None:
+        """Hand retained messages to the publisher task.
+
+        Publishing inline would wait for PUBACKs inside the link's message
+        handler: a battery's message every second would then hold up the
+        link, and after a broker loss it would not see the loss until every
+        PUBACK wait ran out. The outbox keeps the newest payload per topic.
+        """
+        if not items:
+            return
+        self._outbox.update(items)
+        self._outbox_ready.set()
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish_outbox(), name="battery-publisher")
+
+    async def _publish_outbox(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            items, self._outbox = list(self._outbox.items()), {}
+            if self._link is not None and items:
+                await self._link.publish_many(items, retain=True, qos=1)
 
 
 # --- discovery (pure) ------------------------------------------------------------------------

@@ -159,10 +159,7 @@ class BatterySimulator:
                 await self._unit_session(unit, reboot)
             except* aiomqtt.MqttError as group:
                 _LOGGER.debug("battery %s: broker lost (%s)", unit.dev_id, group.exceptions[0])
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # aiomqtt may take a cancellation for a lost connection: honour it here.
-                raise asyncio.CancelledError
+            _raise_if_cancelling()
             await asyncio.sleep(0.2)
 
     async def _unit_session(self, unit: UnitState, reboot: asyncio.Event) -> None:
@@ -190,6 +187,7 @@ class BatterySimulator:
 
     async def _read(self, client: aiomqtt.Client, unit: UnitState) -> None:
         async for message in client.messages:
+            _raise_if_cancelling()
             payload = message.payload
             text = bytes(payload).decode("utf-8", "replace") if isinstance(payload, bytes) else ""
             await self._command(client, unit, message.topic.value, text)
@@ -198,6 +196,7 @@ class BatterySimulator:
         last_slow = -float("inf")
         last_step = self.clock()
         while True:
+            _raise_if_cancelling()
             now = self.clock()
             self._step(unit, now - last_step, now)
             last_step = now
@@ -645,6 +644,13 @@ class BatterySimulator:
         else:
             body = {"week": day, "day_idx": idx, "day_plan": unit.day_plans[idx], "status": 0}
         await client.publish(topic, json.dumps(body), qos=1)
+
+
+def _raise_if_cancelling() -> None:
+    """aiomqtt may take a cancellation for a lost connection and carry on: honour it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def run_battery_simulator(simulator: BatterySimulator) -> None:
