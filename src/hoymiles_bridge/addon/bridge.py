@@ -3,10 +3,12 @@
 :class:`Bridge` is what the service, ``hoymiles-bridge demo``, the tests and
 the benchmarks start: a :class:`~hoymiles_bridge.core.fleet.Fleet` (every DTU
 session and their state) and a :class:`~hoymiles_bridge.mqtt.bridge.MqttBridge`
-(topics, discovery, commands) run in one task group. The web UI attaches to
-``bridge.fleet`` on its own. With ``cloud`` options, the cloud's stations
-(:class:`~hoymiles_bridge.core.cloud.CloudSource`) run beside them and are
-published over the same link (:class:`~hoymiles_bridge.mqtt.cloud.CloudPublisher`).
+(topics, discovery, commands) run in one task group; the batteries' adapter
+(:class:`~hoymiles_bridge.mqtt.battery.BatteryAdapter`) shares its broker
+link. The web UI attaches to ``bridge.fleet`` on its own. With ``cloud``
+options, the cloud's stations (:class:`~hoymiles_bridge.core.cloud.CloudSource`)
+run beside them and are published over the same link
+(:class:`~hoymiles_bridge.mqtt.cloud.CloudPublisher`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from typing import Final
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.options import Options
+from hoymiles_bridge.core.battery import TICK as BATTERY_TICK
 from hoymiles_bridge.core.cloud import CloudSource
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.dtu.policy import PollPolicy
 from hoymiles_bridge.dtu.session import ClientFactory, default_client
 from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.mqtt.battery import BatteryAdapter
 from hoymiles_bridge.mqtt.bridge import MqttBridge
 from hoymiles_bridge.mqtt.cloud import CloudPublisher
 from hoymiles_bridge.mqtt.link import MqttLink, MqttSettings
@@ -68,10 +72,24 @@ class Bridge:
         announce_delay: float = 2.0,
         policy: PollPolicy | None = None,
         mqtt_backoff: float = 1.0,
+        battery_clock: Callable[[], float] = time.monotonic,
+        battery_tick: float = BATTERY_TICK,
     ) -> None:
-        self.fleet = Fleet(options, client_factory=client_factory, clock=clock, policy=policy)
+        self.fleet = Fleet(
+            options,
+            client_factory=client_factory,
+            clock=clock,
+            policy=policy,
+            battery_clock=battery_clock,
+            battery_tick=battery_tick,
+        )
+        self.batteries = BatteryAdapter(self.fleet)
         self.mqtt = MqttBridge(
-            self.fleet, mqtt, announce_delay=announce_delay, backoff=mqtt_backoff
+            self.fleet,
+            mqtt,
+            announce_delay=announce_delay,
+            backoff=mqtt_backoff,
+            companions=(self.batteries,),
         )
         self.cloud: CloudSource | None = None
         self.cloud_mqtt: CloudPublisher | None = None
@@ -120,7 +138,8 @@ class Bridge:
                 group.create_task(self.cloud_mqtt.run(), name="cloud-mqtt")
 
     async def stop(self) -> None:
-        """Say goodbye on MQTT (the caller then cancels :meth:`run`)."""
+        """Release held battery setpoints and say goodbye on MQTT (then cancel :meth:`run`)."""
+        await self.batteries.stop()
         await self.mqtt.stop()
 
 

@@ -1,6 +1,7 @@
 """``hoymiles-bridge demo``: the bridge's main job against the built-in simulator.
 
-What ``scripts/demo.sh`` runs: simulated DTUs on localhost, a private
+What ``scripts/demo.sh`` runs: simulated DTUs on localhost, a simulated
+MS-A2 battery on the broker (unless ``--no-battery``), a private
 Mosquitto (unless ``--mqtt`` names a broker), the real bridge between them,
 publishing topics and Home Assistant discovery, and the web server on
 127.0.0.1:8099 (a free port when that one is taken). It prints where to look
@@ -30,6 +31,7 @@ from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.mqtt.local_broker import LocalBroker
 from hoymiles_bridge.simulator import SimulatorGroup, default_fleet, load_fleet, resolve_fleet
+from hoymiles_bridge.simulator.battery import BatterySimulator
 from hoymiles_bridge.web.store import state_dir_for
 
 
@@ -102,6 +104,11 @@ async def _demo(args: argparse.Namespace) -> int:
             "log_level": "warning" if not args.verbose else "info",
         }
         options = validate(document)
+        battery: BatterySimulator | None = None
+        if not args.no_battery:
+            battery = BatterySimulator(mqtt_host, mqtt_port, slow_interval=30.0)
+            battery_task = asyncio.create_task(battery.run(), name="demo-battery-simulator")
+            stack.push_async_callback(_cancel, battery_task)
         # The configuration page saves here and restarts the bridge in-process.
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hoymiles-demo-")))
         options_file = directory / "bridge.yaml"
@@ -111,6 +118,13 @@ async def _demo(args: argparse.Namespace) -> int:
         print(summary(options, settings))
         for sim in group.simulators:
             print(f"  simulated {sim.spec.model} {sim.spec.serial} on {sim.host}:{sim.port}")
+        if battery is not None:
+            dev_id = battery.master.dev_id
+            print(
+                f"  simulated {battery.model_name} {dev_id} on the broker "
+                f"(setpoint: mosquitto_pub -t '{options.base_topic}/battery/{dev_id}/cmd/setpoint'"
+                " -m -300)"
+            )
         print(
             f"\nWatch the topics:   mosquitto_sub -h {mqtt_host} -p {mqtt_port} -t "
             f"'{options.base_topic}/#' -v\n"
@@ -136,6 +150,11 @@ async def _demo(args: argparse.Namespace) -> int:
             printer.cancel()
             await asyncio.wait({printer})
     return code
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.wait({task})
 
 
 def _broker_address(text: str) -> tuple[str, int]:
@@ -168,5 +187,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--interval", type=int, default=5, help="seconds between polls")
     parser.add_argument("--encrypt", action="store_true", help="simulate encrypting firmware")
     parser.add_argument("--verbose", action="store_true", help="show the bridge's log")
+    parser.add_argument(
+        "--no-battery", action="store_true", help="no simulated MS-A2 battery on the broker"
+    )
     parser.add_argument("--web-port", type=int, default=8099, help="web UI port on localhost")
     parser.set_defaults(func=run)

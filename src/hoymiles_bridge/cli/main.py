@@ -24,9 +24,11 @@ EXIT_USAGE = 2
 COMMAND_MODULES: dict[str, str] = {
     "run": "run",
     "dtu": "dtu",
+    "battery": "battery",
     "cloud": "cloud",
     "decode": "decode",
     "simulate": "simulate",
+    "simulate-battery": "simulate_battery",
     "demo": "demo",
 }
 

@@ -261,6 +261,12 @@ class InverterOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class BatteryOptions:
+    dev_id: str
+    name: str | None = field(default=_default("batteries[].name"))
+
+
+@dataclass(frozen=True, slots=True)
 class MqttOptions:
     host: str | None = field(default=_default("mqtt.host"))
     port: int = field(default=_default("mqtt.port"))
@@ -307,6 +313,9 @@ class Options:
     night_policy: str = field(default=_default("night_policy"))
     frozen_after: int = field(default=_default("frozen_after"))
     limit_interval: int = field(default=_default("limit_interval"))
+    batteries: tuple[BatteryOptions, ...] = ()
+    batteries_auto: bool = field(default=_default("batteries_auto"))
+    battery_release_mode: str = field(default=_default("battery_release_mode"))
     mqtt: MqttOptions = field(default_factory=MqttOptions)
     base_topic: str = field(default=_default("base_topic"))
     discovery: bool = field(default=_default("discovery"))
@@ -322,6 +331,7 @@ class Options:
 _RECORDS: Final[dict[str, type[Any]]] = {
     "dtus": DtuOptions,
     "inverters": InverterOptions,
+    "batteries": BatteryOptions,
     "mqtt": MqttOptions,
     "cloud": CloudOptions,
     "web": WebOptions,
@@ -742,6 +752,7 @@ __all__ = [
     "NIGHT_POLICIES",
     "SCHEMA",
     "SECRET_KEYS",
+    "BatteryOptions",
     "CloudOptions",
     "DtuOptions",
     "FormField",

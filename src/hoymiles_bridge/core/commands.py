@@ -22,6 +22,7 @@ commands and non-persistent limits are ignored when the message is retained
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,6 +35,12 @@ from hoymiles_bridge.errors import (
     DtuTimeoutError,
     InvalidArgumentError,
     ProtocolError,
+)
+from hoymiles_bridge.protocol.battery import (
+    EMS_MODES,
+    OUTPUT_POWER_MAX,
+    PHASE_POWER_RANGE,
+    WEEKDAYS,
 )
 
 #: Longest payload a command may have (a number, "ON", "PRESS"...).
@@ -49,12 +56,16 @@ class CommandError(InvalidArgumentError):
 class Target(enum.Enum):
     INVERTER = "inverter"
     DTU = "dtu"
+    #: An MS-A2 / HiBattery over its own MQTT (core/battery.py carries them out).
+    BATTERY = "battery"
 
 
 class ValueKind(enum.Enum):
     NUMBER = "number"  # a finite number within the spec's range
     SWITCH = "switch"  # 0 or 1 (also on/off, true/false)
     PRESS = "press"  # 1 (also press, on, true): a button
+    CHOICE = "choice"  # one of the spec's choices (a select)
+    JSON = "json"  # a JSON object (a TOU plan), checked by the target's own rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +74,7 @@ class Entity:
 
     key: str
     name: str
-    component: Literal["number", "button"]
+    component: Literal["number", "button", "select", "switch"]
     icon: str | None = None
     device_class: str | None = None
     #: What a button sends (numbers send the value typed in).
@@ -95,6 +106,11 @@ class LimitKind:
 ClientCall = Callable[[DtuClient, str, float], Awaitable[object]]
 
 
+async def _no_dtu_call(client: DtuClient, serial: str, value: float) -> object:
+    """The call of a command no DTU carries out (a battery's)."""
+    raise CommandError("this command is not for a DTU")
+
+
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
     """Everything about one command (see the module docs)."""
@@ -104,7 +120,7 @@ class CommandSpec:
     value: ValueKind
     label: str
     help: str
-    call: ClientCall
+    call: ClientCall = _no_dtu_call
     unit: str | None = None
     minimum: float | None = None
     maximum: float | None = None
@@ -120,6 +136,10 @@ class CommandSpec:
     performance_mode: bool | None = None
     #: The call returns the DTU's alarm list (``Warnings``), which the fleet takes in.
     reads_alarms: bool = False
+    #: What a CHOICE command takes.
+    choices: tuple[str, ...] = ()
+    #: The longest payload it takes (a TOU plan is longer than a number).
+    max_payload: int = MAX_PAYLOAD
 
     def offered_to(self, supports_nonpersistent: bool) -> bool:
         """Whether an inverter is offered this command (non-persistent limits need firmware)."""
@@ -145,11 +165,16 @@ class CommandRequest:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A checked command: its spec, the device and the value."""
+    """A checked command: its spec, the device and the value.
+
+    CHOICE and JSON commands carry their payload in ``text`` (the choice, or
+    the JSON object as sent); their ``value`` is the choice's index, or 0.
+    """
 
     spec: CommandSpec
     serial: str
     value: float
+    text: str = ""
 
     @property
     def name(self) -> str:
@@ -382,6 +407,105 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
         ),
         cli=(CliForm("alarms", "collect and read the alarm list", aliases=("get-alarm-list",)),),
     ),
+    # --- batteries (MS-A2 / HiBattery over their own MQTT; core/battery.py) ---
+    CommandSpec(
+        name="ems_mode",
+        target=Target.BATTERY,
+        value=ValueKind.CHOICE,
+        label="EMS mode",
+        help="general (self-consumption), mqtt_ctrl (follow the power setpoint) or tou_plan.",
+        ignore_retained=True,
+        choices=EMS_MODES,
+        entities=(Entity("ems_mode", "EMS mode", "select", icon="mdi:cog-transfer"),),
+    ),
+    CommandSpec(
+        name="setpoint",
+        target=Target.BATTERY,
+        value=ValueKind.NUMBER,
+        label="Power setpoint",
+        help=(
+            "Battery power in W: + discharges (feeds the house), - charges. Switches the EMS "
+            "mode to mqtt_ctrl; the bridge re-sends it until another mode is chosen."
+        ),
+        unit="W",
+        ignore_retained=True,
+        entities=(Entity("setpoint", "Power setpoint", "number", icon="mdi:battery-sync"),),
+    ),
+    CommandSpec(
+        name="tou_day_plan",
+        target=Target.BATTERY,
+        value=ValueKind.JSON,
+        label="TOU day plan",
+        help='One day plan: {"day_idx": 1..8, "day_plan": [up to 12 periods]}.',
+        ignore_retained=True,
+        max_payload=4096,
+    ),
+    CommandSpec(
+        name="tou_week_plan",
+        target=Target.BATTERY,
+        value=ValueKind.JSON,
+        label="TOU week plan",
+        help='Day plans by weekday: {"week_plan": [{"week": ["Mon"], "day_idx": 1}]}.',
+        ignore_retained=True,
+        max_payload=2048,
+    ),
+    CommandSpec(
+        name="tou_get",
+        target=Target.BATTERY,
+        value=ValueKind.CHOICE,
+        label="Read TOU day",
+        help="Ask the battery for the plan of one weekday (Mon..Sun); the answer is the status.",
+        ignore_retained=True,
+        choices=WEEKDAYS,
+    ),
+    CommandSpec(
+        name="battery_reboot",
+        target=Target.BATTERY,
+        value=ValueKind.PRESS,
+        label="Reboot battery",
+        help="Reboot the battery (firmware with guide V0.5.1 only).",
+        ignore_retained=True,
+        danger=True,
+        confirm="The battery stops charging and discharging while it restarts.",
+        entities=(Entity("battery_reboot", "Reboot", "button", device_class="restart"),),
+    ),
+    CommandSpec(
+        name="output_power",
+        target=Target.BATTERY,
+        value=ValueKind.NUMBER,
+        label="Output power",
+        help="The full-load output ceiling in W (firmware with guide V0.5.1 only).",
+        unit="W",
+        minimum=0.0,
+        maximum=OUTPUT_POWER_MAX,
+        ignore_retained=True,
+        entities=(Entity("output_power", "Output power", "number", icon="mdi:gauge"),),
+    ),
+    CommandSpec(
+        name="phase_output_power",
+        target=Target.BATTERY,
+        value=ValueKind.NUMBER,
+        label="Phase output power",
+        help="Output power per phase in W, sent for all three phases (V0.5.1 only).",
+        unit="W",
+        minimum=PHASE_POWER_RANGE[0],
+        maximum=PHASE_POWER_RANGE[1],
+        ignore_retained=True,
+        entities=(
+            Entity("phase_output_power", "Phase output power", "number", icon="mdi:sine-wave"),
+        ),
+    ),
+    CommandSpec(
+        name="awake",
+        target=Target.BATTERY,
+        value=ValueKind.SWITCH,
+        label="Awake",
+        help="Wake the battery (1) or put it to sleep (0); newer firmware only.",
+        ignore_retained=True,
+        danger=True,
+        confirm="Asleep, the battery neither charges nor discharges until it is woken.",
+        entities=(Entity("awake", "Awake", "switch", icon="mdi:power-sleep"),),
+    ),
 )
 
 #: Every command by name (names are unique across targets).
@@ -408,9 +532,9 @@ def lookup(name: str, target: Target | None = None) -> CommandSpec:
 # --- values -------------------------------------------------------------------------
 
 
-def _text(payload: bytes) -> str:
-    if len(payload) > MAX_PAYLOAD:
-        raise CommandError(f"payload is longer than {MAX_PAYLOAD} bytes")
+def _text(payload: bytes, limit: int = MAX_PAYLOAD) -> str:
+    if len(payload) > limit:
+        raise CommandError(f"payload is longer than {limit} bytes")
     try:
         return payload.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -436,11 +560,32 @@ def _switch(text: str) -> float:
     raise CommandError(f"{text!r} is not 0 or 1")
 
 
+def _choice(spec: CommandSpec, text: str) -> str:
+    if text not in spec.choices:
+        raise CommandError(f"{text!r} is not one of {', '.join(spec.choices)}")
+    return text
+
+
+def _json_object(text: str) -> dict[str, object]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise CommandError("payload is not JSON") from None
+    if not isinstance(data, dict):
+        raise CommandError("payload is not a JSON object")
+    return data
+
+
 def parse_value(spec: CommandSpec, payload: bytes) -> float:
     """The command's value from its payload; raises :class:`CommandError`."""
-    text = _text(payload)
+    text = _text(payload, spec.max_payload)
     if not text:
         raise CommandError("payload is empty")
+    if spec.value is ValueKind.CHOICE:
+        return float(spec.choices.index(_choice(spec, text)))
+    if spec.value is ValueKind.JSON:
+        _json_object(text)
+        return 0.0
     if spec.value is ValueKind.SWITCH:
         return _switch(text)
     if spec.value is ValueKind.PRESS:
@@ -467,7 +612,11 @@ def check(request: CommandRequest) -> Command | None:
     spec = lookup(request.name, request.target)
     if request.retained and spec.ignore_retained:
         return None
-    return Command(spec, request.serial, parse_value(spec, request.payload))
+    value = parse_value(spec, request.payload)
+    text = ""
+    if spec.value in (ValueKind.CHOICE, ValueKind.JSON):
+        text = request.payload.decode("utf-8").strip()
+    return Command(spec, request.serial, value, text)
 
 
 __all__ = [

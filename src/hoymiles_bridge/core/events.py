@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest
-from hoymiles_bridge.core.state import NORMAL_STATES, Alarm, DtuState, InverterDevice
+from hoymiles_bridge.core.state import (
+    NORMAL_STATES,
+    Alarm,
+    BatteryState,
+    DtuState,
+    InverterDevice,
+)
 from hoymiles_bridge.dtu.connection import FrameEvent
 from hoymiles_bridge.protocol.models import AppInfo, RealData
 
@@ -99,6 +105,21 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class BatteryChanged:
+    """A battery's state changed; ``what`` says which parts.
+
+    ``what`` holds ``values`` (new trusted values), ``identity`` (model,
+    serial, role, fields or capabilities: discovery may change),
+    ``availability``, ``setpoint``, ``mode`` and ``ack``. ``source`` names
+    what caused it (``quick``, ``config``, ``silence``, ``command``...).
+    """
+
+    battery: BatteryState
+    what: frozenset[str]
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FrameSeen:
     """A frame crossed the wire of a DTU's session (delivered synchronously)."""
 
@@ -115,6 +136,7 @@ Event = (
     | LimitChanged
     | CommandStatus
     | Notice
+    | BatteryChanged
 )
 
 
@@ -212,6 +234,8 @@ def describe(event: Event) -> list[Activity]:
             )
             for serial, alarm in event.new
         ]
+    if isinstance(event, BatteryChanged):
+        return _battery_lines(event)
     if isinstance(event, CommandStatus):
         if not event.final:
             return []
@@ -229,9 +253,22 @@ def describe(event: Event) -> list[Activity]:
     return []
 
 
+def _battery_lines(event: BatteryChanged) -> list[Activity]:
+    battery = event.battery
+    if "availability" in event.what:
+        text = "available" if battery.available else "unavailable (silent)"
+        level = INFO if battery.available else WARNING
+        return [Activity("battery", battery.dev_id, battery.serial, f"battery {text}", level)]
+    if "ack" in event.what and event.source in battery.acks:
+        text = f"{event.source}: {battery.acks[event.source]}"
+        return [Activity("battery", battery.dev_id, battery.serial, text)]
+    return []
+
+
 __all__ = [
     "Activity",
     "AlarmsChanged",
+    "BatteryChanged",
     "CommandStatus",
     "DtuInfoChanged",
     "Event",

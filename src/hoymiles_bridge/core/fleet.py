@@ -24,6 +24,8 @@ from typing import Any, Final
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.options import Options
+from hoymiles_bridge.core.battery import TICK as BATTERY_TICK
+from hoymiles_bridge.core.battery import BatteryHub
 from hoymiles_bridge.core.commands import (
     COMMAND_ERRORS,
     Command,
@@ -119,6 +121,8 @@ class Fleet:
         client_factory: ClientFactory = default_client,
         clock: Callable[[], float] = time.time,
         policy: PollPolicy | None = None,
+        battery_clock: Callable[[], float] = time.monotonic,
+        battery_tick: float = BATTERY_TICK,
     ) -> None:
         self.options = options
         #: Wall-clock start (the fleet's clock may be a simulated one).
@@ -159,6 +163,8 @@ class Fleet:
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         self.commands_done = 0
         self.commands_failed = 0
+        #: The batteries on the broker (fed and served by the MQTT adapter).
+        self.batteries = BatteryHub(options, self.emit, clock=battery_clock, tick=battery_tick)
 
     def __repr__(self) -> str:
         return f"Fleet(dtus={[d.label for d in self.dtus]})"
@@ -216,6 +222,7 @@ class Fleet:
             async with asyncio.TaskGroup() as group:
                 for dtu in self.dtus:
                     group.create_task(dtu.session.run(), name=f"dtu-session-{dtu.label}")
+                group.create_task(self.batteries.run(), name="batteries")
         finally:
             for task in list(self._deferred.values()):
                 task.cancel()
@@ -457,6 +464,9 @@ class Fleet:
 
     async def _execute(self, request: CommandRequest, command: Command) -> CommandOutcome:
         try:
+            if command.spec.target is Target.BATTERY:
+                await self._progress(request, CommandOutcome("pending"))
+                return await self._finish(request, await self.batteries.execute(command))
             if command.spec.target is Target.DTU:
                 dtu = self.find_dtu(command.serial)
             else:
