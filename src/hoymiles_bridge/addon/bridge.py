@@ -24,6 +24,7 @@ from hoymiles_bridge import __version__
 from hoymiles_bridge.config.options import Options
 from hoymiles_bridge.core.battery import TICK as BATTERY_TICK
 from hoymiles_bridge.core.cloud import CloudSource
+from hoymiles_bridge.core.events import BatteryChanged, Event
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.dtu.policy import PollPolicy
 from hoymiles_bridge.dtu.session import ClientFactory, default_client
@@ -112,6 +113,15 @@ class Bridge:
             version=__version__,
             qos=options.mqtt.qos,
         )
+        self.fleet.subscribe(self._local_batteries)
+
+    async def _local_batteries(self, event: Event) -> None:
+        """A battery reached over its own MQTT wins over the cloud's copy of its station."""
+        if self.cloud is None or not isinstance(event, BatteryChanged):
+            return
+        if "identity" in event.what:
+            batteries = self.fleet.batteries.batteries.values()
+            self.cloud.set_local_serials(b.serial for b in batteries if b.serial)
 
     def __repr__(self) -> str:
         return f"Bridge({self.fleet!r}, {self.mqtt!r})"
