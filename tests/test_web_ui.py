@@ -184,6 +184,17 @@ async def test_overview_shows_a_battery_card(
             re.compile(r"^[\d,.]+ W \(discharging\)$")
         )
         await expect(card).to_contain_text("general", timeout=10_000)
+        # the inspector shows the battery's own messages, filtered by unit
+        await browser_page.locator('nav a[href="#inspector"]').click()
+        box = browser_page.locator("#battery-messages")
+        await expect(box).to_be_visible(timeout=10_000)
+        await browser_page.select_option("#battery-filter-unit", battery.master.dev_id)
+        await expect(box.locator(".battery-message").first).to_contain_text(
+            battery.master.dev_id, timeout=10_000
+        )
+        await expect(
+            box.locator(".battery-message summary", has_text="quick").first
+        ).to_be_visible()
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
