@@ -350,6 +350,10 @@ async def test_status_shows_batteries_and_the_api_commands_them(mosquitto: Mosqu
             assert "soc" in quick[-1]["decoded"]["values"]
             _, sent = await api.get("api/battery-messages", params={"direction": "out"})
             assert [(m["kind"], m["text"]) for m in sent["messages"]] == [("ems_mode", "tou_plan")]
+            # the charts' history: the battery's power and SOC, named
+            _, history = await api.get("api/history")
+            assert history["series"][f"battery:{dev_id}"] and history["series"][f"soc:{dev_id}"]
+            assert history["names"][f"soc:{dev_id}"] == f"{dev_id} SOC"
             code, _ = await api.get("api/battery-messages", params={"dev_id": "bad/../id"})
             assert code == 400
             code, _ = await api.get("api/battery-messages", params={"direction": "sideways"})

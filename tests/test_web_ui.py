@@ -195,6 +195,11 @@ async def test_overview_shows_a_battery_card(
         await expect(
             box.locator(".battery-message summary", has_text="quick").first
         ).to_be_visible()
+        # the charts: the battery's power beside the inverters', its SOC in a card of its own
+        await browser_page.locator('nav a[href="#charts"]').click()
+        await expect(browser_page.locator("#chart-soc")).to_be_visible(timeout=10_000)
+        await expect(browser_page.locator("#chart-soc")).to_contain_text("SOC")
+        await expect(browser_page.locator("#chart-power")).to_contain_text("(battery)")
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
