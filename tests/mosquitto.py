@@ -147,9 +147,8 @@ class Subscriber:
 class TcpProxy:
     """Forwards 127.0.0.1:``port`` to the broker; can cut and refuse connections.
 
-    Refusing closes the listening socket rather than accepting and closing:
-    a connection reset before CONNACK would make aiomqtt wait for its full
-    operation timeout.
+    Refusing closes the listening socket rather than accepting and closing,
+    so a client sees what a stopped broker does (ECONNREFUSED at once).
     """
 
     def __init__(self, target_port: int) -> None:
