@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -118,6 +118,11 @@ class Subscriber:
             self.messages.append(received)
             self.last[received.topic] = data
             self._changed.set()
+
+    async def wait_for_all(self, topics: Iterable[str], timeout: float = 10.0) -> None:
+        """Wait until each of ``topics`` has a payload."""
+        for topic in topics:
+            await self.wait_for(topic, timeout=timeout)
 
     def payloads(self, topic: str) -> list[bytes]:
         return [m.payload for m in self.messages if m.topic == topic]

@@ -407,7 +407,10 @@ def test_gmqtt_lines_about_handled_problems_are_debug_lines(
     what the link handles (its own WARNING says so, with the retry)."""
     client = logging.getLogger("hoymiles_bridge.mqtt.link.gmqtt")
     protocol = logging.getLogger("gmqtt.mqtt.protocol")
-    with caplog.at_level(logging.DEBUG):
+    with (
+        caplog.at_level(logging.DEBUG, logger="hoymiles_bridge.mqtt.link"),
+        caplog.at_level(logging.DEBUG, logger="gmqtt"),
+    ):
         protocol.warning("[EXC: CONN LOST]")
         client.info("[MqttPackageHandler] SUBACK mid: %s, QoS: %s", 1, (1,))
         client.error("[Client] max number of failed connection attempts achieved")
@@ -420,6 +423,6 @@ def test_gmqtt_lines_about_handled_problems_are_debug_lines(
 
 
 def test_gmqtt_lines_made_debug_are_hidden_at_info(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="gmqtt"):
         logging.getLogger("gmqtt.mqtt.protocol").warning("[EXC: CONN LOST]")
     assert "[EXC: CONN LOST]" not in caplog.text

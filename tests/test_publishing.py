@@ -33,6 +33,7 @@ async def test_the_state_holds_what_the_value_topics_say(mosquitto: Mosquitto) -
                     assert float(sub.last[topic]) == state[f"port{port}_{key}"], topic
             assert state["reachable"] == 1 and state["producing"] == 1
             assert state["last_update"] == int(sub.last[env.topic(INV, "status", "last_update")])
+            await sub.wait_for(env.topic("dtu", "available"))  # QoS 1: may come after the values
     values = [m for m in sub.messages if m.topic == env.topic(INV, "0", "power")]
     assert values and all(m.qos == 0 for m in values)
     will = [m for m in sub.messages if m.topic == env.topic("dtu", "available")]
@@ -45,9 +46,10 @@ async def test_without_opendtu_topics_only_the_state_carries_values(mosquitto: M
             await sub.wait_for(env.topic(INV, "state"))
             await sub.wait_for(env.topic(INV, "status", "limit_relative"))
             await sub.wait_for(env.topic("ac", "power"))
+            port = env.topic(INV, "1")
+            await sub.wait_for(port + "/name")  # QoS 1: may come after the values
     topics = {m.topic for m in sub.messages}
     assert not any(t.startswith(env.topic(INV, "0") + "/") for t in topics)
-    port = env.topic(INV, "1")
     assert {t for t in topics if t.startswith(port + "/")} == {port + "/name"}
     assert env.topic(INV, "status", "reachable") not in topics
 

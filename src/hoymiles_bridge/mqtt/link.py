@@ -268,10 +268,9 @@ class _Session:
 
     @property
     def alive(self) -> bool:
-        """True while the connection is up (CONNACK received, not closing)."""
-        return (
-            not self.lost.done() and self._transport is not None and bool(self.client.is_connected)
-        )
+        """True from the CONNACK until the connection closes."""
+        transport = self._transport
+        return transport is not None and not transport.is_closing() and not self.lost.done()
 
     async def connect(self, timeout: float) -> None:
         """Open the connection and wait for the broker's CONNACK (bounded).
@@ -308,9 +307,6 @@ class _Session:
         transport = getattr(connection, "_transport", None)
         if isinstance(transport, asyncio.WriteTransport):
             self._transport = transport
-            # Written means handed to the socket (see written()): the
-            # transport's protocol pauses as soon as anything waits in its buffer.
-            transport.set_write_buffer_limits(high=0)
             drain = getattr(getattr(connection, "_protocol", None), "_drain_helper", None)
             if callable(drain):
                 self._drain = cast(Callable[[], Awaitable[None]], drain)
@@ -324,6 +320,11 @@ class _Session:
         packet id awaits its PUBACK.
         """
         if not self.alive:
+            if self._transport is not None:
+                # A connection that closes gracefully (gmqtt's keepalive does
+                # that) waits until its buffer is written, for ever if the
+                # broker stopped reading: end it, so the session ends too.
+                self._transport.abort()
             raise _SessionLostError("the connection to the broker is gone")
         try:
             self.client.publish(item.topic, item.payload, item.qos, item.retain)
@@ -359,7 +360,12 @@ class _Session:
                 _LOGGER.warning("The MQTT broker refused the subscription to %s", topic)
 
     async def written(self, timeout: float) -> None:
-        """Wait (bounded) until everything sent so far is handed to the socket."""
+        """Wait (bounded) while the connection's write buffer is over its
+        high-water mark (asyncio's 64 KiB), as :meth:`asyncio.StreamWriter.drain` does.
+
+        gmqtt hands each message to the transport at once, which sends what
+        the socket takes and buffers the rest.
+        """
         transport, drain = self._transport, self._drain
         if transport is None or drain is None or transport.get_write_buffer_size() == 0:
             return
@@ -641,7 +647,8 @@ class MqttLink:
         self, items: Sequence[tuple[str, str]], *, retain: bool = False, qos: int = 0
     ) -> None:
         """Publish a batch; wait until the broker acknowledged all of it (QoS 1)
-        or until its last message was handed to the socket (QoS 0).
+        or until it is on its way (QoS 0: written, or buffered below the
+        connection's high-water mark).
 
         The same contract as :meth:`publish` (queued while offline, never
         raises on a broker problem), but much cheaper per message: a poll's
@@ -692,7 +699,8 @@ class MqttLink:
                 self._outstanding.release()
 
     async def _publish_unacknowledged(self, session: _Session, batch: list[_Outgoing]) -> None:
-        """QoS 0: hand the batch to gmqtt, then wait until all of it is written.
+        """QoS 0: hand the batch to gmqtt, then wait while the connection's
+        write buffer is full.
 
         gmqtt writes each message to the connection at once, in order, so one
         wait covers the batch: a poll's latency ends when its data is on its
