@@ -298,6 +298,8 @@ class _Session:
             if not connecting.done():
                 connecting.cancel()
                 await asyncio.wait({connecting})
+            if not connecting.cancelled():
+                connecting.exception()  # read here too: it may fail as it is cancelled
         if connecting.cancelled():
             if self.lost.done():
                 raise _SessionLostError("the broker closed the connection before its CONNACK")
