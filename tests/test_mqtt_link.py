@@ -210,6 +210,29 @@ async def test_queue_is_flushed_in_order_after_reconnect(mosquitto: Mosquitto) -
         assert link.published == 5
 
 
+async def test_what_is_published_while_the_queue_flushes_is_sent_before_ready(
+    mosquitto: Mosquitto,
+) -> None:
+    """A publish while the flush awaited its last PUBACK stayed queued until the next
+    connect (found by tests/test_opendtu.py: a command sent then got no answer)."""
+    link = make_link(mosquitto.port)
+    await link.publish("hmtest/flush/first", "1", qos=1)  # offline: queued
+    original = link._await_puback
+    late: list[str] = []
+
+    async def publish_then_wait(wait: tuple[asyncio.Future[bool], object]) -> None:
+        if not late:
+            late.append("hmtest/flush/late")
+            await link.publish(late[0], "2", qos=1)  # not ready yet: queued
+        await original(wait)  # type: ignore[arg-type]
+
+    link._await_puback = publish_then_wait  # type: ignore[method-assign]
+    async with Subscriber(mosquitto.port, "hmtest/flush/#") as sub, running(link):
+        assert late and link.queued == 0
+        assert await sub.wait_for("hmtest/flush/late") == b"2"
+        assert link.published == 2
+
+
 async def test_bounded_queue_drops_the_oldest(mosquitto: Mosquitto) -> None:
     link = make_link(mosquitto.port, max_queue=3)
     for i in range(5):

@@ -67,9 +67,9 @@ from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError, InvalidS
 _LOGGER = logging.getLogger(__name__)
 #: gmqtt's client logs here, under the package's logger tree.
 _GMQTT_LOGGER = _LOGGER.getChild("gmqtt")
-#: gmqtt's connection code logs to its module logger (a lost connection, a
-#: write to a closed socket).
-_GMQTT_PROTOCOL_LOGGER = logging.getLogger("gmqtt.mqtt.protocol")
+#: gmqtt's modules log to their own loggers too (a lost connection, a write
+#: to a closed socket, each SUBSCRIBE).
+_GMQTT_MODULE_LOGGERS: Final = ("gmqtt.mqtt.protocol", "gmqtt.mqtt.package", "gmqtt.mqtt.utils")
 #: gmqtt's ERROR lines about what the link does itself: its reconnects are off
 #: on purpose, and the link reports a refused connect with its retry.
 _HANDLED_ERRORS: Final = (
@@ -95,8 +95,8 @@ class _GmqttLinesAreDebug(logging.Filter):
         return True
 
 
-_GMQTT_LOGGER.addFilter(_GmqttLinesAreDebug())
-_GMQTT_PROTOCOL_LOGGER.addFilter(_GmqttLinesAreDebug())
+for _name in (_GMQTT_LOGGER.name, *_GMQTT_MODULE_LOGGERS):
+    logging.getLogger(_name).addFilter(_GmqttLinesAreDebug())
 
 _T = TypeVar("_T")
 
@@ -824,7 +824,13 @@ class MqttLink:
         flushed = 0
         waits: deque[tuple[asyncio.Future[bool], _Outgoing]] = deque()
         try:
-            while self._queue:
+            # Until the queue is empty and nothing awaits its PUBACK: what is
+            # published meanwhile is queued too (the link is not ready yet),
+            # and ready follows without a pause in which more could come.
+            while self._queue or waits:
+                if not self._queue:
+                    await self._await_puback(waits.popleft())
+                    continue
                 item = self._queue.popleft()
                 if item.qos > 0:
                     while self._outstanding.locked() and waits:
@@ -843,8 +849,6 @@ class MqttLink:
                     waits.append((wait, item))
                 if flushed % _BATCH_SLICE == 0:
                     await asyncio.sleep(0)  # a long queue must not hold the loop
-            while waits:
-                await self._await_puback(waits.popleft())
         finally:
             for _ in waits:
                 self._outstanding.release()
