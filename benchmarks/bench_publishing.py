@@ -90,11 +90,11 @@ def bridge_command() -> list[str]:
     ]
 
 
-async def start_once(
-    workdir: Path, sim_port: int, broker: LocalBroker, idle: float
-) -> dict[str, float]:
-    """Start ``hoymiles-bridge run``; time the first ``0/power``; read its RSS after ``idle``."""
-    config = workdir / "bridge.yaml"
+async def start_bridge(
+    work: Path, name: str, sim_port: int, broker: LocalBroker
+) -> asyncio.subprocess.Process:
+    """``hoymiles-bridge run`` with one DTU, the broker and the web UI (``<name>.yaml``)."""
+    config = work / f"{name}.yaml"
     config.write_text(
         json.dumps(
             {
@@ -106,21 +106,28 @@ async def start_once(
         ),
         encoding="utf-8",
     )
+    with (work / f"{name}.log").open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            *bridge_command(),
+            "run",
+            "--config",
+            str(config),
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+async def start_once(
+    workdir: Path, sim_port: int, broker: LocalBroker, idle: float
+) -> dict[str, float]:
+    """Start ``hoymiles-bridge run``; time the first ``0/power``; read its RSS after ``idle``."""
     first: float | None = None
     async with aiomqtt.Client("127.0.0.1", broker.port) as sub:
         await sub.subscribe("solar/+/0/power")
-        with (workdir / "bridge.log").open("ab") as log:
-            started = time.monotonic()
-            proc = await asyncio.create_subprocess_exec(
-                *bridge_command(),
-                "run",
-                "--config",
-                str(config),
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        started = time.monotonic()
+        proc = await start_bridge(workdir, "bridge", sim_port, broker)
         try:
             async with asyncio.timeout(30):
                 async for message in sub.messages:
@@ -217,29 +224,7 @@ async def bridge_cpu(
 ) -> tuple[float, float]:
     """CPU % of one core of ``hoymiles-bridge run`` (one DTU) over ``window`` after a
     warm-up, and the messages per second it published on ``solar/battery/#``."""
-    config = work / "battery-bridge.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "dtus": [{"host": "127.0.0.1", "port": sim_port}],
-                "mqtt": {"host": "127.0.0.1", "port": broker.port},
-                "web": {"host": "127.0.0.1", "port": free_port()},
-                "log_level": "warning",
-            }
-        ),
-        encoding="utf-8",
-    )
-    with (work / "battery-bridge.log").open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *bridge_command(),
-            "run",
-            "--config",
-            str(config),
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+    proc = await start_bridge(work, "battery-bridge", sim_port, broker)
     seen = 0
     try:
         await asyncio.sleep(BATTERY_WARMUP)
