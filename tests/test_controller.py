@@ -7,6 +7,7 @@ import pytest
 from hoymiles_bridge.config.options import OptionsError, controller_problems, normalize, validate
 from hoymiles_bridge.core.controller import (
     MAX_JUMP,
+    Actuation,
     BatteryUnit,
     ControllerConfig,
     InverterUnit,
@@ -256,14 +257,18 @@ def test_feed_in_cap_limits_the_inverters_total_and_paces_itself() -> None:
 
 
 def test_zero_export_throttles_inverters_only_when_batteries_are_full() -> None:
-    law = controller(tuning=Tuning(soc_ceiling=95.0))
-    full = unit(soc=95.0, seen=0.0)
-    law.meter(-600.0, 0.0)
-    actions = law.step(0.0, [full], [inverter("a", ac=800.0), inverter("b", ac=800.0)])
-    limits = [a for a in actions if a.kind is Kind.LIMIT]
-    assert sum(a.value for a in limits if isinstance(a.value, float)) == pytest.approx(1000, abs=2)
-    assert "batteries take no more" in limits[0].reason
-    law = controller()
-    law.meter(-600.0, 0.0)
-    actions = law.step(0.0, [unit(soc=50.0, seen=0.0)], [inverter("a", ac=800.0)])
-    assert all(a.kind is Kind.SETPOINT for a in actions)
+    def limits(battery_soc: float) -> list[Actuation]:
+        law = controller(tuning=Tuning(soc_ceiling=95.0))
+        sent = []
+        for second in range(45):
+            absorbed = battery_soc < 95.0 and second >= 3  # a battery with room takes it
+            law.meter(-5.0 if absorbed else -600.0, float(second))
+            units = [unit(soc=battery_soc, seen=float(second))]
+            producing = [inverter("a", ac=800.0), inverter("b", ac=800.0)]
+            sent += [a for a in law.step(float(second), units, producing) if a.kind is Kind.LIMIT]
+        return sent
+
+    throttled = limits(95.0)  # full: after full_after, at the next look (30 s)
+    assert sum(a.value for a in throttled if isinstance(a.value, float)) == pytest.approx(1000, 2)
+    assert "batteries take no more" in throttled[0].reason
+    assert limits(50.0) == []  # room to charge: the battery takes it

@@ -7,6 +7,9 @@ session and their state) and a :class:`~hoymiles_bridge.mqtt.bridge.MqttBridge`
 ``bridge.fleet`` on its own. With ``cloud`` options, the cloud's stations
 (:class:`~hoymiles_bridge.core.cloud.CloudSource`) run beside them and are
 published over the same link (:class:`~hoymiles_bridge.mqtt.cloud.CloudPublisher`).
+The power controller (:class:`~hoymiles_bridge.core.controller_service.ControllerService`)
+always runs, in the mode of its options (``monitor`` sends nothing); its meter
+and mode topics ride on the same link (:class:`~hoymiles_bridge.mqtt.controller.ControllerLink`).
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ from collections.abc import Callable
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.options import Options
 from hoymiles_bridge.core.cloud import CloudSource
+from hoymiles_bridge.core.controller_service import (
+    ControllerService,
+    FleetActuators,
+    inverter_units,
+)
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.dtu.policy import PollPolicy
 from hoymiles_bridge.dtu.session import ClientFactory, default_client
 from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.mqtt.bridge import MqttBridge
 from hoymiles_bridge.mqtt.cloud import CloudPublisher
+from hoymiles_bridge.mqtt.controller import ControllerLink
 from hoymiles_bridge.mqtt.link import MqttLink, MqttSettings
 from hoymiles_bridge.mqtt.topics import TopicLayout
 
@@ -46,9 +55,30 @@ class Bridge:
         mqtt_backoff: float = 1.0,
     ) -> None:
         self.fleet = Fleet(options, client_factory=client_factory, clock=clock, policy=policy)
-        self.mqtt = MqttBridge(
-            self.fleet, mqtt, announce_delay=announce_delay, backoff=mqtt_backoff
+        fleet = self.fleet
+        self.controller = ControllerService(
+            options.controller,
+            FleetActuators(fleet, lambda: inverter_units(fleet.dtus)),
+            fleet.emit,
         )
+        layout = TopicLayout(options.base_topic, several_dtus=len(options.dtus) > 1)
+        self.controller_link = ControllerLink(
+            self.controller,
+            base=options.base_topic,
+            bridge_status=layout.will,
+            prefix=options.discovery_prefix,
+            discovery=options.discovery,
+            version=__version__,
+            configuration_url=lambda: self.mqtt.configuration_url,
+        )
+        self.mqtt = MqttBridge(
+            fleet,
+            mqtt,
+            announce_delay=announce_delay,
+            backoff=mqtt_backoff,
+            companions=(self.controller_link,),
+        )
+        fleet.subscribe(self.controller_link.on_event)
         self.cloud: CloudSource | None = None
         self.cloud_mqtt: CloudPublisher | None = None
         if options.cloud.enabled:
@@ -91,12 +121,15 @@ class Bridge:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.mqtt.run(), name="mqtt-link")
             group.create_task(self.fleet.run(), name="fleet")
+            group.create_task(self.controller.run(), name="controller")
             if self.cloud is not None and self.cloud_mqtt is not None:
                 group.create_task(self.cloud.run(), name="cloud-poller")
                 group.create_task(self.cloud_mqtt.run(), name="cloud-mqtt")
 
     async def stop(self) -> None:
-        """Say goodbye on MQTT (the caller then cancels :meth:`run`)."""
+        """Release what the controller changed, say goodbye on MQTT (the caller then
+        cancels :meth:`run`)."""
+        await self.controller.stop()
         await self.mqtt.stop()
 
 

@@ -52,6 +52,8 @@ from hoymiles_bridge.errors import InvalidArgumentError
 MODES: Final = ("off", "monitor", "zero_export", "feed_in_cap")
 #: A reading this far from the last one (W) is implausible and ignored.
 MAX_JUMP: Final = 20_000.0
+#: The ``origin`` of the registry requests the controller sends (no MQTT topic).
+CONTROLLER_ORIGIN: Final = "controller"
 #: The inverter's lowest limit, in % of its rated power (protocol/actions.py's floor).
 LIMIT_FLOOR_PERCENT: Final = 2.0
 
@@ -86,20 +88,23 @@ class Tuning:
     """
 
     #: Proportional gain, W of battery power per W of grid error.
-    kp: float = 0.5
+    kp: float = 0.7
     #: Integral gain, per second.
-    ki: float = 0.35
+    ki: float = 0.45
     #: Grid errors within this many W count as zero (no actuation for noise).
-    deadband: float = 15.0
+    deadband: float = 20.0
     #: The total battery power moves at most this many W per second.
-    slew: float = 1500.0
+    slew: float = 3000.0
     #: A unit's setpoint is sent again only when it moved this many W (the
     #: battery's keep-alive holds it otherwise).
-    min_step: float = 10.0
+    min_step: float = 20.0
     #: Battery actuations (setpoints and modes) per minute, over all units.
     battery_per_minute: int = 90
     #: Inverter limit changes per minute, over all inverters.
     inverter_per_minute: int = 6
+    #: The batteries count as full (the inverters may be throttled) once the
+    #: output has sat at their charge limit this long, s (not for a transient).
+    full_after: float = 10.0
     #: Seconds between two looks at the inverter limits (and per inverter at least).
     inverter_interval: float = 30.0
     #: A limit is changed only when it moves this many W (or 2 % of the rated power).
@@ -375,6 +380,8 @@ class PowerController:
         self._output = 0.0
         #: The most the usable batteries charge now (W, <= 0): at it, they are "full".
         self._low = 0.0
+        #: Since when the output sits at ``_low`` (the batteries take no more).
+        self._full_since: float | None = None
         self._primed = False
         self._meter_lost_at: float | None = None
         self._released_general = False
@@ -457,6 +464,7 @@ class PowerController:
         self._used_at = None
         self._previous = None
         self._inverter_at = -math.inf
+        self._full_since = None
 
     def release(self, why: str, now: float) -> list[Actuation]:
         """Everything back: batteries to 0 W and ``general``, inverters to their old limits.
@@ -602,6 +610,8 @@ class PowerController:
         if not units:
             self._reset_loop()
             self._used_at = reading.at
+            if self._full_since is None:
+                self._full_since = now
             return []
         if not self._primed:
             # Bumpless start: from what the batteries do now.
@@ -616,6 +626,10 @@ class PowerController:
         # Anti-windup: the integrator holds what the clamped output needs.
         self._integral = output - tuning.kp * effective
         self._output = output
+        if output > low + tuning.min_step:
+            self._full_since = None
+        elif self._full_since is None:
+            self._full_since = now
         return self._battery_actions(output, units, now, error)
 
     def _battery_actions(
@@ -656,13 +670,16 @@ class PowerController:
         why = ""
         if self._mode is not Mode.FEED_IN_CAP and fresh and self._reading is not None:
             error = self._reading.watts - self.config.grid_setpoint
-            full = self._output <= self._low + tuning.min_step
+            since = self._full_since
+            full = since is not None and now - since >= tuning.full_after
             if error < -tuning.deadband - tuning.limit_hysteresis and full:
                 total = max(0.0, produced + error)
                 why = f"exporting {-self._reading.watts:.0f} W, batteries take no more"
-            elif total is not None and error > tuning.deadband:
-                total = total + max(error, 0.1 * rated)
-                why = f"importing {self._reading.watts:.0f} W: limit raised"
+            elif total is not None and (error > tuning.deadband or self._output > tuning.min_step):
+                # Importing, or a battery covers what the limited inverters could:
+                # PV first, so the limit goes up.
+                total = total + max(error, self._output, 0.1 * rated)
+                why = f"grid {self._reading.watts:+.0f} W, batteries {self._output:+.0f} W: raised"
         over = cap is not None and (total is not None or produced > cap * 0.9)
         if cap is not None and over and (total is None or total > cap):
             total = cap
@@ -754,6 +771,7 @@ def parse_mode(text: str) -> Mode:
 
 
 __all__ = [
+    "CONTROLLER_ORIGIN",
     "LIMIT_FLOOR_PERCENT",
     "MAX_JUMP",
     "MODES",

@@ -25,7 +25,7 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 
 from hoymiles_bridge import __version__
@@ -37,6 +37,7 @@ from hoymiles_bridge.core.commands import (
     Target,
     check,
 )
+from hoymiles_bridge.core.controller import CONTROLLER_ORIGIN
 from hoymiles_bridge.core.events import (
     AlarmsChanged,
     CommandStatus,
@@ -51,6 +52,7 @@ from hoymiles_bridge.core.limits import shown_limit
 from hoymiles_bridge.core.state import DtuState, InverterState
 from hoymiles_bridge.core.values import InverterValues
 from hoymiles_bridge.mqtt.commands import request_for
+from hoymiles_bridge.mqtt.companion import LinkCompanion
 from hoymiles_bridge.mqtt.discovery import (
     DiscoveryContext,
     dtu_discovery,
@@ -104,6 +106,7 @@ class MqttBridge:
         announce_delay: float = 2.0,
         backoff: float = 1.0,
         configuration_url: str | None = None,
+        companions: Sequence[LinkCompanion] = (),
     ) -> None:
         options = fleet.options
         self.fleet = fleet
@@ -119,6 +122,10 @@ class MqttBridge:
         subscriptions = list(self.layout.command_subscriptions)
         if options.discovery:
             subscriptions.append(self.ha_status_topic)
+        #: Adapters sharing the link (the controller's): they see each message first.
+        self._companions = tuple(companions)
+        for companion in self._companions:
+            subscriptions.extend(companion.subscriptions)
         self.link = MqttLink(
             settings,
             will_topic=self.layout.will,
@@ -129,6 +136,8 @@ class MqttBridge:
             on_disconnect=self._on_disconnect,
             backoff_initial=backoff,
         )
+        for companion in self._companions:
+            companion.bind(self.link)
         self._published: dict[str, str] = {}
         #: QoS of the value topics (availability, discovery and outcomes use 1).
         self._qos = options.mqtt.qos
@@ -263,6 +272,8 @@ class MqttBridge:
         await self.link.publish_many(items, retain=True, qos=1)
 
     def _on_disconnect(self) -> None:
+        for companion in self._companions:
+            companion.on_disconnect()
         if not self._stopped:
             notice = self.fleet.notify("mqtt", "MQTT connection lost", level="warning")
             self._spawn(notice, "mqtt-lost-notice")
@@ -273,6 +284,8 @@ class MqttBridge:
         await self._announce_all()
         await self._republish(dict(self._published))
         await self._publish([self._uptime_item()])
+        for companion in self._companions:
+            await companion.on_connect()
 
     def _uptime_item(self) -> tuple[str, str]:
         """``dtu/uptime``: whole seconds since this bridge started (OpenDTU: its own uptime)."""
@@ -568,6 +581,9 @@ class MqttBridge:
     # --- commands -------------------------------------------------------------------
 
     async def _on_message(self, message: MqttMessage) -> None:
+        for companion in self._companions:
+            if await companion.handle(message):
+                return
         if message.topic == self.ha_status_topic:
             if message.payload.strip().lower() == ONLINE.encode():
                 self._schedule_reannounce()
@@ -639,6 +655,8 @@ class MqttBridge:
         return f"{base}/{serial}/cmd/{name}"
 
     def _status_topic(self, request: CommandRequest) -> str | None:
+        if request.origin == CONTROLLER_ORIGIN:
+            return None  # the controller's commands: its own topics tell them
         if request.origin is not None:
             return request.origin
         target = request.target

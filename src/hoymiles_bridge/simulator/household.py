@@ -151,6 +151,7 @@ class SimBattery:
     ``tau`` is its time constant following a setpoint; in ``general`` mode it
     regulates to its own view of the meter every ``own_interval`` s with
     ``own_tau`` (the slower self-consumption mode of the benchmark's baseline).
+    ``standby`` holds 0 W (the benchmark's "no control" baseline).
     ``responsive`` False makes it ignore commands (a unit gone silent); it
     then also stops reporting (``reporting``).
     """
@@ -217,6 +218,8 @@ class SimBattery:
             self.mode = "general"  # the keep-alive ran out
         if self.mode == "mqtt_ctrl":
             want, tau = self.setpoint, self.tau
+        elif self.mode == "standby":  # the "no control" baseline: the battery idles
+            want, tau = 0.0, self.tau
         else:
             if now - self._own_at >= self.own_interval:
                 self._own_at = now
@@ -275,6 +278,8 @@ class Totals:
 
     imported: float = 0.0  # Wh
     exported: float = 0.0  # Wh
+    pv_available: float = 0.0  # Wh the panels offered
+    pv_fed: float = 0.0  # Wh the inverters fed in
     seconds: float = 0.0
     within: float = 0.0  # seconds within the band
     band: float = 30.0
@@ -343,6 +348,9 @@ class Household:
         else:
             totals.exported -= energy
         totals.seconds += dt
+        offered = sum(min(pv * i.share, i.rated) for i in self.inverters)
+        totals.pv_available += offered * dt / 3600
+        totals.pv_fed += self.pv_power * dt / 3600
         if abs(self.grid - target) <= totals.band:
             totals.within += dt
         self.meter.sample(now, self.grid)
