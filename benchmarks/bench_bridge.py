@@ -42,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import io
 import json
 import logging
@@ -65,7 +66,7 @@ from typing import Any
 import aiomqtt
 
 from _process import stop_child
-from hoymiles_bridge.addon.bridge import Bridge
+from hoymiles_bridge.addon.bridge import Bridge, tune_garbage_collector
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.core.events import Event, RealDataReceived, StateChanged
 from hoymiles_bridge.core.fleet import build_client_factory
@@ -226,6 +227,30 @@ class MeteredBridge(Bridge):
                 self.bench_bad_states[state.value] = self.bench_bad_states.get(state.value, 0) + 1
 
 
+class GcPauses:
+    """Durations of the garbage collector's runs, per generation (a source of loop lag)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            f"gen{gen}": {
+                "runs": len(runs),
+                "max_ms": 1000 * max(runs, default=0.0),
+                "total_ms": 1000 * sum(runs),
+            }
+            for gen, runs in self.pauses.items()
+        }
+
+
 async def _sample_lag(samples: list[float]) -> None:
     loop = asyncio.get_running_loop()
     while True:
@@ -285,6 +310,8 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
     options = validate(document)
     settings = MqttSettings(host="127.0.0.1", port=cfg["mqtt_port"], client_id="bench-bridge")
     bridge = MeteredBridge(options, settings, client_factory=build_client_factory())
+    if not cfg.get("default_gc"):
+        tune_garbage_collector()  # as the service (addon/runner.py) does at start
     sessions = [view.session for view in bridge.fleet.dtus]
     started = time.monotonic()
     task = asyncio.create_task(bridge.run(), name="bridge")
@@ -330,6 +357,8 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
             asyncio.create_task(_drain(bridge, latencies)),
             asyncio.create_task(_sample_lag(lags)),
         ]
+        gc_pauses = GcPauses()
+        gc.callbacks.append(gc_pauses)
         cpu0, wall0 = own_cpu_seconds(), time.monotonic()
         if profiler is not None:
             profiler.enable()
@@ -337,6 +366,7 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
         if profiler is not None:
             profiler.disable()
         cpu1, wall1 = own_cpu_seconds(), time.monotonic()
+        gc.callbacks.remove(gc_pauses)
         for helper in helpers:
             helper.cancel()
         latencies.extend(bridge.fleet.latencies)
@@ -372,6 +402,7 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
             "real_data_calls": bridge.bench_calls - calls0,
             "fresh_polls": bridge.bench_fresh - fresh0,
             "late_polls": bridge.bench_late,
+            "gc": gc_pauses.summary(),
             "published": bridge.link.published - published0,
             "topics_known": len(bridge.mqtt._published),  # memory footprint (private, read only)
             "state_changes_not_connected": dict(bridge.bench_bad_states),
@@ -551,7 +582,7 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
     lifetime = warmup_timeout + args.duration + 120
     start = local_midnight(time.time()) + SIM_START_HOUR * 3600
     children: list[Child] = []
-    broker = NoDelayBroker() if args.broker_nodelay else LocalBroker()
+    broker: LocalBroker | None = None
     try:
         sims = await Child.start(
             "simulators",
@@ -560,6 +591,9 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
         )
         children.append(sims)
         ready = await sims.event(timeout=60 + dtus * 0.2)
+        # The broker picks its free port now, with every simulator's port taken:
+        # picked earlier, a simulator could take it first.
+        broker = NoDelayBroker() if args.broker_nodelay else LocalBroker()
         await broker.start()
         brokers = child_pids("mosquitto")
         profile_stem = str(RESULTS_DIR / f"bridge-{dtus}-profile") if args.profile else None
@@ -576,6 +610,7 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
             "tcp_nodelay": args.tcp_nodelay,
             "mqtt_max_calls": args.mqtt_max_calls,
             "options": getattr(args, "options", None),
+            "default_gc": getattr(args, "default_gc", False),
         }
         config_path = workdir / f"bridge-{dtus}.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
@@ -629,7 +664,8 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
     finally:
         for child in reversed(children):
             await child.close()
-        await broker.stop()
+        if broker is not None:
+            await broker.stop()
 
 
 def count_warnings(log: Path) -> int:
@@ -732,6 +768,10 @@ def markdown(run: dict[str, Any]) -> str:
         f"(~{per_dtu_kb:.0f} kB per DTU after it); {run['topics_known']:,} retained topics "
         f"tracked; warm-up {run['warmup_s']:.1f} s",
         f"- MQTT link at the end: {run['mqtt']['queued']:,} messages in the offline queue",
+        "- garbage collector: "
+        + ", ".join(
+            f"{gen} {g['runs']} runs, max {g['max_ms']:.1f} ms" for gen, g in run["gc"].items()
+        ),
         "- CPU % from /proc over the same window: "
         + ", ".join(f"{name} {value:.1f}" for name, value in others.items()),
     ]
@@ -862,6 +902,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     experiments.add_argument(
         "--broker-nodelay", action="store_true", help="Mosquitto with set_tcp_nodelay true"
+    )
+    experiments.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="Python's garbage collector settings, not the service's (tune_garbage_collector)",
     )
     parser.add_argument(
         "--options",

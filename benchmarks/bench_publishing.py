@@ -167,14 +167,16 @@ async def startup(idle: float, starts: int) -> dict[str, Any]:
         ],
         work / "sims.log",
     )
-    broker = LocalBroker()
+    broker: LocalBroker | None = None
     try:
         ready = await sims.event(timeout=60)
+        broker = LocalBroker()  # its port is picked now, with the simulator's taken
         await broker.start()
         runs = [await start_once(work, ready["ports"][0], broker, idle) for _ in range(starts)]
     finally:
         await sims.close()
-        await broker.stop()
+        if broker is not None:
+            await broker.stop()
         shutil.rmtree(work, ignore_errors=True)
     return {
         "starts": runs,
@@ -197,6 +199,7 @@ def load_run(dtus: int, interval: int, duration: float, sim_speed: float) -> dic
         tcp_nodelay=False,
         broker_nodelay=False,
         options=None,
+        default_gc=False,
     )
     work = Path(tempfile.mkdtemp(prefix="bench-publishing-"))
     try:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from hoymiles_bridge.addon.bridge import Bridge
+from hoymiles_bridge.addon.bridge import Bridge, tune_garbage_collector
 from hoymiles_bridge.addon.supervisor import SupervisorClient, SupervisorError
 from hoymiles_bridge.config.options import Options, WebOptions, load_options
 from hoymiles_bridge.config.store import ConfigStore, ConfigStoreError, FileConfigStore, Mode
@@ -390,6 +390,7 @@ class Service:
                 loop.add_signal_handler(sig, self._on_signal, sig)
                 handled.append(sig)
         stop_task = asyncio.create_task(self._stop.wait(), name="service-stop-signal")
+        tune_garbage_collector()
         try:
             await self.hub.open_store(self.state_dir)
             try:

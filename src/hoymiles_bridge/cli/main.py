@@ -8,18 +8,31 @@ print one plain sentence on stderr and exit 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from hoymiles_bridge import __version__
-from hoymiles_bridge.cli import cloud, decode, demo, dtu, run, simulate
 from hoymiles_bridge.errors import HoymilesError
 
 EXIT_USAGE = 2
 
+#: Each sub-command's module (``hoymiles_bridge.cli.<module>``), in the help's
+#: order. Only the chosen command's module is imported: ``run`` does not load
+#: the simulators or the decoder (a smaller, faster-starting service).
+COMMAND_MODULES: dict[str, str] = {
+    "run": "run",
+    "dtu": "dtu",
+    "cloud": "cloud",
+    "decode": "decode",
+    "simulate": "simulate",
+    "demo": "demo",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every sub-command, or only of ``command`` when it is a known one."""
     parser = argparse.ArgumentParser(
         prog="hoymiles-bridge",
         description="Local control of Hoymiles DTUs: client, simulator and decoder.",
@@ -29,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more logging (-vv for frames)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (run, dtu, cloud, decode, simulate, demo):
-        module.register(sub)
+    modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()
+    for name in dict.fromkeys(modules):
+        importlib.import_module(f"hoymiles_bridge.cli.{name}").register(sub)
     return parser
 
 
@@ -45,8 +59,10 @@ def setup_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(chosen)
+    args = parser.parse_args(args_list)
     setup_logging(args.verbose)
     try:
         code: int = args.func(args)

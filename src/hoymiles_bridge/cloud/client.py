@@ -38,8 +38,6 @@ from typing import Any, Final, Self
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-from argon2.exceptions import HashingError
-from argon2.low_level import Type, hash_secret_raw
 
 from hoymiles_bridge.cloud import facts
 from hoymiles_bridge.cloud.models import (
@@ -193,7 +191,13 @@ class _Challenge:
 
 
 def argon2_hex(password: str, salt: bytes) -> str:
-    """``ch`` of an Argon2id account: the hash as the S-Miles Home app computes it."""
+    """``ch`` of an Argon2id account: the hash as the S-Miles Home app computes it.
+
+    argon2-cffi loads with the first login: a bridge without the cloud never does.
+    """
+    from argon2.exceptions import HashingError
+    from argon2.low_level import Type, hash_secret_raw
+
     try:
         raw = hash_secret_raw(
             password.encode("utf-8"),
