@@ -111,3 +111,21 @@ async def test_mode_select_discovery_and_bad_meter_input(mosquitto: Mosquitto) -
             await _publish(sub, command, "monitor")
             await sub.wait_for(f"{base}/controller/mode", lambda p: p == b"monitor")
             assert service.readings == 1
+
+
+async def test_the_cli_switches_the_mode_of_a_running_bridge(mosquitto: Mosquitto) -> None:
+    from hoymiles_bridge.cli.controller import _switch
+
+    async with _sim() as sim:
+        async with running_bridge(mosquitto, [sim], controller=_controller()) as env:
+            await env.bridge.link.wait_connected(10)
+
+            async def switched() -> bool:
+                ok, _text = await _switch("127.0.0.1", mosquitto.port, env.base, "off", 2.0)
+                return ok
+
+            await until(switched, "the CLI's mode switch")
+            assert env.bridge.controller.law.mode.value == "off"
+            ok, text = await _switch("127.0.0.1", mosquitto.port, env.base, "feed_in_cap", 5.0)
+            assert not ok
+            assert text.startswith("failed: feed_in_cap needs")

@@ -25,6 +25,7 @@ COMMAND_MODULES: dict[str, str] = {
     "run": "run",
     "dtu": "dtu",
     "cloud": "cloud",
+    "controller": "controller",
     "decode": "decode",
     "simulate": "simulate",
     "demo": "demo",
