@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from hoymiles_bridge.config.options import ControllerOptions
 from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest, Target
@@ -17,6 +18,7 @@ from hoymiles_bridge.core.controller import (
 from hoymiles_bridge.core.controller_service import (
     ControllerService,
     FleetActuators,
+    battery_units,
     request_for,
 )
 from hoymiles_bridge.core.events import ControllerActed, ControllerChanged, Event, describe
@@ -65,6 +67,12 @@ def _service(
     return service, events
 
 
+async def _feed(service: ControllerService, payload: bytes) -> None:
+    """A meter message, then the step the service's loop would take at once."""
+    await service.on_meter(payload)
+    await service.step()
+
+
 def test_requests_use_the_registry_names_and_never_a_persistent_limit() -> None:
     limit = request_for(Actuation(Kind.LIMIT, "116100000001", 400.0, "cap"))
     assert (limit.target, limit.name, limit.payload) == (
@@ -85,7 +93,7 @@ async def test_meter_payloads_drive_the_battery_and_every_actuation_is_an_event(
     clock, fleet = Clock(), FakeFleet()
     battery = BatteryUnit("MSA-1", 50.0, 1000.0, 1000.0, power=0.0, seen_at=clock.now)
     service, events = _service(fleet, clock, [battery], mode="zero_export")
-    await service.on_meter(b'{"p": 400}')
+    await _feed(service, b'{"p": 400}')
     (request,) = fleet.requests
     assert request.name == "setpoint"
     acted = [e for e in events if isinstance(e, ControllerActed)]
@@ -110,9 +118,9 @@ async def test_a_battery_that_fails_leaves_the_split() -> None:
     clock, fleet = Clock(), FakeFleet(answer="refused")
     battery = BatteryUnit("MSA-1", 50.0, 1000.0, 1000.0, power=0.0, seen_at=clock.now)
     service, events = _service(fleet, clock, [battery], mode="zero_export")
-    await service.on_meter(b'{"p": 400}')
+    await _feed(service, b'{"p": 400}')
     clock.now += 1
-    await service.on_meter(b'{"p": 400}')
+    await _feed(service, b'{"p": 400}')
     assert [r.name for r in fleet.requests] == ["setpoint"]  # not tried again
     (line,) = describe(next(e for e in events if isinstance(e, ControllerActed)))
     assert line.level == "warning"
@@ -124,11 +132,11 @@ async def test_mode_switch_release_and_meter_loss_are_told() -> None:
     battery = BatteryUnit("MSA-1", 50.0, 1000.0, 1000.0, power=0.0, seen_at=clock.now)
     service, events = _service(fleet, clock, [battery])
     assert service.law.mode is Mode.MONITOR
-    await service.on_meter(b'{"p": 400}')
+    await _feed(service, b'{"p": 400}')
     assert fleet.requests == []  # monitor sends nothing
     assert (await service.set_mode("zero_export")).status == "ok"
     clock.now += 1
-    await service.on_meter(b'{"p": 400}')
+    await _feed(service, b'{"p": 400}')
     assert [r.name for r in fleet.requests] == ["setpoint"]
     clock.now += 11
     await service.step()
@@ -141,3 +149,35 @@ async def test_mode_switch_release_and_meter_loss_are_told() -> None:
     assert [r.payload for r in fleet.requests[-1:]] == [b"general"]
     await service.step()  # stopped: nothing more
     assert fleet.requests[-1].payload == b"general"
+
+
+@dataclass
+class StandInBattery:
+    """Shaped like the battery hub's state (what battery_units reads)."""
+
+    dev_id: str
+    values: dict[str, object] = field(default_factory=dict)
+    available: bool = True
+    master: bool | None = True
+    setpoint_range: tuple[float, float] = (-1000.0, 1000.0)
+    last_quick: float | None = 5.0
+
+
+def test_battery_units_one_per_system_with_the_system_values() -> None:
+    master = StandInBattery(
+        "MSA-1",
+        {"soc": 40.0, "sys_soc": 55.5, "bat_p": 100.0, "sys_bat_p": 220.0},
+        setpoint_range=(-2000.0, 2000.0),
+    )
+    slave = StandInBattery("MSA-2", {"soc": 70.0}, master=False)
+    alone = StandInBattery("MSA-3", {"soc": "n/a", "bat_p": True}, master=None, last_quick=None)
+    units = battery_units([master, slave, alone])
+    assert [u.id for u in units] == ["MSA-1", "MSA-3"]
+    first, third = units
+    assert (first.soc, first.power, first.charge_max, first.discharge_max) == (
+        55.5,
+        220.0,
+        2000.0,
+        2000.0,
+    )
+    assert (third.soc, third.power, third.seen_at) == (None, None, None)  # not usable yet

@@ -146,6 +146,7 @@ class Bridge:
             group.create_task(self.mqtt.run(), name="mqtt-link")
             group.create_task(self.fleet.run(), name="fleet")
             group.create_task(self.controller.run(), name="controller")
+            group.create_task(self.controller_link.run(), name="controller-mqtt")
             if self.cloud is not None and self.cloud_mqtt is not None:
                 group.create_task(self.cloud.run(), name="cloud-poller")
                 group.create_task(self.cloud_mqtt.run(), name="cloud-mqtt")

@@ -19,10 +19,11 @@ with its reason; mode and state changes as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from hoymiles_bridge.config.options import ControllerOptions
@@ -145,6 +146,72 @@ def inverter_units(dtus: Sequence[DtuState]) -> list[InverterUnit]:
     return units
 
 
+class BatteryLike(Protocol):
+    """What :func:`battery_units` reads of a battery's state (the battery hub's).
+
+    ``values`` holds the firmware's fields (``soc``, ``bat_p``, ``sys_soc``,
+    ``sys_bat_p``...), ``master`` is False for a slave (it takes no setpoint),
+    ``setpoint_range`` the ``(low, high)`` W it accepts, ``last_quick`` when its
+    1 s telemetry last came (the hub's monotonic clock).
+    """
+
+    @property
+    def dev_id(self) -> str: ...
+
+    @property
+    def values(self) -> Mapping[str, object]: ...
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def master(self) -> bool | None: ...
+
+    @property
+    def setpoint_range(self) -> tuple[float, float]: ...
+
+    @property
+    def last_quick(self) -> float | None: ...
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def battery_units(batteries: Iterable[BatteryLike]) -> list[BatteryUnit]:
+    """The batteries as the fast loop sees them: one unit per system (its master).
+
+    A slave takes no setpoint; its master speaks for the system, with the
+    system's SOC and power when it reports them (``sys_soc``, ``sys_bat_p``).
+    """
+    units = []
+    for battery in batteries:
+        if battery.master is False:
+            continue
+        values = battery.values
+        soc = _number(values.get("sys_soc"))
+        if soc is None:
+            soc = _number(values.get("soc"))
+        power = _number(values.get("sys_bat_p"))
+        if power is None:
+            power = _number(values.get("bat_p"))
+        low, high = battery.setpoint_range
+        units.append(
+            BatteryUnit(
+                battery.dev_id,
+                soc=soc,
+                charge_max=max(0.0, -low),
+                discharge_max=max(0.0, high),
+                power=power,
+                seen_at=battery.last_quick,
+                available=battery.available,
+            )
+        )
+    return units
+
+
 def config_from(options: ControllerOptions, tuning: Tuning | None = None) -> ControllerConfig:
     """The law's configuration from the ``controller`` options."""
     return ControllerConfig(
@@ -181,6 +248,8 @@ class ControllerService:
         self.law = PowerController(config_from(options, tuning), now=clock())
         self._path = parse_path(options.meter_json_path) if options.meter_json_path else None
         self._lock = asyncio.Lock()
+        #: Set by a new reading: run() steps at once.
+        self._wake = asyncio.Event()
         self._state = self.law.state
         self._stopped = False
         #: (wall time, grid, battery, PV, target) once a second: the web UI's chart.
@@ -218,7 +287,9 @@ class ControllerService:
             _LOGGER.debug("Meter: reading %.0f W ignored: %s", value.watts, why)
             return
         self.readings += 1
-        await self.step()
+        # The loop acts on it (run()): the MQTT adapter's message handler never
+        # waits for a DTU command.
+        self._wake.set()
 
     async def set_mode(self, text: str) -> CommandOutcome:
         """Switch the mode (``off``, ``monitor``, ``zero_export``, ``feed_in_cap``)."""
@@ -242,9 +313,13 @@ class ControllerService:
     # --- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Look every ``tick`` seconds (safety, the slow loop), until cancelled."""
+        """Act on each new reading, and look every ``tick`` seconds (safety, the slow
+        loop), until cancelled."""
         while not self._stopped:
-            await asyncio.sleep(self._tick)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._tick):
+                    await self._wake.wait()
+            self._wake.clear()
             await self.step()
 
     async def step(self) -> None:
@@ -271,8 +346,9 @@ class ControllerService:
         """The bridge stops: release everything the controller changed, then look no more."""
         if self._stopped:
             return
+        self._stopped = True
+        self._wake.set()
         async with self._lock:
-            self._stopped = True
             await self._carry_all(self.law.release("bridge stopped", self._clock()))
 
     async def _carry_all(self, actions: list[Actuation]) -> None:
@@ -327,9 +403,11 @@ __all__ = [
     "HISTORY",
     "TICK",
     "Actuators",
+    "BatteryLike",
     "ControllerService",
     "FleetActuators",
     "SubmitsCommands",
+    "battery_units",
     "config_from",
     "inverter_units",
     "request_for",

@@ -10,13 +10,15 @@ of the bridge's one broker connection. It
   ``feed_in_cap``), answering on ``<base>/controller/cmd/mode/status``; a
   retained message never switches the mode;
 * publishes ``<base>/controller/{mode,state,grid,battery,target}`` (retained)
-  after each change of the controller, and Home Assistant discovery: a
-  ``select`` for the mode and sensors for the rest, on a device "Power
-  controller" available while the bridge is.
+  after each event of the controller and every few seconds when they
+  changed, and Home Assistant discovery: a ``select`` for the mode and
+  sensors for the rest, on a device "Power controller" available while the
+  bridge is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -38,6 +40,8 @@ from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage
 _LOGGER = logging.getLogger(__name__)
 
 NODE: Final = "hoymiles_bridge_controller"
+#: Seconds between two looks at the state topics between the controller's events.
+REFRESH_S: Final = 5.0
 #: The controller's sensors: topic leaf, name, unit, device class.
 SENSORS: Final = (
     ("state", "Controller state", None, None),
@@ -193,6 +197,13 @@ class ControllerLink:
     async def on_event(self, event: Event) -> None:
         """The fleet's events: the controller's own ones change its topics."""
         if isinstance(event, ControllerActed | ControllerChanged):
+            await self.publish_state()
+
+    async def run(self) -> None:
+        """Publish what changed every :data:`REFRESH_S` seconds (the grid moves between
+        actuations, and ``monitor`` has none), until cancelled."""
+        while True:
+            await asyncio.sleep(REFRESH_S)
             await self.publish_state()
 
     async def publish_state(self) -> None:

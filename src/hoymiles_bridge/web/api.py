@@ -317,10 +317,14 @@ class WebApi:
         return service.status() if service is not None else None
 
     async def _controller_route(self, _request: web.Request) -> web.Response:
-        """``api/controller``: the controller card's data with the last 15 minutes."""
+        """``api/controller``: the controller card's data with the last 15 minutes.
+
+        ``{"running": false}`` while the bridge (re)starts: the card keeps asking
+        every few seconds, and an error status would be a console error each time.
+        """
         service = self.controller()
         if service is None:
-            raise BadRequest("the bridge is still starting; try again shortly", status=503)
+            return json_data({"running": False})
         return json_data(service.status(history=True))
 
     async def _controller_mode(self, request: web.Request) -> web.Response:

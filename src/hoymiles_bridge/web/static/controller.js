@@ -46,7 +46,7 @@
   }
 
   function render(status) {
-    if (!status) return;
+    if (!status || !status.mode) return; // the bridge is (re)starting
     if (!ui.card) build();
     if (document.activeElement !== ui.select) ui.select.value = status.mode;
     ui.card.dataset.mode = status.mode;
