@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hoymiles_bridge.config.options import OptionsError, controller_problems, normalize, validate
 from hoymiles_bridge.core.controller import (
@@ -272,3 +274,69 @@ def test_zero_export_throttles_inverters_only_when_batteries_are_full() -> None:
     assert sum(a.value for a in throttled if isinstance(a.value, float)) == pytest.approx(1000, 2)
     assert "batteries take no more" in throttled[0].reason
     assert limits(50.0) == []  # room to charge: the battery takes it
+
+
+# --- properties ---------------------------------------------------------------------
+
+_SOC = st.floats(min_value=0.0, max_value=100.0, allow_nan=False)
+_LIMIT = st.floats(min_value=0.0, max_value=3000.0, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    total=st.floats(min_value=-10_000.0, max_value=10_000.0, allow_nan=False),
+    units=st.lists(st.tuples(_SOC, _LIMIT, _LIMIT), min_size=0, max_size=6),
+)
+def test_split_battery_never_exceeds_a_limit_nor_the_total(
+    total: float, units: list[tuple[float, float, float]]
+) -> None:
+    tuning = Tuning()
+    batteries = [
+        BatteryUnit(f"u{n}", soc, charge, discharge, seen_at=0.0)
+        for n, (soc, charge, discharge) in enumerate(units)
+    ]
+    shares = split_battery(total, batteries, tuning)
+    assert set(shares) == {b.id for b in batteries}
+    for battery in batteries:
+        share = shares[battery.id]
+        assert -battery.charge_max - 0.1 <= share <= battery.discharge_max + 0.1
+        if share > 0:
+            assert battery.soc is not None and battery.soc > tuning.soc_floor
+            assert total > 0
+        if share < 0:
+            assert battery.soc is not None and battery.soc < tuning.soc_ceiling
+            assert total < 0
+    assert abs(sum(shares.values())) <= abs(total) + 0.1 * len(batteries) + 1e-6
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    total=st.floats(min_value=0.0, max_value=10_000.0, allow_nan=False),
+    inverters=st.lists(
+        st.tuples(
+            st.sampled_from([300.0, 800.0, 1600.0, 2000.0]),
+            st.floats(min_value=0.0, max_value=1.0, allow_nan=False),
+            st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0, allow_nan=False)),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_split_limit_stays_between_floor_and_rated_and_under_the_total(
+    total: float, inverters: list[tuple[float, float, float | None]]
+) -> None:
+    units = [
+        InverterUnit(
+            f"i{n}",
+            rated,
+            rated * share,
+            controllable=True,
+            limit=None if limit is None else rated * limit,
+        )
+        for n, (rated, share, limit) in enumerate(inverters)
+    ]
+    limits = split_limit(total, units)
+    floors = sum(u.rated_power * 0.02 for u in units)
+    for unit_ in units:
+        assert unit_.rated_power * 0.02 - 0.5 <= limits[unit_.serial] <= unit_.rated_power + 0.5
+    assert sum(limits.values()) <= max(total, floors) + len(units)  # rounding

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.protocol.meter import (
@@ -79,3 +81,13 @@ def test_shelly_millisecond_stamp() -> None:
 def test_bad_payloads_say_why(payload: bytes, path: tuple[str, ...] | None, why: str) -> None:
     with pytest.raises(MeterPayloadError, match=why):
         read_meter(payload, path)
+
+
+@settings(max_examples=500, deadline=None)
+@given(payload=st.binary(max_size=200), path=st.sampled_from([None, ("p",), ("a", 0, "b")]))
+def test_any_payload_reads_or_says_why(payload: bytes, path: tuple[str | int, ...] | None) -> None:
+    try:
+        value = read_meter(payload, path, sign="export_positive", unit="kW")
+    except MeterPayloadError:
+        return
+    assert abs(value.watts) <= 1_000_000
