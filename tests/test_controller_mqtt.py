@@ -107,7 +107,7 @@ async def test_mode_select_discovery_and_bad_meter_input(mosquitto: Mosquitto) -
             await _publish(sub, command, "feed_in_cap")  # needs max_feed_in
             await sub.wait_for(f"{command}/status", lambda p: p.startswith(b"failed: feed_in_cap"))
             await _publish(sub, command, "turbo")
-            await sub.wait_for(f"{command}/status", lambda p: b"unknown controller mode" in p)
+            await sub.wait_for(f"{command}/status", lambda p: b"is not one of off, monitor" in p)
             await _publish(sub, command, "monitor")
             await sub.wait_for(f"{base}/controller/mode", lambda p: p == b"monitor")
             assert service.readings == 1

@@ -99,7 +99,7 @@ async def test_the_controller_card_switches_the_mode_and_the_chart_moves(
                 proxy.url + "api/controller/mode", data={"mode": "turbo"}, headers=HEADERS
             )
             assert answer.status == 400
-            assert "unknown controller mode" in (await answer.json())["error"]
+            assert "is not one of off, monitor" in (await answer.json())["error"]
         finally:
             stop.set()
             await meter

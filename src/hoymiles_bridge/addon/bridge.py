@@ -94,7 +94,9 @@ class Bridge:
             discovery=options.discovery,
             version=__version__,
             configuration_url=lambda: self.mqtt.configuration_url,
+            submit=fleet.submit,
         )
+        fleet.controller_handler = self.controller.execute
         self.mqtt = MqttBridge(
             fleet,
             mqtt,

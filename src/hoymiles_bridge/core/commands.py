@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from hoymiles_bridge.config.table import CONTROLLER_MODES
 from hoymiles_bridge.dtu.client import DtuClient
 from hoymiles_bridge.errors import (
     DtuConnectionError,
@@ -49,12 +50,15 @@ class CommandError(InvalidArgumentError):
 class Target(enum.Enum):
     INVERTER = "inverter"
     DTU = "dtu"
+    #: The bridge's power controller (core/controller_service.py carries it out).
+    CONTROLLER = "controller"
 
 
 class ValueKind(enum.Enum):
     NUMBER = "number"  # a finite number within the spec's range
     SWITCH = "switch"  # 0 or 1 (also on/off, true/false)
     PRESS = "press"  # 1 (also press, on, true): a button
+    CHOICE = "choice"  # one of the spec's choices (a select)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,7 @@ class Entity:
 
     key: str
     name: str
-    component: Literal["number", "button"]
+    component: Literal["number", "button", "select"]
     icon: str | None = None
     device_class: str | None = None
     #: What a button sends (numbers send the value typed in).
@@ -120,6 +124,8 @@ class CommandSpec:
     performance_mode: bool | None = None
     #: The call returns the DTU's alarm list (``Warnings``), which the fleet takes in.
     reads_alarms: bool = False
+    #: What a CHOICE command takes.
+    choices: tuple[str, ...] = ()
 
     def offered_to(self, supports_nonpersistent: bool) -> bool:
         """Whether an inverter is offered this command (non-persistent limits need firmware)."""
@@ -145,11 +151,16 @@ class CommandRequest:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A checked command: its spec, the device and the value."""
+    """A checked command: its spec, the device and the value.
+
+    A CHOICE command carries the choice in ``text``; its ``value`` is the
+    choice's index.
+    """
 
     spec: CommandSpec
     serial: str
     value: float
+    text: str = ""
 
     @property
     def name(self) -> str:
@@ -235,6 +246,11 @@ async def _clear_alarms(client: DtuClient, serial: str, value: float) -> object:
 
 async def _refresh_alarms(client: DtuClient, serial: str, value: float) -> object:
     return await client.alarms()
+
+
+async def _not_for_a_dtu(client: DtuClient, serial: str, value: float) -> object:
+    """The call of a command no DTU carries out (the controller's)."""
+    raise CommandError("this command is not for a DTU")
 
 
 def _limit(
@@ -382,6 +398,26 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
         ),
         cli=(CliForm("alarms", "collect and read the alarm list", aliases=("get-alarm-list",)),),
     ),
+    # --- the power controller (core/controller_service.py; its topic is
+    # <base>/controller/cmd/mode, mqtt/controller.py) ---
+    CommandSpec(
+        name="controller_mode",
+        target=Target.CONTROLLER,
+        value=ValueKind.CHOICE,
+        label="Controller mode",
+        help=(
+            "off; monitor (computes and shows, sends nothing); zero_export; feed_in_cap. "
+            "Leaving zero_export or feed_in_cap releases what the controller changed."
+        ),
+        call=_not_for_a_dtu,
+        ignore_retained=True,
+        choices=CONTROLLER_MODES,
+        entities=(
+            Entity(
+                "controller_mode", "Controller mode", "select", icon="mdi:transmission-tower-export"
+            ),
+        ),
+    ),
 )
 
 #: Every command by name (names are unique across targets).
@@ -436,11 +472,21 @@ def _switch(text: str) -> float:
     raise CommandError(f"{text!r} is not 0 or 1")
 
 
+def _choice(spec: CommandSpec, text: str) -> float:
+    """The index of ``text`` among the spec's choices (case does not matter)."""
+    lowered = text.lower()
+    if lowered not in spec.choices:
+        raise CommandError(f"{text!r} is not one of {', '.join(spec.choices)}")
+    return float(spec.choices.index(lowered))
+
+
 def parse_value(spec: CommandSpec, payload: bytes) -> float:
     """The command's value from its payload; raises :class:`CommandError`."""
     text = _text(payload)
     if not text:
         raise CommandError("payload is empty")
+    if spec.value is ValueKind.CHOICE:
+        return _choice(spec, text)
     if spec.value is ValueKind.SWITCH:
         return _switch(text)
     if spec.value is ValueKind.PRESS:
@@ -467,7 +513,9 @@ def check(request: CommandRequest) -> Command | None:
     spec = lookup(request.name, request.target)
     if request.retained and spec.ignore_retained:
         return None
-    return Command(spec, request.serial, parse_value(spec, request.payload))
+    value = parse_value(spec, request.payload)
+    text = spec.choices[int(value)] if spec.value is ValueKind.CHOICE else ""
+    return Command(spec, request.serial, value, text)
 
 
 __all__ = [

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from hoymiles_bridge.config.options import ControllerOptions
-from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest, Target
+from hoymiles_bridge.core.commands import Command, CommandOutcome, CommandRequest, Target
 from hoymiles_bridge.core.controller import (
     CONTROLLER_ORIGIN,
     Actuation,
@@ -290,6 +290,12 @@ class ControllerService:
         # The loop acts on it (run()): the MQTT adapter's message handler never
         # waits for a DTU command.
         self._wake.set()
+
+    async def execute(self, command: Command) -> CommandOutcome:
+        """The registry's ``controller_mode`` command (Fleet.submit hands it over)."""
+        if command.name != "controller_mode":
+            return CommandOutcome("refused", f"unknown command {command.name!r}")
+        return await self.set_mode(command.text)
 
     async def set_mode(self, text: str) -> CommandOutcome:
         """Switch the mode (``off``, ``monitor``, ``zero_export``, ``feed_in_cap``)."""

@@ -267,12 +267,13 @@ def describe(event: Event) -> list[Activity]:
             # The controller's own commands are told by ControllerActed, with their reason.
             return []
         request, outcome = event.request, event.outcome
+        what = "the controller" if request.name == "controller_mode" else "the DTU"
         return [
             Activity(
                 "command",
                 event.dtu,
                 request.serial or None,
-                f"{request.name} for {request.serial or 'the DTU'}: {outcome.text}",
+                f"{request.name} for {request.serial or what}: {outcome.text}",
                 INFO if outcome.status in {"ok", "pending"} else WARNING,
                 {"command": request.name, "status": outcome.status, "message": outcome.message},
             )

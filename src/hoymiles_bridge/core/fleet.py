@@ -159,6 +159,8 @@ class Fleet:
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         self.commands_done = 0
         self.commands_failed = 0
+        #: Carries out the power controller's commands (set by the bridge that runs one).
+        self.controller_handler: Callable[[Command], Awaitable[CommandOutcome]] | None = None
 
     def __repr__(self) -> str:
         return f"Fleet(dtus={[d.label for d in self.dtus]})"
@@ -457,6 +459,11 @@ class Fleet:
 
     async def _execute(self, request: CommandRequest, command: Command) -> CommandOutcome:
         try:
+            if command.spec.target is Target.CONTROLLER:
+                handler = self.controller_handler
+                if handler is None:
+                    raise CommandError("this bridge runs no power controller")
+                return await self._finish(request, await handler(command), count=False)
             if command.spec.target is Target.DTU:
                 dtu = self.find_dtu(command.serial)
             else:

@@ -650,6 +650,8 @@ class MqttBridge:
     def command_topic(self, target: Target, serial: str, name: str) -> str:
         """The MQTT topic a command would arrive on (its status goes to ``<topic>/status``)."""
         base = self.layout.base
+        if target is Target.CONTROLLER:
+            return f"{base}/controller/cmd/mode"
         if target is Target.DTU:
             return f"{base}/dtu/{serial}/cmd/{name}" if serial else f"{base}/dtu/cmd/{name}"
         return f"{base}/{serial}/cmd/{name}"

@@ -7,7 +7,8 @@ of the bridge's one broker connection. It
   payload to :meth:`~hoymiles_bridge.core.controller_service.ControllerService.on_meter`
   (parsing, plausibility and the hold on bad input are the core's);
 * takes ``<base>/controller/cmd/mode`` (``off``, ``monitor``, ``zero_export``,
-  ``feed_in_cap``), answering on ``<base>/controller/cmd/mode/status``; a
+  ``feed_in_cap``) as the registry's ``controller_mode`` command
+  (``Fleet.submit``); the bridge answers on ``.../cmd/mode/status``, and a
   retained message never switches the mode;
 * publishes ``<base>/controller/{mode,state,grid,battery,target}`` (retained)
   after each event of the controller and every few seconds when they
@@ -21,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest, Target
 from hoymiles_bridge.core.controller import MODES
 from hoymiles_bridge.core.controller_service import ControllerService
 from hoymiles_bridge.core.events import ControllerActed, ControllerChanged, Event
@@ -113,6 +115,10 @@ def discovery_items(
     return [(topic, json.dumps(payload, separators=(",", ":"))) for topic, payload in items]
 
 
+async def _no_registry(request: CommandRequest) -> CommandOutcome:
+    return CommandOutcome("refused", "no command registry")
+
+
 class ControllerLink:
     """The controller's companion on the bridge's broker link (see the module docs)."""
 
@@ -126,6 +132,7 @@ class ControllerLink:
         discovery: bool = True,
         version: str = "",
         configuration_url: Callable[[], str | None] = lambda: None,
+        submit: Callable[[CommandRequest], Awaitable[CommandOutcome | None]] | None = None,
     ) -> None:
         self._service = service
         self._base = base
@@ -134,6 +141,8 @@ class ControllerLink:
         self._discovery = discovery
         self._version = version
         self._configuration_url = configuration_url
+        #: The command registry's door (Fleet.submit).
+        self._submit = submit if submit is not None else _no_registry
         self._link: MqttLink | None = None
         self._published: dict[str, str] = {}
         self._meter = service.meter_topic
@@ -162,18 +171,17 @@ class ControllerLink:
         return False
 
     async def _on_mode(self, message: MqttMessage) -> None:
-        if message.retain:
-            _LOGGER.info("Controller mode: a retained message never switches it; ignored")
-            return
-        try:
-            text = message.payload.decode("utf-8")[:32]
-        except UnicodeDecodeError:
-            text = ""
-        outcome = await self._service.set_mode(text)
-        if self._link is not None:
-            await self._link.publish(
-                f"{self._mode_topic}/status", outcome.text, retain=False, qos=1
-            )
+        """Through the registry (``controller_mode``): its outcome goes to ``.../status``
+        (the bridge publishes it), a retained message is ignored."""
+        request = CommandRequest(
+            Target.CONTROLLER,
+            "",
+            "controller_mode",
+            message.payload,
+            retained=message.retain,
+            origin=self._mode_topic,
+        )
+        await self._submit(request)
         await self.publish_state()
 
     async def on_connect(self) -> None:

@@ -31,7 +31,7 @@ from typing import Final, Literal
 
 from hoymiles_bridge.core.commands import Target, commands_for
 
-Component = Literal["sensor", "binary_sensor", "number", "button"]
+Component = Literal["sensor", "binary_sensor", "number", "button", "select"]
 Category = Literal["config", "diagnostic"] | None
 
 

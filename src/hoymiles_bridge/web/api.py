@@ -335,9 +335,10 @@ class WebApi:
         service = self.controller()
         if service is None:
             raise BadRequest("the bridge is still starting; try again shortly", status=503)
-        outcome = await service.set_mode(mode)
-        if outcome.status != "ok":
-            raise BadRequest(outcome.message)
+        command = CommandRequest(Target.CONTROLLER, "", "controller_mode", mode.encode()[:64])
+        outcome = await self.fleet.submit(command)  # through the registry, as MQTT's
+        if outcome is None or outcome.status != "ok":
+            raise BadRequest(outcome.message if outcome is not None else "ignored")
         return json_data({"ok": True, "mode": service.law.mode.value})
 
     def cloud_source(self) -> CloudSource | None:

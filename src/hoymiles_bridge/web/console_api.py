@@ -105,7 +105,13 @@ def catalogue(api: ApiContext) -> dict[str, Any]:
     """The body of ``api/commands`` (see the module docs)."""
     body: dict[str, Any] = {
         "reads": [_read_entry(name) for name in READ_REQUESTS],
-        "commands": [_command_entry(s, e) for s in COMMANDS for e in s.entities],
+        # The controller's mode has its own card on the overview, not a console entry.
+        "commands": [
+            _command_entry(s, e)
+            for s in COMMANDS
+            if s.target is not Target.CONTROLLER
+            for e in s.entities
+        ],
         "limit_interval": None,
         "dtus": [],
     }
