@@ -588,7 +588,7 @@ class PowerController:
                     )
                 )
                 memo.sent = None
-        self.state = "meter missing"
+        self.state = "meter missing" if reading is not None else "waiting for meter"
         return actions
 
     def _fast(self, now: float, batteries: Sequence[BatteryUnit]) -> list[Actuation]:

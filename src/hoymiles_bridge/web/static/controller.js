@@ -11,7 +11,9 @@
   const { $, el, get, post, fact, unit, badge } = window.HB;
   const MODES = ["off", "monitor", "zero_export", "feed_in_cap"];
   const REFRESH_MS = 3000;
-  const STATE_KIND = { regulating: "ok", "meter missing": "error", "no meter": "warn", idle: "", off: "" };
+  const STATE_KIND = {
+    regulating: "ok", "meter missing": "error", "waiting for meter": "warn", "no meter": "warn", idle: "", off: "",
+  };
 
   const ui = {};
   let timer = null;
