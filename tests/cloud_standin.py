@@ -159,6 +159,8 @@ class CloudState:
     #: Status reads a job answers "running" (code 2) before it is done.
     job_running_polls: int = 1
     requests: list[Request] = field(default_factory=list)
+    #: Stations added to the account after the start (as in the app).
+    added_stations: list[dict[str, Any]] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     base: str = ""
 
@@ -315,7 +317,7 @@ class StandInCloud:
         if not self._authorised(request):
             return _reply(REFUSED, TOKEN_ERROR)
         if path == "/pvmc/api/0/station/select_by_page_c":
-            stations = station_list()
+            stations = station_list() + state.added_stations
             return _ok({"page": 1, "page_size": 50, "total": len(stations), "list": stations})
         if path == "/pvmc/api/0/station/get_sd_uri_c":
             key = secrets.token_hex(8)

@@ -19,6 +19,7 @@ from hoymiles_bridge.cloud.client import CloudClient, Credentials, Endpoints
 from hoymiles_bridge.cloud.poller import (
     ENERGY_INTERVAL_S,
     STALE_AFTER,
+    STATIONS_INTERVAL_S,
     TOKEN_BACKOFF_S,
     CloudPoller,
     CloudStatus,
@@ -129,6 +130,29 @@ async def test_the_pace_is_the_slower_of_dly_and_the_interval(
     client, poller, _ = make(cloud, fake_time, poll_interval=interval)
     async with client:
         assert await poller.poll_once() == expected
+
+
+async def test_a_station_added_later_is_polled_within_the_hour(
+    cloud: Running, fake_time: Time
+) -> None:
+    client, poller, _ = make(cloud, fake_time, poll_interval=10)
+    async with client:
+        await poller.poll_once()
+        assert {s.sid for s in poller.snapshots} == {101, 202}
+        cloud.state.added_stations.append({"sid": 303, "sn": "ST303", "name": "Shed"})
+        await poller.poll_once()
+        assert {s.sid for s in poller.snapshots} == {101, 202}  # not read again yet
+        lists = count(cloud, facts.STATIONS)
+        fake_time.mono += STATIONS_INTERVAL_S
+        await poller.poll_once()
+        assert count(cloud, facts.STATIONS) == lists + 1
+        assert {s.sid for s in poller.snapshots} == {101, 202, 303}
+        # A list that cannot be read keeps the stations known.
+        fake_time.mono += STATIONS_INTERVAL_S
+        cloud.state.fail_path[facts.STATIONS] = 1
+        await poller.poll_once()
+        assert {s.sid for s in poller.snapshots} == {101, 202, 303}
+        assert not any(s.stale for s in poller.snapshots)
 
 
 async def test_only_the_configured_stations(

@@ -21,6 +21,7 @@ def _sim() -> DtuSimulator:
 async def test_the_state_holds_what_the_value_topics_say(mosquitto: Mosquitto) -> None:
     async with _sim() as sim, Subscriber(mosquitto.port, "solar/#") as sub:
         async with running_bridge(mosquitto, [sim]) as env:
+            await sub.wait_for(env.topic("dtu", "available"), lambda p: p == b"online")
             raw = await sub.wait_for(env.topic(INV, "state"))
             await sub.wait_for(env.topic(INV, "status", "last_update"))
             state = json.loads(raw)
@@ -45,6 +46,7 @@ async def test_without_opendtu_topics_only_the_state_carries_values(mosquitto: M
             await sub.wait_for(env.topic(INV, "state"))
             await sub.wait_for(env.topic(INV, "status", "limit_relative"))
             await sub.wait_for(env.topic("ac", "power"))
+            await sub.wait_for(env.topic(INV, "1", "name"))  # the DTU info came too
     topics = {m.topic for m in sub.messages}
     assert not any(t.startswith(env.topic(INV, "0") + "/") for t in topics)
     port = env.topic(INV, "1")

@@ -1,10 +1,11 @@
 """Keeps the cloud's station data flowing: the polling loop and its fault handling.
 
 :class:`CloudPoller` finds the account's stations (all of them, or the ones
-configured), then polls each station's live flow at the pace the cloud asks
-(``dly``, never faster than :data:`~hoymiles_bridge.cloud.facts.MIN_POLL_S`,
-never faster than the configured interval), and its energy counters and
-batteries every :data:`ENERGY_INTERVAL_S`. It reports to a listener.
+configured; the list is read again every hour), then polls each station's live
+flow at the pace the cloud asks (``dly``, never faster than
+:data:`~hoymiles_bridge.cloud.facts.MIN_POLL_S`, never faster than the
+configured interval), and its energy counters and batteries every
+:data:`ENERGY_INTERVAL_S`. It reports to a listener.
 
 Faults, each said once in plain words:
 
@@ -56,6 +57,9 @@ DEFAULT_POLL_INTERVAL: Final = 10
 TOKEN_BACKOFF_S: Final = 900.0
 DISCOVERY_BACKOFF_S: Final = 60.0
 MAX_BACKOFF_S: Final = 6 * 3600.0
+#: The station list is read again this often: a station added in the app is
+#: polled within the hour, without a restart.
+STATIONS_INTERVAL_S: Final = 3600.0
 
 
 def station_ids(value: str | None) -> tuple[int, ...]:
@@ -151,6 +155,7 @@ class CloudPoller:
         self._monotonic = monotonic
         self._sleep = sleep
         self._stations: tuple[Station, ...] | None = None
+        self._stations_due = 0.0
         self._snapshots: dict[int, StationSnapshot] = {}
         self._energy_due: dict[int, float] = {}
         self._backoff = 0.0
@@ -237,6 +242,14 @@ class CloudPoller:
     async def _round(self) -> float:
         if self._stations is None:
             self._stations = await self._discover()
+            self._stations_due = self._monotonic() + STATIONS_INTERVAL_S
+        elif self._monotonic() >= self._stations_due:
+            self._stations_due = self._monotonic() + STATIONS_INTERVAL_S
+            try:
+                self._stations = await self._discover()
+            except (CloudUnavailableError, CloudResponseError, CloudRejectedError) as err:
+                # The stations known keep being polled; the list is read again later.
+                _LOGGER.debug("cloud: the station list was not read again (%s)", err)
         if not self._stations:
             raise CloudRejectedError("none of the configured stations is in the account")
         delays = [await self._poll_station(station) for station in self._stations]
@@ -256,8 +269,11 @@ class CloudPoller:
                         ", ".join(str(s) for s in known) or "none",
                     )
             chosen = tuple(known[sid] for sid in self._wanted if sid in known)
+        before = None if self._stations is None else [s.sid for s in self._stations]
         for station in chosen:
             self._snapshots.setdefault(station.sid, StationSnapshot(station.sid, station.name))
+        if before == [s.sid for s in chosen]:
+            return chosen
         _LOGGER.info(
             "cloud: %d station(s): %s",
             len(chosen),

@@ -138,7 +138,14 @@ class DtuSession:
 
     @property
     def dtu_serial(self) -> str | None:
-        return self.app_info.dtu_serial if self.app_info else None
+        """The DTU's serial: from app info, or before it (the first poll reads real
+        data first) from the real data or the client's encryption handshake."""
+        if self.app_info is not None:
+            return self.app_info.dtu_serial
+        if self.last_data is not None and self.last_data.dtu_serial:
+            return self.last_data.dtu_serial
+        known = self.client.app_info_cache
+        return known.dtu_serial if known is not None else None
 
     @property
     def interval(self) -> float:

@@ -419,6 +419,7 @@ class MqttBridge:
             items += self._limit_items(dtu.inverters[inverter])
         await self._announce(dtu)
         await self._publish(items)
+        await self._on_state(dtu)  # unchanged availability is not sent again
 
     async def _forget_inverter(self, serial: str) -> None:
         """Clear a removed inverter's retained state topics and forget them."""
