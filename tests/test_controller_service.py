@@ -18,6 +18,7 @@ from hoymiles_bridge.core.controller import (
 from hoymiles_bridge.core.controller_service import (
     ControllerService,
     FleetActuators,
+    battery_grid,
     battery_units,
     request_for,
 )
@@ -181,3 +182,41 @@ def test_battery_units_one_per_system_with_the_system_values() -> None:
         2000.0,
     )
     assert (third.soc, third.power, third.seen_at) == (None, None, None)  # not usable yet
+
+
+def test_battery_grid_reads_a_masters_sys_grid_p() -> None:
+    slave = StandInBattery("MSA-2", {"sys_grid_p": 5.0}, master=False)
+    silent = StandInBattery("MSA-3", {"sys_grid_p": 7.0}, last_quick=None)
+    master = StandInBattery("MSA-1", {"sys_grid_p": -120.5}, last_quick=42.0)
+    assert battery_grid([slave, silent, master]) == (-120.5, 42.0)
+    assert battery_grid([StandInBattery("MSA-4", {"sys_grid_p": "x"})]) is None
+
+
+async def test_without_a_meter_topic_the_batterys_own_meter_serves() -> None:
+    clock, fleet = Clock(), FakeFleet()
+    battery = BatteryUnit("MSA-1", 50.0, 1000.0, 1000.0, power=0.0, seen_at=clock.now)
+    grid: list[tuple[float, float]] = [(400.0, clock.now)]
+    events: list[Event] = []
+
+    async def emit(event: Event) -> None:
+        events.append(event)
+
+    actuators = FleetActuators(fleet, list, lambda now: [battery], lambda: grid[-1])
+    service = ControllerService(
+        ControllerOptions(mode="zero_export", meter_sign="export_positive"),
+        actuators,
+        emit,
+        clock=clock,
+        wall=clock,
+    )
+    await service.step()
+    (request,) = fleet.requests
+    assert request.name == "setpoint"
+    assert request.payload.startswith(b"-")  # export_positive: +400 is feed-in, so charge
+    assert service.readings == 1
+    await service.step()
+    assert service.readings == 1  # the same reading is not taken twice
+    clock.now += 11  # the battery's meter goes quiet: the safety rule applies
+    await service.step()
+    assert service.law.state == "meter missing"
+    assert fleet.requests[-1].payload == b"0.0"

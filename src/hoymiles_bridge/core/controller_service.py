@@ -62,6 +62,9 @@ class Actuators(Protocol):
 
     def inverters(self) -> Sequence[InverterUnit]: ...
 
+    def grid(self) -> tuple[float, float] | None:
+        """The battery's own grid reading (``sys_grid_p``, W) and when it came, if any."""
+
     async def carry(self, actuation: Actuation) -> CommandOutcome | None:
         """Send one actuation through the registry; its outcome."""
 
@@ -103,16 +106,21 @@ class FleetActuators:
         fleet: SubmitsCommands,
         inverter_source: Callable[[], Sequence[InverterUnit]],
         battery_source: Callable[[float], Sequence[BatteryUnit]] | None = None,
+        grid_source: Callable[[], tuple[float, float] | None] | None = None,
     ) -> None:
         self._fleet = fleet
         self._inverters = inverter_source
         self._batteries = battery_source
+        self._grid = grid_source
 
     def batteries(self, now: float) -> Sequence[BatteryUnit]:
         return self._batteries(now) if self._batteries is not None else ()
 
     def inverters(self) -> Sequence[InverterUnit]:
         return self._inverters()
+
+    def grid(self) -> tuple[float, float] | None:
+        return self._grid() if self._grid is not None else None
 
     async def carry(self, actuation: Actuation) -> CommandOutcome | None:
         return await self._fleet.submit(request_for(actuation))
@@ -212,6 +220,18 @@ def battery_units(batteries: Iterable[BatteryLike]) -> list[BatteryUnit]:
     return units
 
 
+def battery_grid(batteries: Iterable[BatteryLike]) -> tuple[float, float] | None:
+    """A master's own grid reading, ``(sys_grid_p W, when it came)``, for a bridge
+    without a meter topic (the battery's meter serves; its sign follows ``meter_sign``)."""
+    for battery in batteries:
+        if battery.master is False or battery.last_quick is None:
+            continue
+        watts = _number(battery.values.get("sys_grid_p"))
+        if watts is not None:
+            return watts, battery.last_quick
+    return None
+
+
 def config_from(options: ControllerOptions, tuning: Tuning | None = None) -> ControllerConfig:
     """The law's configuration from the ``controller`` options."""
     return ControllerConfig(
@@ -255,6 +275,8 @@ class ControllerService:
         #: (wall time, grid, battery, PV, target) once a second: the web UI's chart.
         self.history: deque[tuple[float, float | None, float, float, float]] = deque(maxlen=HISTORY)
         self._sampled_at = -float("inf")
+        #: When the battery's own grid reading last taken came (no meter topic).
+        self._grid_at: float | None = None
         self.readings = 0
 
     def __repr__(self) -> str:
@@ -297,6 +319,23 @@ class ControllerService:
             return CommandOutcome("refused", f"unknown command {command.name!r}")
         return await self.set_mode(command.text)
 
+    def _battery_meter(self) -> None:
+        """Without a meter topic, a battery's own ``sys_grid_p`` is the meter."""
+        if self.options.meter_topic is not None:
+            return
+        reading = self._actuators.grid()
+        if reading is None or reading[1] == self._grid_at:
+            return
+        watts, at = reading
+        self._grid_at = at
+        if self.options.meter_sign == "export_positive":
+            watts = -watts
+        why = self.law.meter(watts, at)
+        if why is None:
+            self.readings += 1
+        else:
+            _LOGGER.debug("Battery meter: reading %.0f W ignored: %s", watts, why)
+
     async def set_mode(self, text: str) -> CommandOutcome:
         """Switch the mode (``off``, ``monitor``, ``zero_export``, ``feed_in_cap``)."""
         try:
@@ -334,6 +373,7 @@ class ControllerService:
             return
         async with self._lock:
             now = self._clock()
+            self._battery_meter()
             actions = self.law.step(
                 now, self._actuators.batteries(now), self._actuators.inverters()
             )
@@ -413,6 +453,7 @@ __all__ = [
     "ControllerService",
     "FleetActuators",
     "SubmitsCommands",
+    "battery_grid",
     "battery_units",
     "config_from",
     "inverter_units",
