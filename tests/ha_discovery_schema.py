@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-COMPONENTS = frozenset({"sensor", "binary_sensor", "number", "button", "switch"})
+COMPONENTS = frozenset({"sensor", "binary_sensor", "number", "button", "switch", "select"})
 
 #: Options every entity platform accepts (abbreviation table; ``qos`` and
 #: ``~`` have no abbreviation).
@@ -82,6 +82,7 @@ COMPONENT_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "button": frozenset({"cmd_t", "cmd_tpl", "pl_prs", "dev_cla", "ret"}),
+    "select": frozenset({"cmd_t", "cmd_tpl", "stat_t", "val_tpl", "ops", "opt", "ret"}),
     "switch": frozenset(
         {
             "cmd_t",
@@ -104,6 +105,7 @@ REQUIRED_KEYS: dict[str, frozenset[str]] = {
     "number": frozenset({"cmd_t"}),
     "button": frozenset({"cmd_t"}),
     "switch": frozenset({"cmd_t"}),
+    "select": frozenset({"cmd_t", "ops"}),
 }
 
 #: Device keys Home Assistant 2024.2 (config.yaml's minimum) accepts; ``via_device``
@@ -130,8 +132,8 @@ SENSOR_UNITS: dict[str, frozenset[str | None]] = {
     "current": frozenset({"A", "mA", "µA"}),
     "frequency": frozenset({"mHz", "Hz", "kHz", "MHz", "GHz"}),
     "temperature": frozenset({"°C", "°F", "K"}),
+    "battery": frozenset({"%"}),
     "power_factor": frozenset({"%", None}),
-    "battery": frozenset({"%"}),  # a battery's state of charge (cloud stations)
     "reactive_power": frozenset({"mvar", "var", "kvar"}),
     "apparent_power": frozenset({"mVA", "VA", "kVA"}),
     "signal_strength": frozenset({"dB", "dBm"}),
@@ -316,7 +318,15 @@ def _check_switch(payload: dict[str, Any]) -> list[str]:
     return []
 
 
+def _check_select(payload: dict[str, Any]) -> list[str]:
+    options = payload.get("ops")
+    if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
+        return ["select options must be a non-empty list of texts"]
+    return []
+
+
 _PER_COMPONENT = {
+    "select": _check_select,
     "sensor": _check_sensor,
     "binary_sensor": _check_binary_sensor,
     "number": _check_number,

@@ -175,6 +175,7 @@ def _base(config: dict[str, Any]) -> dict[str, Any]:
     data = copy.deepcopy(config["options"])
     data["dtus"] = [dict(DTU)]
     data["inverters"] = [dict(INVERTER)]
+    data["batteries"] = [{"dev_id": "MSA-280024370560", "name": "Cellar"}]
     return data
 
 
@@ -298,7 +299,7 @@ def test_optional_options_agree(config: dict[str, Any]) -> None:
 def test_defaults_agree(config: dict[str, Any]) -> None:
     minimal = validate({"dtus": [dict(DTU)]})
     for key, value in config["options"].items():
-        if key in {"dtus", "inverters", "mqtt", "cloud", "controller"}:
+        if key in {"dtus", "inverters", "batteries", "mqtt", "cloud", "controller"}:
             continue
         assert getattr(minimal, key) == value, key
     assert config["options"]["mqtt"] == {}  # every broker field is optional

@@ -179,6 +179,7 @@ async def test_demo_runs_the_main_job() -> None:
         assert health["dtus"][0]["serial"] == "414393320732"
         text = "".join(seen)
         assert "Watch the topics:   mosquitto_sub" in text
+        assert "simulated MS-A2 MSA-280024370560 on the broker" in text
         assert " W (today " in seen[-1]
     finally:
         proc.terminate()

@@ -7,6 +7,8 @@ stand-in cloud and a real Mosquitto.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import stat
 from collections.abc import AsyncIterator, Sequence
@@ -290,3 +292,25 @@ async def test_the_token_is_kept_across_restarts(cloud: Running, tmp_path: Path)
     finally:
         await third.client.close()
     assert logins() == 2
+
+
+async def test_a_battery_reached_locally_makes_its_cloud_station_a_fallback(
+    mosquitto: Mosquitto, cloud: Running
+) -> None:
+    from hoymiles_bridge.simulator.battery import BatterySimulator
+
+    battery = BatterySimulator("127.0.0.1", mosquitto.port, quick_interval=0.2)
+    assert battery.master.serial == "280024370560"  # the storage of the stand-in's station 101
+    cloud_options = {"username": USERNAME, "password": PASSWORD, "base_url": cloud.url}
+    runner = asyncio.create_task(battery.run(), name="battery-simulator")
+    try:
+        async with Subscriber(mosquitto.port, "#") as sub:
+            async with running_bridge(mosquitto, [], cloud=cloud_options):
+                await sub.wait_for("solar/cloud/101/fallback", lambda p: p == b"1", timeout=20)
+                await sub.wait_for("solar/cloud/202/fallback", lambda p: p == b"0")
+                config = "homeassistant/sensor/hoymiles_cloud_101/soc/config"
+                await sub.wait_for(config, lambda p: p == b"")  # discovery removed
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner

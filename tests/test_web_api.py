@@ -309,3 +309,40 @@ async def test_no_secret_in_any_route_or_websocket_message(mosquitto: Mosquitto)
                 await asyncio.wait({reader})
         assert api.sim.dtu.enc_rand, "the simulated DTU encrypts"
         assert any("api/ws" not in text and "********" in text for text in api.seen)
+
+
+async def test_status_shows_batteries_and_the_api_commands_them(mosquitto: Mosquitto) -> None:
+    from hoymiles_bridge.simulator.battery import BatterySimulator
+
+    battery = BatterySimulator("127.0.0.1", mosquitto.port, quick_interval=0.1, slow_interval=1)
+    runner = asyncio.create_task(battery.run(), name="web-api-battery-sim")
+    try:
+        async with _api(mosquitto) as api:
+            dev_id = battery.master.dev_id
+            status: dict[str, Any] = {}
+
+            async def found() -> bool:
+                nonlocal status
+                _, status = await api.get("api/status")
+                return any(b["dev_id"] == dev_id and b["values"] for b in status["batteries"])
+
+            deadline = time.monotonic() + 15
+            while not await found():
+                assert time.monotonic() < deadline, "no battery in api/status"
+                await asyncio.sleep(0.1)
+            entry = next(b for b in status["batteries"] if b["dev_id"] == dev_id)
+            assert entry["available"] is True and entry["master"] is True
+            assert "soc" in entry["values"] and entry["setpoint_range"] == [-1000.0, 1000.0]
+            # the one registry: the web API's command endpoint runs battery commands too
+            code, answer = await api.post(
+                "api/command", {"command": "setpoint", "serial": dev_id, "value": 1500}
+            )
+            assert answer["status"] == "refused" and "outside -1000..1000 W" in answer["message"]
+            code, answer = await api.post(
+                "api/command", {"command": "ems_mode", "serial": dev_id, "value": "tou_plan"}
+            )
+            assert (code, answer["status"]) == (200, "ok")
+            await api.until(lambda: battery.master.mode == "tou_plan", what="the mode")
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)

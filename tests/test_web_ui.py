@@ -6,6 +6,7 @@ browser only sees the UI under a random ingress prefix.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -20,10 +21,13 @@ from hoymiles_bridge.dtu.connection import FrameEvent
 from hoymiles_bridge.errors import BadMagicError
 from hoymiles_bridge.protocol.devices import format_serial
 from hoymiles_bridge.protocol.registry import Direction
+from hoymiles_bridge.simulator.battery import BatterySimulator
 from hoymiles_bridge.web.hub import HEX_BYTES
 from tests.browser.helpers import ConsoleErrors
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
+from .mosquitto import Mosquitto
+from .waiting import until
 from .web_env import Ui, ui_fixture  # noqa: F401
 
 pytest_plugins = ["tests.browser.fixtures"]
@@ -163,3 +167,69 @@ async def test_inspector_says_when_a_frame_is_cut(ui: Ui, browser_page: Page) ->
     # Frames that were not cut say nothing of the kind.
     await page.locator("#frames tr.frame").first.click()
     await expect(page.locator(".detail-row").first).not_to_contain_text("are kept")
+
+
+async def test_overview_shows_a_battery_card(
+    ui: Ui, mosquitto: Mosquitto, browser_page: Page
+) -> None:
+    battery = BatterySimulator("127.0.0.1", mosquitto.port, quick_interval=0.1, slow_interval=1)
+    runner = asyncio.create_task(battery.run(), name="web-ui-battery-sim")
+    try:
+        # (the browser_page fixture fails the test on any console error)
+        await browser_page.goto(ui.proxy.url)
+        card = browser_page.locator(f'[data-battery="{battery.master.dev_id}"]')
+        await expect(card).to_be_visible(timeout=15_000)
+        await expect(card).to_contain_text("available")
+        await expect(card.locator(".power .value")).to_have_text(
+            re.compile(r"^[\d,.]+ W \(discharging\)$")
+        )
+        await expect(card).to_contain_text("general", timeout=10_000)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_console_controls_a_battery(ui: Ui, mosquitto: Mosquitto, browser_page: Page) -> None:
+    battery = BatterySimulator(
+        "127.0.0.1", mosquitto.port, firmware="v0.5", quick_interval=0.1, slow_interval=1
+    )
+    runner = asyncio.create_task(battery.run(), name="web-console-battery-sim")
+    try:
+        page = browser_page
+        dev_id = battery.master.dev_id
+        await page.goto(ui.proxy.url_for("#console"))
+        card = page.locator(".console-battery")
+        await expect(card).to_be_visible(timeout=15_000)
+        await expect(page.locator("#console-battery")).to_have_value(dev_id)
+        setpoint = card.locator('input[data-command="setpoint"]')
+        await expect(setpoint).to_have_attribute("max", "1000")  # -1000..+2000 made symmetric
+        form = card.locator("form").filter(has=page.locator('input[data-command="setpoint"]'))
+        # out of range: the form says so, nothing is asked or sent
+        await setpoint.fill("1500")
+        await form.locator("button").click()
+        await expect(form.locator(".console-form-error")).to_contain_text("-1000 to 1000 W")
+        await expect(page.locator("#console-confirm")).to_be_hidden()
+        # a confirmed setpoint reaches the battery, with the mode it needs
+        await setpoint.fill("-300")
+        await form.locator("button").click()
+        dialog = page.locator("#console-confirm")
+        await expect(dialog.locator(".console-confirm-text")).to_contain_text("-300 W on battery")
+        await expect(dialog.locator(".console-confirm-note")).to_contain_text("mqtt_ctrl")
+        await dialog.locator(".console-confirm-yes").click()
+        outcome = page.locator("#console-outcome")
+        await expect(outcome).to_have_attribute("data-status", "ok")
+        await expect(outcome).to_contain_text(f"setpoint -300 for {dev_id}")
+        await until(lambda: _holds(battery, -300.0), "the setpoint at the battery")
+        # the reboot button of V0.5.1 asks with the registry's confirmation text
+        await card.locator('[data-command="battery_reboot"] button').click()
+        await expect(dialog.locator(".console-confirm-note")).to_contain_text("restarts")
+        await dialog.locator(".console-confirm-no").click()
+        await expect(outcome).to_contain_text("nothing was sent")
+        assert battery.master.reboots == 0
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+async def _holds(battery: BatterySimulator, watts: float) -> bool:
+    return battery.master.mode == "mqtt_ctrl" and battery.master.setpoint == watts

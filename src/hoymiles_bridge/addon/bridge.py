@@ -3,13 +3,16 @@
 :class:`Bridge` is what the service, ``hoymiles-bridge demo``, the tests and
 the benchmarks start: a :class:`~hoymiles_bridge.core.fleet.Fleet` (every DTU
 session and their state) and a :class:`~hoymiles_bridge.mqtt.bridge.MqttBridge`
-(topics, discovery, commands) run in one task group. The web UI attaches to
-``bridge.fleet`` on its own. With ``cloud`` options, the cloud's stations
-(:class:`~hoymiles_bridge.core.cloud.CloudSource`) run beside them and are
-published over the same link (:class:`~hoymiles_bridge.mqtt.cloud.CloudPublisher`).
+(topics, discovery, commands) run in one task group; the batteries' adapter
+(:class:`~hoymiles_bridge.mqtt.battery.BatteryAdapter`) shares its broker
+link. The web UI attaches to ``bridge.fleet`` on its own. With ``cloud``
+options, the cloud's stations (:class:`~hoymiles_bridge.core.cloud.CloudSource`)
+run beside them and are published over the same link
+(:class:`~hoymiles_bridge.mqtt.cloud.CloudPublisher`).
 The power controller (:class:`~hoymiles_bridge.core.controller_service.ControllerService`)
-always runs, in the mode of its options (``monitor`` sends nothing); its meter
-and mode topics ride on the same link (:class:`~hoymiles_bridge.mqtt.controller.ControllerLink`).
+always runs, in the mode of its options (``monitor`` sends nothing), on the
+fleet's inverters and batteries; its meter and mode topics ride on the same
+link (:class:`~hoymiles_bridge.mqtt.controller.ControllerLink`).
 """
 
 from __future__ import annotations
@@ -23,16 +26,21 @@ from typing import Final
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.options import Options
+from hoymiles_bridge.core.battery import TICK as BATTERY_TICK
 from hoymiles_bridge.core.cloud import CloudSource
 from hoymiles_bridge.core.controller_service import (
     ControllerService,
     FleetActuators,
+    battery_grid,
+    battery_units,
     inverter_units,
 )
+from hoymiles_bridge.core.events import BatteryChanged, Event
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.dtu.policy import PollPolicy
 from hoymiles_bridge.dtu.session import ClientFactory, default_client
 from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.mqtt.battery import BatteryAdapter
 from hoymiles_bridge.mqtt.bridge import MqttBridge
 from hoymiles_bridge.mqtt.cloud import CloudPublisher
 from hoymiles_bridge.mqtt.controller import ControllerLink
@@ -77,13 +85,30 @@ class Bridge:
         announce_delay: float = 2.0,
         policy: PollPolicy | None = None,
         mqtt_backoff: float = 1.0,
+        battery_clock: Callable[[], float] = time.monotonic,
+        battery_tick: float = BATTERY_TICK,
     ) -> None:
-        self.fleet = Fleet(options, client_factory=client_factory, clock=clock, policy=policy)
+        self.fleet = Fleet(
+            options,
+            client_factory=client_factory,
+            clock=clock,
+            policy=policy,
+            battery_clock=battery_clock,
+            battery_tick=battery_tick,
+        )
         fleet = self.fleet
+        hub = fleet.batteries
+        self.batteries = BatteryAdapter(fleet)
         self.controller = ControllerService(
             options.controller,
-            FleetActuators(fleet, lambda: inverter_units(fleet.dtus)),
+            FleetActuators(
+                fleet,
+                lambda: inverter_units(fleet.dtus),
+                lambda now: battery_units(hub.batteries.values()),
+                lambda: battery_grid(hub.batteries.values()),
+            ),
             fleet.emit,
+            clock=battery_clock,  # the batteries' telemetry times are on this clock
         )
         layout = TopicLayout(options.base_topic, several_dtus=len(options.dtus) > 1)
         self.controller_link = ControllerLink(
@@ -102,7 +127,7 @@ class Bridge:
             mqtt,
             announce_delay=announce_delay,
             backoff=mqtt_backoff,
-            companions=(self.controller_link,),
+            companions=(self.batteries, self.controller_link),
         )
         fleet.subscribe(self.controller_link.on_event)
         self.cloud: CloudSource | None = None
@@ -126,6 +151,15 @@ class Bridge:
             version=__version__,
             qos=options.mqtt.qos,
         )
+        self.fleet.subscribe(self._local_batteries)
+
+    async def _local_batteries(self, event: Event) -> None:
+        """A battery reached over its own MQTT wins over the cloud's copy of its station."""
+        if self.cloud is None or not isinstance(event, BatteryChanged):
+            return
+        if "identity" in event.what:
+            batteries = self.fleet.batteries.batteries.values()
+            self.cloud.set_local_serials(b.serial for b in batteries if b.serial)
 
     def __repr__(self) -> str:
         return f"Bridge({self.fleet!r}, {self.mqtt!r})"
@@ -154,9 +188,10 @@ class Bridge:
                 group.create_task(self.cloud_mqtt.run(), name="cloud-mqtt")
 
     async def stop(self) -> None:
-        """Release what the controller changed, say goodbye on MQTT (the caller then
-        cancels :meth:`run`)."""
+        """Release what the controller changed and the held battery setpoints, say goodbye
+        on MQTT (the caller then cancels :meth:`run`)."""
         await self.controller.stop()
+        await self.batteries.stop()
         await self.mqtt.stop()
 
 

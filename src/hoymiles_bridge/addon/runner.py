@@ -493,6 +493,7 @@ class Service:
             )
         bridge = self._bridge_factory(self.options, broker)
         bridge.mqtt.configuration_url = await self.web_config.configuration_url()
+        bridge.batteries.configuration_url = bridge.mqtt.configuration_url
         self.hub.attach(bridge.fleet)
         if bridge.cloud is not None:
             bridge.cloud.watch(self.hub.state_changed)  # the overview's cloud card

@@ -1,6 +1,7 @@
 """``hoymiles-bridge demo``: the bridge's main job against the built-in simulator.
 
-What ``scripts/demo.sh`` runs: simulated DTUs on localhost, a private
+What ``scripts/demo.sh`` runs: simulated DTUs on localhost, a simulated
+MS-A2 battery on the broker (unless ``--no-battery``), a private
 Mosquitto (unless ``--mqtt`` names a broker), the real bridge between them,
 publishing topics and Home Assistant discovery, and the web server on
 127.0.0.1:8099 (a free port when that one is taken). It prints where to look
@@ -10,8 +11,8 @@ Configuration page edits (saving and restarting the bridge in-process).
 
 With ``--controller`` the DTUs take non-persistent limits, and a household
 meter (:func:`_household_meter`: the load of ``simulator/household.py`` minus
-what the simulated inverters feed in) publishes the grid power every second on
-``demo/meter``; the power controller reads it (mode ``monitor`` until switched
+what the simulated inverters and battery feed in) publishes the grid power
+every second on ``demo/meter``; the power controller reads it (mode ``monitor`` until switched
 in the web UI, Home Assistant or ``hoymiles-bridge controller mode``), with a
 600 W feed-in cap.
 """
@@ -46,6 +47,7 @@ from hoymiles_bridge.simulator import (
     load_fleet,
     resolve_fleet,
 )
+from hoymiles_bridge.simulator.battery import BatterySimulator
 from hoymiles_bridge.simulator.household import LoadProfile
 from hoymiles_bridge.web.store import state_dir_for
 
@@ -76,12 +78,16 @@ async def _printer(service: Service, every: float) -> None:
 DEMO_METER_TOPIC = "demo/meter"
 
 
-async def _household_meter(group: SimulatorGroup, host: str, port: int) -> None:
-    """Publish the house's grid power every second: its load minus what the inverters feed in.
+async def _household_meter(
+    group: SimulatorGroup, battery: BatterySimulator | None, host: str, port: int
+) -> None:
+    """Publish the house's grid power every second: its load minus what the inverters
+    and the battery feed in.
 
     The load follows the simulated clock (kettle and oven steps included); the
-    inverters' power is what the simulated DTUs would report now, so the
-    controller's limits show in the meter. Import positive, Shelly Pro 3EM's field.
+    inverters' power is what the simulated DTUs would report now and the
+    battery's what the simulated MS-A2 delivers (+ discharge), so the controller's
+    limits and setpoints show in the meter. Import positive, Shelly Pro 3EM's field.
     """
     import aiomqtt  # the demo only
 
@@ -96,6 +102,8 @@ async def _household_meter(group: SimulatorGroup, host: str, port: int) -> None:
                         for sim in group.simulators
                         for reading in sim.dtu.live_readings()
                     )
+                    if battery is not None:
+                        fed += sum(unit.power for unit in battery.units)
                     grid = round(load.at(now % 86_400) - fed, 1)
                     payload = json.dumps({"total_act_power": grid, "ts": round(now, 3)})
                     await client.publish(DEMO_METER_TOPIC, payload, qos=0)
@@ -175,6 +183,11 @@ async def _demo(args: argparse.Namespace) -> int:
                 "max_feed_in": 600,
             }
         options = validate(document)
+        battery: BatterySimulator | None = None
+        if not args.no_battery:
+            battery = BatterySimulator(mqtt_host, mqtt_port, slow_interval=30.0)
+            battery_task = asyncio.create_task(battery.run(), name="demo-battery-simulator")
+            stack.push_async_callback(_cancel, battery_task)
         # The configuration page saves here and restarts the bridge in-process.
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hoymiles-demo-")))
         options_file = directory / "bridge.yaml"
@@ -184,6 +197,13 @@ async def _demo(args: argparse.Namespace) -> int:
         print(summary(options, settings))
         for sim in group.simulators:
             print(f"  simulated {sim.spec.model} {sim.spec.serial} on {sim.host}:{sim.port}")
+        if battery is not None:
+            dev_id = battery.master.dev_id
+            print(
+                f"  simulated {battery.model_name} {dev_id} on the broker "
+                f"(setpoint: mosquitto_pub -t '{options.base_topic}/battery/{dev_id}/cmd/setpoint'"
+                " -m -300)"
+            )
         print(
             f"\nWatch the topics:   mosquitto_sub -h {mqtt_host} -p {mqtt_port} -t "
             f"'{options.base_topic}/#' -v\n"
@@ -204,7 +224,7 @@ async def _demo(args: argparse.Namespace) -> int:
             asyncio.create_task(_printer(service, max(args.interval, 2.0)), name="demo-printer")
         }
         if args.controller:
-            meter = _household_meter(group, mqtt_host, mqtt_port)
+            meter = _household_meter(group, battery, mqtt_host, mqtt_port)
             tasks.add(asyncio.create_task(meter, name="demo-household-meter"))
             print(
                 f"Power controller:   meter on {DEMO_METER_TOPIC}; switch the mode in the web "
@@ -219,6 +239,11 @@ async def _demo(args: argparse.Namespace) -> int:
                 task.cancel()
             await asyncio.wait(tasks)
     return code
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.wait({task})
 
 
 def _broker_address(text: str) -> tuple[str, int]:
@@ -251,6 +276,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--interval", type=int, default=5, help="seconds between polls")
     parser.add_argument("--encrypt", action="store_true", help="simulate encrypting firmware")
     parser.add_argument("--verbose", action="store_true", help="show the bridge's log")
+    parser.add_argument(
+        "--no-battery", action="store_true", help="no simulated MS-A2 battery on the broker"
+    )
     parser.add_argument("--web-port", type=int, default=8099, help="web UI port on localhost")
     parser.add_argument(
         "--controller",

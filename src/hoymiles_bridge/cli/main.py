@@ -24,10 +24,12 @@ EXIT_USAGE = 2
 COMMAND_MODULES: dict[str, str] = {
     "run": "run",
     "dtu": "dtu",
+    "battery": "battery",
     "cloud": "cloud",
     "controller": "controller",
     "decode": "decode",
     "simulate": "simulate",
+    "simulate-battery": "simulate_battery",
     "demo": "demo",
 }
 

@@ -262,6 +262,12 @@ class InverterOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class BatteryOptions:
+    dev_id: str
+    name: str | None = field(default=_default("batteries[].name"))
+
+
+@dataclass(frozen=True, slots=True)
 class MqttOptions:
     host: str | None = field(default=_default("mqtt.host"))
     port: int = field(default=_default("mqtt.port"))
@@ -349,6 +355,9 @@ class Options:
     night_policy: str = field(default=_default("night_policy"))
     frozen_after: int = field(default=_default("frozen_after"))
     limit_interval: int = field(default=_default("limit_interval"))
+    batteries: tuple[BatteryOptions, ...] = ()
+    batteries_auto: bool = field(default=_default("batteries_auto"))
+    battery_release_mode: str = field(default=_default("battery_release_mode"))
     mqtt: MqttOptions = field(default_factory=MqttOptions)
     base_topic: str = field(default=_default("base_topic"))
     discovery: bool = field(default=_default("discovery"))
@@ -365,6 +374,7 @@ class Options:
 _RECORDS: Final[dict[str, type[Any]]] = {
     "dtus": DtuOptions,
     "inverters": InverterOptions,
+    "batteries": BatteryOptions,
     "mqtt": MqttOptions,
     "cloud": CloudOptions,
     "controller": ControllerOptions,
@@ -789,6 +799,7 @@ __all__ = [
     "NIGHT_POLICIES",
     "SCHEMA",
     "SECRET_KEYS",
+    "BatteryOptions",
     "CloudOptions",
     "ControllerOptions",
     "DtuOptions",

@@ -19,6 +19,10 @@ from typing import Any, Final, Literal
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 NIGHT_POLICIES: Final = ("zero", "unavailable")
+#: What the bridge sends to a battery it holds at a setpoint when it stops:
+#: ``zero`` (0 W; the firmware falls back to self-consumption within a minute
+#: or two) or ``general`` (0 W, then the self-consumption mode at once).
+BATTERY_RELEASE_MODES: Final = ("general", "zero")
 #: Polls closer than this make the DTU repeat old data and starve the cloud
 #: upload (protocol.md 5.2/5.4); newer firmware wants more (see policy.py).
 DEFAULT_POLL_INTERVAL: Final = 35
@@ -121,6 +125,11 @@ FORM_SECTIONS: Final = (
         "Names for inverters and their PV ports, shown in Home Assistant and here (optional).",
     ),
     ("polling", "Polling", "How often and how gently the bridge asks the DTUs."),
+    (
+        "batteries",
+        "Batteries",
+        "MS-A2 / HiBattery units that publish to the same MQTT broker (optional).",
+    ),
     ("mqtt", "MQTT", "The broker. In the add-on, leave the host empty to use the Supervisor's."),
     ("homeassistant", "Home Assistant", "Topics and MQTT discovery."),
     (
@@ -284,6 +293,52 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         min=0,
         max=3600,
         section="polling",
+    ),
+    OptionSpec(
+        "batteries",
+        "list",
+        label="Batteries",
+        help="Name batteries by their MQTT id (dev_id, e.g. MSA-280024370560).",
+        item="battery",
+        unique="dev_id",
+        section="batteries",
+        fields=(
+            OptionSpec(
+                "dev_id",
+                "text",
+                label="Battery id",
+                help="The battery's MQTT id: client prefix, dash, serial (MSA-2800...).",
+                required=True,
+                min=1,
+                max=64,
+            ),
+            OptionSpec(
+                "name",
+                "text",
+                label="Name",
+                help="Shown in Home Assistant (optional).",
+                optional=True,
+                min=1,
+                max=64,
+            ),
+        ),
+    ),
+    OptionSpec(
+        "batteries_auto",
+        "bool",
+        label="Adopt every battery",
+        help="Adopt every MS-A2 / HiBattery found on the broker; off: only the ones listed.",
+        default=True,
+        section="batteries",
+    ),
+    OptionSpec(
+        "battery_release_mode",
+        "choice",
+        label="When the bridge stops",
+        help="A battery held at a setpoint gets 0 W; general: also self-consumption at once.",
+        default="general",
+        choices=BATTERY_RELEASE_MODES,
+        section="batteries",
     ),
     OptionSpec(
         "mqtt",
@@ -556,6 +611,7 @@ SECRET_KEYS: Final = tuple(path for path, spec in walk() if spec.kind == "secret
 
 
 __all__ = [
+    "BATTERY_RELEASE_MODES",
     "CONTROLLER_MODES",
     "DEFAULT_CLOUD_POLL_INTERVAL",
     "DEFAULT_POLL_INTERVAL",

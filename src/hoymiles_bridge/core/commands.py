@@ -22,6 +22,7 @@ commands and non-persistent limits are ignored when the message is retained
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +36,12 @@ from hoymiles_bridge.errors import (
     DtuTimeoutError,
     InvalidArgumentError,
     ProtocolError,
+)
+from hoymiles_bridge.protocol.battery import (
+    EMS_MODES,
+    OUTPUT_POWER_MAX,
+    PHASE_POWER_RANGE,
+    WEEKDAYS,
 )
 
 #: Longest payload a command may have (a number, "ON", "PRESS"...).
@@ -50,6 +57,8 @@ class CommandError(InvalidArgumentError):
 class Target(enum.Enum):
     INVERTER = "inverter"
     DTU = "dtu"
+    #: An MS-A2 / HiBattery over its own MQTT (core/battery.py carries them out).
+    BATTERY = "battery"
     #: The bridge's power controller (core/controller_service.py carries it out).
     CONTROLLER = "controller"
 
@@ -59,6 +68,7 @@ class ValueKind(enum.Enum):
     SWITCH = "switch"  # 0 or 1 (also on/off, true/false)
     PRESS = "press"  # 1 (also press, on, true): a button
     CHOICE = "choice"  # one of the spec's choices (a select)
+    JSON = "json"  # a JSON object (a TOU plan), checked by the target's own rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +77,7 @@ class Entity:
 
     key: str
     name: str
-    component: Literal["number", "button", "select"]
+    component: Literal["number", "button", "select", "switch"]
     icon: str | None = None
     device_class: str | None = None
     #: What a button sends (numbers send the value typed in).
@@ -99,6 +109,11 @@ class LimitKind:
 ClientCall = Callable[[DtuClient, str, float], Awaitable[object]]
 
 
+async def _no_dtu_call(client: DtuClient, serial: str, value: float) -> object:
+    """The call of a command no DTU carries out (a battery's)."""
+    raise CommandError("this command is not for a DTU")
+
+
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
     """Everything about one command (see the module docs)."""
@@ -108,7 +123,7 @@ class CommandSpec:
     value: ValueKind
     label: str
     help: str
-    call: ClientCall
+    call: ClientCall = _no_dtu_call
     unit: str | None = None
     minimum: float | None = None
     maximum: float | None = None
@@ -126,6 +141,8 @@ class CommandSpec:
     reads_alarms: bool = False
     #: What a CHOICE command takes.
     choices: tuple[str, ...] = ()
+    #: The longest payload it takes (a TOU plan is longer than a number).
+    max_payload: int = MAX_PAYLOAD
 
     def offered_to(self, supports_nonpersistent: bool) -> bool:
         """Whether an inverter is offered this command (non-persistent limits need firmware)."""
@@ -153,8 +170,8 @@ class CommandRequest:
 class Command:
     """A checked command: its spec, the device and the value.
 
-    A CHOICE command carries the choice in ``text``; its ``value`` is the
-    choice's index.
+    CHOICE and JSON commands carry their payload in ``text`` (the choice, or
+    the JSON object as sent); their ``value`` is the choice's index, or 0.
     """
 
     spec: CommandSpec
@@ -246,11 +263,6 @@ async def _clear_alarms(client: DtuClient, serial: str, value: float) -> object:
 
 async def _refresh_alarms(client: DtuClient, serial: str, value: float) -> object:
     return await client.alarms()
-
-
-async def _not_for_a_dtu(client: DtuClient, serial: str, value: float) -> object:
-    """The call of a command no DTU carries out (the controller's)."""
-    raise CommandError("this command is not for a DTU")
 
 
 def _limit(
@@ -398,6 +410,105 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
         ),
         cli=(CliForm("alarms", "collect and read the alarm list", aliases=("get-alarm-list",)),),
     ),
+    # --- batteries (MS-A2 / HiBattery over their own MQTT; core/battery.py) ---
+    CommandSpec(
+        name="ems_mode",
+        target=Target.BATTERY,
+        value=ValueKind.CHOICE,
+        label="EMS mode",
+        help="general (self-consumption), mqtt_ctrl (follow the power setpoint) or tou_plan.",
+        ignore_retained=True,
+        choices=EMS_MODES,
+        entities=(Entity("ems_mode", "EMS mode", "select", icon="mdi:cog-transfer"),),
+    ),
+    CommandSpec(
+        name="setpoint",
+        target=Target.BATTERY,
+        value=ValueKind.NUMBER,
+        label="Power setpoint",
+        help=(
+            "Battery power in W: + discharges (feeds the house), - charges. Switches the EMS "
+            "mode to mqtt_ctrl; the bridge re-sends it until another mode is chosen."
+        ),
+        unit="W",
+        ignore_retained=True,
+        entities=(Entity("setpoint", "Power setpoint", "number", icon="mdi:battery-sync"),),
+    ),
+    CommandSpec(
+        name="tou_day_plan",
+        target=Target.BATTERY,
+        value=ValueKind.JSON,
+        label="TOU day plan",
+        help='One day plan: {"day_idx": 1..8, "day_plan": [up to 12 periods]}.',
+        ignore_retained=True,
+        max_payload=4096,
+    ),
+    CommandSpec(
+        name="tou_week_plan",
+        target=Target.BATTERY,
+        value=ValueKind.JSON,
+        label="TOU week plan",
+        help='Day plans by weekday: {"week_plan": [{"week": ["Mon"], "day_idx": 1}]}.',
+        ignore_retained=True,
+        max_payload=2048,
+    ),
+    CommandSpec(
+        name="tou_get",
+        target=Target.BATTERY,
+        value=ValueKind.CHOICE,
+        label="Read TOU day",
+        help="Ask the battery for the plan of one weekday (Mon..Sun); the answer is the status.",
+        ignore_retained=True,
+        choices=WEEKDAYS,
+    ),
+    CommandSpec(
+        name="battery_reboot",
+        target=Target.BATTERY,
+        value=ValueKind.PRESS,
+        label="Reboot battery",
+        help="Reboot the battery (firmware with guide V0.5.1 only).",
+        ignore_retained=True,
+        danger=True,
+        confirm="The battery stops charging and discharging while it restarts.",
+        entities=(Entity("battery_reboot", "Reboot", "button", device_class="restart"),),
+    ),
+    CommandSpec(
+        name="output_power",
+        target=Target.BATTERY,
+        value=ValueKind.NUMBER,
+        label="Output power",
+        help="The full-load output ceiling in W (firmware with guide V0.5.1 only).",
+        unit="W",
+        minimum=0.0,
+        maximum=OUTPUT_POWER_MAX,
+        ignore_retained=True,
+        entities=(Entity("output_power", "Output power", "number", icon="mdi:gauge"),),
+    ),
+    CommandSpec(
+        name="phase_output_power",
+        target=Target.BATTERY,
+        value=ValueKind.NUMBER,
+        label="Phase output power",
+        help="Output power per phase in W, sent for all three phases (V0.5.1 only).",
+        unit="W",
+        minimum=PHASE_POWER_RANGE[0],
+        maximum=PHASE_POWER_RANGE[1],
+        ignore_retained=True,
+        entities=(
+            Entity("phase_output_power", "Phase output power", "number", icon="mdi:sine-wave"),
+        ),
+    ),
+    CommandSpec(
+        name="awake",
+        target=Target.BATTERY,
+        value=ValueKind.SWITCH,
+        label="Awake",
+        help="Wake the battery (1) or put it to sleep (0); newer firmware only.",
+        ignore_retained=True,
+        danger=True,
+        confirm="Asleep, the battery neither charges nor discharges until it is woken.",
+        entities=(Entity("awake", "Awake", "switch", icon="mdi:power-sleep"),),
+    ),
     # --- the power controller (core/controller_service.py; its topic is
     # <base>/controller/cmd/mode, mqtt/controller.py) ---
     CommandSpec(
@@ -409,7 +520,6 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
             "off; monitor (computes and shows, sends nothing); zero_export; feed_in_cap. "
             "Leaving zero_export or feed_in_cap releases what the controller changed."
         ),
-        call=_not_for_a_dtu,
         ignore_retained=True,
         choices=CONTROLLER_MODES,
         entities=(
@@ -444,9 +554,9 @@ def lookup(name: str, target: Target | None = None) -> CommandSpec:
 # --- values -------------------------------------------------------------------------
 
 
-def _text(payload: bytes) -> str:
-    if len(payload) > MAX_PAYLOAD:
-        raise CommandError(f"payload is longer than {MAX_PAYLOAD} bytes")
+def _text(payload: bytes, limit: int = MAX_PAYLOAD) -> str:
+    if len(payload) > limit:
+        raise CommandError(f"payload is longer than {limit} bytes")
     try:
         return payload.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -472,21 +582,32 @@ def _switch(text: str) -> float:
     raise CommandError(f"{text!r} is not 0 or 1")
 
 
-def _choice(spec: CommandSpec, text: str) -> float:
-    """The index of ``text`` among the spec's choices (case does not matter)."""
-    lowered = text.lower()
-    if lowered not in spec.choices:
+def _choice(spec: CommandSpec, text: str) -> str:
+    if text not in spec.choices:
         raise CommandError(f"{text!r} is not one of {', '.join(spec.choices)}")
-    return float(spec.choices.index(lowered))
+    return text
+
+
+def _json_object(text: str) -> dict[str, object]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise CommandError("payload is not JSON") from None
+    if not isinstance(data, dict):
+        raise CommandError("payload is not a JSON object")
+    return data
 
 
 def parse_value(spec: CommandSpec, payload: bytes) -> float:
     """The command's value from its payload; raises :class:`CommandError`."""
-    text = _text(payload)
+    text = _text(payload, spec.max_payload)
     if not text:
         raise CommandError("payload is empty")
     if spec.value is ValueKind.CHOICE:
-        return _choice(spec, text)
+        return float(spec.choices.index(_choice(spec, text)))
+    if spec.value is ValueKind.JSON:
+        _json_object(text)
+        return 0.0
     if spec.value is ValueKind.SWITCH:
         return _switch(text)
     if spec.value is ValueKind.PRESS:
@@ -514,7 +635,9 @@ def check(request: CommandRequest) -> Command | None:
     if request.retained and spec.ignore_retained:
         return None
     value = parse_value(spec, request.payload)
-    text = spec.choices[int(value)] if spec.value is ValueKind.CHOICE else ""
+    text = ""
+    if spec.value in (ValueKind.CHOICE, ValueKind.JSON):
+        text = request.payload.decode("utf-8").strip()
     return Command(spec, request.serial, value, text)
 
 

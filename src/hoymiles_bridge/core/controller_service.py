@@ -8,7 +8,8 @@ is that port in the bridge: every actuation becomes a
 :class:`~hoymiles_bridge.core.commands.CommandRequest` submitted to the one
 command registry (:meth:`~hoymiles_bridge.core.fleet.Fleet.submit`): the
 inverters' ``limit_nonpersistent_absolute``, never a persistent limit, and
-the batteries' ``setpoint`` and ``ems_mode``.
+the batteries' ``setpoint`` and ``ems_mode`` (the battery hub keeps a
+setpoint alive and switches the EMS mode to ``mqtt_ctrl`` for it).
 
 Each actuation is announced as :class:`~hoymiles_bridge.core.events.ControllerActed`
 with its reason; mode and state changes as
@@ -83,9 +84,13 @@ def request_for(actuation: Actuation) -> CommandRequest:
     if actuation.kind is Kind.SETPOINT:
         assert isinstance(actuation.value, float)
         payload = f"{actuation.value:.1f}".encode()
-        return CommandRequest(None, actuation.device, "setpoint", payload, origin=CONTROLLER_ORIGIN)
+        return CommandRequest(
+            Target.BATTERY, actuation.device, "setpoint", payload, origin=CONTROLLER_ORIGIN
+        )
     payload = str(actuation.value).encode()
-    return CommandRequest(None, actuation.device, "ems_mode", payload, origin=CONTROLLER_ORIGIN)
+    return CommandRequest(
+        Target.BATTERY, actuation.device, "ems_mode", payload, origin=CONTROLLER_ORIGIN
+    )
 
 
 class SubmitsCommands(Protocol):

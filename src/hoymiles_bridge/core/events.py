@@ -14,7 +14,13 @@ from typing import Any, Final
 
 from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest
 from hoymiles_bridge.core.controller import CONTROLLER_ORIGIN, Actuation
-from hoymiles_bridge.core.state import NORMAL_STATES, Alarm, DtuState, InverterDevice
+from hoymiles_bridge.core.state import (
+    NORMAL_STATES,
+    Alarm,
+    BatteryState,
+    DtuState,
+    InverterDevice,
+)
 from hoymiles_bridge.dtu.connection import FrameEvent
 from hoymiles_bridge.protocol.models import AppInfo, RealData
 
@@ -118,6 +124,21 @@ class ControllerChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class BatteryChanged:
+    """A battery's state changed; ``what`` says which parts.
+
+    ``what`` holds ``values`` (new trusted values), ``identity`` (model,
+    serial, role, fields or capabilities: discovery may change),
+    ``availability``, ``setpoint``, ``mode`` and ``ack``. ``source`` names
+    what caused it (``quick``, ``config``, ``silence``, ``command``...).
+    """
+
+    battery: BatteryState
+    what: frozenset[str]
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FrameSeen:
     """A frame crossed the wire of a DTU's session (delivered synchronously)."""
 
@@ -136,6 +157,7 @@ Event = (
     | Notice
     | ControllerActed
     | ControllerChanged
+    | BatteryChanged
 )
 
 
@@ -262,6 +284,8 @@ def describe(event: Event) -> list[Activity]:
                 {"mode": event.mode, "state": event.state},
             )
         ]
+    if isinstance(event, BatteryChanged):
+        return _battery_lines(event)
     if isinstance(event, CommandStatus):
         if not event.final or event.request.origin == CONTROLLER_ORIGIN:
             # The controller's own commands are told by ControllerActed, with their reason.
@@ -281,9 +305,22 @@ def describe(event: Event) -> list[Activity]:
     return []
 
 
+def _battery_lines(event: BatteryChanged) -> list[Activity]:
+    battery = event.battery
+    if "availability" in event.what:
+        text = "available" if battery.available else "unavailable (silent)"
+        level = INFO if battery.available else WARNING
+        return [Activity("battery", battery.dev_id, battery.serial, f"battery {text}", level)]
+    if "ack" in event.what and event.source in battery.acks:
+        text = f"{event.source}: {battery.acks[event.source]}"
+        return [Activity("battery", battery.dev_id, battery.serial, text)]
+    return []
+
+
 __all__ = [
     "Activity",
     "AlarmsChanged",
+    "BatteryChanged",
     "CommandStatus",
     "ControllerActed",
     "ControllerChanged",

@@ -24,6 +24,8 @@ from typing import Any, Final
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.options import Options
+from hoymiles_bridge.core.battery import TICK as BATTERY_TICK
+from hoymiles_bridge.core.battery import BatteryHub
 from hoymiles_bridge.core.commands import (
     COMMAND_ERRORS,
     Command,
@@ -119,6 +121,8 @@ class Fleet:
         client_factory: ClientFactory = default_client,
         clock: Callable[[], float] = time.time,
         policy: PollPolicy | None = None,
+        battery_clock: Callable[[], float] = time.monotonic,
+        battery_tick: float = BATTERY_TICK,
     ) -> None:
         self.options = options
         #: Wall-clock start (the fleet's clock may be a simulated one).
@@ -161,6 +165,8 @@ class Fleet:
         self.commands_failed = 0
         #: Carries out the power controller's commands (set by the bridge that runs one).
         self.controller_handler: Callable[[Command], Awaitable[CommandOutcome]] | None = None
+        #: The batteries on the broker (fed and served by the MQTT adapter).
+        self.batteries = BatteryHub(options, self.emit, clock=battery_clock, tick=battery_tick)
 
     def __repr__(self) -> str:
         return f"Fleet(dtus={[d.label for d in self.dtus]})"
@@ -218,6 +224,7 @@ class Fleet:
             async with asyncio.TaskGroup() as group:
                 for dtu in self.dtus:
                     group.create_task(dtu.session.run(), name=f"dtu-session-{dtu.label}")
+                group.create_task(self.batteries.run(), name="batteries")
         finally:
             for task in list(self._deferred.values()):
                 task.cancel()
@@ -464,6 +471,9 @@ class Fleet:
                 if handler is None:
                     raise CommandError("this bridge runs no power controller")
                 return await self._finish(request, await handler(command), count=False)
+            if command.spec.target is Target.BATTERY:
+                await self._progress(request, CommandOutcome("pending"))
+                return await self._finish(request, await self.batteries.execute(command))
             if command.spec.target is Target.DTU:
                 dtu = self.find_dtu(command.serial)
             else:

@@ -1,4 +1,4 @@
-"""The fleet's typed state: what is known about each DTU and inverter, with trusted values.
+"""The fleet's typed state: what is known about each DTU, inverter and battery, with trusted values.
 
 Every adapter (MQTT, the web UI) reads this state; none parses another
 adapter's output. The state is written only by :class:`~hoymiles_bridge.core.fleet.Fleet`.
@@ -7,10 +7,12 @@ adapter's output. The state is written only by :class:`~hoymiles_bridge.core.fle
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from hoymiles_bridge.core.values import InverterGuard, InverterValues
 from hoymiles_bridge.dtu.session import DtuSession, SessionState
+from hoymiles_bridge.protocol import battery as fw
+from hoymiles_bridge.protocol.battery import Outbound, Value
 
 #: Session states in which a DTU counts as available.
 AVAILABLE_STATES: Final = frozenset(
@@ -174,12 +176,94 @@ def totals(dtus: list[DtuState]) -> Totals:
     )
 
 
+# --- batteries ---------------------------------------------------------------
+
+
+@dataclass
+class Holding:
+    """A setpoint the bridge keeps alive: the value asked for, when last sent, sends so far."""
+
+    watts: float
+    sent_at: float
+    count: int = 0
+
+
+@dataclass
+class BatteryState:
+    """What the bridge knows about one battery."""
+
+    dev_id: str
+    #: The user's name (option ``batteries``).
+    name: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    firmware: str | None = None
+    values: dict[str, Value] = field(default_factory=dict)
+    #: Field keys this battery ever sent (announced once they arrive).
+    seen: set[str] = field(default_factory=set)
+    #: True: master or standalone (sends sys_*); False: a slave; None: not known yet.
+    master: bool | None = None
+    #: Commands the firmware advertised (its configs, ``supported_topics``).
+    capabilities: set[Outbound] = field(default_factory=set)
+    #: The setpoint range the firmware advertised (``power_ctrl``'s min/max).
+    advertised: tuple[float, float] | None = None
+    last_quick: float | None = None
+    last_slow: float | None = None
+    available: bool = False
+    #: The EMS mode reported by ``system/state``, or the last one we sent.
+    mode: str | None = None
+    #: When we last sent a mode (a report older than our command may still arrive).
+    mode_sent_at: float | None = None
+    holding: Holding | None = None
+    #: Firmware configs seen (by key), legacy text configs included.
+    firmware_configs: set[str] = field(default_factory=set)
+    #: The last acknowledgement per kind (readable).
+    acks: dict[str, str] = field(default_factory=dict)
+    updated_at: float | None = None
+
+    @property
+    def title(self) -> str:
+        return self.name or f"{self.model or 'Battery'} {self.serial or self.dev_id}"
+
+    @property
+    def profile(self) -> fw.ModelProfile:
+        return fw.profile_for(self.model, self.serial)
+
+    @property
+    def setpoint_range(self) -> tuple[float, float]:
+        """The setpoint range: the advertised one made symmetric, else the model's rating."""
+        if self.advertised is not None:
+            return fw.symmetric_range(*self.advertised)
+        rated = self.profile.rated_power
+        return -rated, rated
+
+    def to_dict(self) -> dict[str, Any]:
+        low, high = self.setpoint_range
+        return {
+            "dev_id": self.dev_id,
+            "name": self.title,
+            "model": self.model,
+            "serial": self.serial,
+            "firmware": self.firmware,
+            "master": self.master,
+            "available": self.available,
+            "mode": self.mode,
+            "setpoint": self.holding.watts if self.holding is not None else None,
+            "setpoint_range": [low, high],
+            "capabilities": sorted(c.value for c in self.capabilities),
+            "values": dict(self.values),
+            "acks": dict(self.acks),
+        }
+
+
 __all__ = [
     "AVAILABLE_STATES",
     "NORMAL_STATES",
     "Alarm",
+    "BatteryState",
     "DtuDevice",
     "DtuState",
+    "Holding",
     "InverterDevice",
     "InverterState",
     "Totals",

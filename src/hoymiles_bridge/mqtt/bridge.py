@@ -122,7 +122,8 @@ class MqttBridge:
         subscriptions = list(self.layout.command_subscriptions)
         if options.discovery:
             subscriptions.append(self.ha_status_topic)
-        #: Adapters sharing the link (the controller's): they see each message first.
+        #: Adapters sharing the link (the batteries', the controller's): they see each
+        #: message first.
         self._companions = tuple(companions)
         for companion in self._companions:
             subscriptions.extend(companion.subscriptions)
@@ -653,6 +654,8 @@ class MqttBridge:
         base = self.layout.base
         if target is Target.CONTROLLER:
             return f"{base}/controller/cmd/mode"
+        if target is Target.BATTERY:
+            return f"{base}/battery/{serial}/cmd/{name}"
         if target is Target.DTU:
             return f"{base}/dtu/{serial}/cmd/{name}" if serial else f"{base}/dtu/cmd/{name}"
         return f"{base}/{serial}/cmd/{name}"

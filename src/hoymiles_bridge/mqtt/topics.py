@@ -31,7 +31,7 @@ from typing import Final, Literal
 
 from hoymiles_bridge.core.commands import Target, commands_for
 
-Component = Literal["sensor", "binary_sensor", "number", "button", "select"]
+Component = Literal["sensor", "binary_sensor", "number", "button", "select", "switch"]
 Category = Literal["config", "diagnostic"] | None
 
 

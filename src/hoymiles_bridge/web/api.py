@@ -31,6 +31,7 @@ from yarl import URL
 
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.store import ConfigStore
+from hoymiles_bridge.core.battery import offered_commands
 from hoymiles_bridge.core.cloud import CloudSource
 from hoymiles_bridge.core.commands import (
     CommandOutcome,
@@ -52,6 +53,7 @@ from hoymiles_bridge.errors import (
     InvalidArgumentError,
     ProtocolError,
 )
+from hoymiles_bridge.protocol.battery import is_dev_id
 from hoymiles_bridge.protocol.codec import decode_frame
 from hoymiles_bridge.protocol.records import clean_hex, frame_record, split_frames
 from hoymiles_bridge.protocol.registry import Direction
@@ -299,6 +301,11 @@ class WebApi:
             "cloud": cloud.describe() if cloud is not None else None,
             "controller": self._controller_status(),
             "dtus": dtus,
+            # MS-A2 / HiBattery units on the broker (core/battery.py), by dev_id.
+            "batteries": [
+                {**b.to_dict(), "commands": list(offered_commands(b))}
+                for b in fleet.batteries.batteries.values()
+            ],
             "totals": {
                 "ac_power": totals.ac_power,
                 "ac_yieldday": totals.yield_day,
@@ -534,13 +541,14 @@ class WebApi:
         elif dtu and not serial:
             serial = self.dtu(dtu).serial or ""
         outcome: CommandOutcome | None
-        if serial and not serial.isalnum():
+        battery = spec.target is Target.BATTERY
+        if serial and not (is_dev_id(serial) if battery else serial.isalnum()):
             outcome = CommandOutcome("refused", f"{serial!r} is not a serial number")
         else:
+            # A battery's id keeps its case (MSA-280024370560); serials are upper case.
+            device = serial if battery else serial.upper()
             outcome = await self.fleet.submit(
-                CommandRequest(
-                    spec.target, serial.upper(), name, payload.encode("utf-8", "replace")
-                )
+                CommandRequest(spec.target, device, name, payload.encode("utf-8", "replace"))
             )
         if outcome is None:  # only a retained message is ignored; the API sends none
             raise BadRequest(f"the command {name!r} was ignored")

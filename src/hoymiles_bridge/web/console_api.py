@@ -14,7 +14,10 @@ Registered by :meth:`hoymiles_bridge.web.api.WebApi.register` (through
                 "commands": [{"key"}, ...],
                 "inverters": [{"serial", "model", "rated_power", "reachable",
                                "limit_applied",
-                               "commands": [{"key", "min"?, "max"?, "step"?}, ...]}]}]
+                               "commands": [{"key", "min"?, "max"?, "step"?}, ...]}]}],
+      "batteries": [{"dev_id", "name", "available", "mode", "setpoint",
+                     "commands": [{"key", "command", "label", "kind", "unit", "choices"?,
+                                   "min"?, "max"?, "step"?, "danger", "confirm", ...}]}]
     }
 
 Nothing here is a second copy of the command rules. The catalogue is the
@@ -24,7 +27,10 @@ per Home Assistant entity: ``command`` is the name ``api/command`` takes,
 of its limits, come from the same registry and
 :func:`~hoymiles_bridge.core.limits.limit_range`, so the console offers exactly
 what Home Assistant shows. ``api/command`` still checks every value; these
-ranges are for the form only.
+ranges are for the form only. A battery's commands (``kind`` ``choice``,
+``number``, ``switch`` or ``press``) are the ones its Home Assistant entities
+offer (:func:`~hoymiles_bridge.core.battery.offered_commands`), with the
+setpoint's range made symmetric as the bridge enforces it.
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from hoymiles_bridge.core.battery import offered_commands
+from hoymiles_bridge.core.commands import BY_NAME as COMMANDS_BY_NAME
 from hoymiles_bridge.core.commands import COMMANDS, CommandSpec, Entity, Target, commands_for
 from hoymiles_bridge.core.limits import limit_range
-from hoymiles_bridge.core.state import InverterState
+from hoymiles_bridge.core.state import BatteryState, InverterState
 from hoymiles_bridge.protocol.registry import BY_NAME, BY_TAG, reply_tag
 from hoymiles_bridge.protocol.requests import READ_REQUESTS
 from hoymiles_bridge.web.common import ApiContext, BadRequest
@@ -101,15 +109,46 @@ def _offers(inverter: InverterState) -> list[dict[str, Any]]:
     return offers
 
 
+def _battery_command(spec: CommandSpec, entity: Entity) -> dict[str, Any]:
+    entry = _command_entry(spec, entity)
+    if entity.component == "select":
+        entry.update(kind="choice", payload=None, choices=list(spec.choices))
+    elif entity.component == "switch":
+        entry.update(kind="switch", payload=None)
+    return entry
+
+
+def _battery_offers(battery: BatteryState) -> dict[str, Any]:
+    """A battery and the commands the console offers it (the same as its HA entities)."""
+    low, high = battery.setpoint_range
+    offers = []
+    for name in offered_commands(battery):
+        spec = COMMANDS_BY_NAME[name]
+        entry = _battery_command(spec, spec.entities[0])
+        if name == "setpoint":
+            entry.update(min=low, max=high, step=1)
+        elif entry["kind"] == "number":
+            entry.update(min=spec.minimum, max=spec.maximum, step=1)
+        offers.append(entry)
+    return {
+        "dev_id": battery.dev_id,
+        "name": battery.title,
+        "available": battery.available,
+        "mode": battery.mode,
+        "setpoint": battery.holding.watts if battery.holding is not None else None,
+        "commands": offers,
+    }
+
+
 def catalogue(api: ApiContext) -> dict[str, Any]:
     """The body of ``api/commands`` (see the module docs)."""
     body: dict[str, Any] = {
         "reads": [_read_entry(name) for name in READ_REQUESTS],
-        # The controller's mode has its own card on the overview, not a console entry.
+        # Batteries have their own card; the controller's mode its card on the overview.
         "commands": [
             _command_entry(s, e)
             for s in COMMANDS
-            if s.target is not Target.CONTROLLER
+            if s.target not in (Target.BATTERY, Target.CONTROLLER)
             for e in s.entities
         ],
         "limit_interval": None,
@@ -120,6 +159,7 @@ def catalogue(api: ApiContext) -> dict[str, Any]:
     except BadRequest:  # still starting: the catalogue without devices
         return body
     body["limit_interval"] = fleet.options.limit_interval
+    body["batteries"] = [_battery_offers(b) for b in fleet.batteries.batteries.values()]
     dtu_commands = [{"key": e.key} for s in commands_for(Target.DTU) for e in s.entities]
     for dtu in fleet.dtus:
         session = dtu.session

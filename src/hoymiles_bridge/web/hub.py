@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from hoymiles_bridge.core.events import Activity, Event, FrameSeen, describe
+from hoymiles_bridge.core.events import Activity, BatteryChanged, Event, FrameSeen, describe
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.core.state import DtuState
 from hoymiles_bridge.core.values import local_day
@@ -321,6 +321,10 @@ class WebHub:
     async def on_fleet_event(self, event: Event) -> None:
         for activity in describe(event):
             self.on_event(activity)
+        if isinstance(event, BatteryChanged) and event.what - {"ack"}:
+            # A battery's values (every second) are no log line, but the overview's card
+            # follows them: the push is coalesced (STATE_THROTTLE).
+            self.state_changed()
 
     def history_limit(self, interval: float) -> None:
         """Size the power history for ``interval`` s polls (24 h, at most the cap)."""
@@ -454,7 +458,7 @@ class WebHub:
             level=event.level,
             data=event.data,
         )
-        if event.kind in {"state", "dtu_info", "mqtt", "command", "alarm"}:
+        if event.kind in {"state", "dtu_info", "mqtt", "command", "alarm", "battery"}:
             self.state_changed()
 
     # --- power history --------------------------------------------------------

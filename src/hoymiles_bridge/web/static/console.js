@@ -3,7 +3,8 @@
 // Reads: any read request of api/commands goes to the chosen DTU (api/read) and
 // the reply is shown decoded, like a frame of the inspector. Controls: limits,
 // on/off, restart, DTU reboot and performance mode go through api/command, the
-// same validation and pacing as MQTT, and only after an explicit confirmation.
+// same validation and pacing as MQTT, and only after an explicit confirmation;
+// so do a battery's EMS mode, power setpoint and the commands its firmware offers.
 // The checks made here are for the form; the bridge's answer is authoritative.
 "use strict";
 
@@ -26,6 +27,8 @@
     const dtu = chosenDtu();
     return dtu ? dtu.inverters.find((i) => i.serial === ui.inverter.value) || null : null;
   }
+  const batteries = () => (catalogue && catalogue.batteries) || [];
+  const chosenBattery = () => batteries().find((b) => b.dev_id === ui.battery.value) || null;
   const offered = (owner, key) => (owner ? owner.commands.find((c) => c.key === key) || null : null);
   const formatNumber = (n) => (Number.isInteger(n) ? String(n) : String(Number(n.toFixed(3))));
 
@@ -40,7 +43,15 @@
     const [request, requestLabel] = select("console-request", "Read request");
     const [inverter, inverterLabel] = select("console-inverter", "Inverter");
     const [limitKind, limitKindLabel] = select("console-limit-kind", "Limit");
-    Object.assign(ui, { dtu, request, inverter, limitKind });
+    const [battery, batteryLabel] = select("console-battery", "Battery");
+    Object.assign(ui, { dtu, request, inverter, limitKind, battery });
+    ui.batteryControls = el("div", { class: "console-battery-controls" });
+    ui.batteryCard = el("div", { class: "card console-battery", hidden: true },
+      el("h3", { text: "Battery" }),
+      el("p", { class: "muted console-intro", text: "Power setpoint: + discharges, − charges. "
+        + "The bridge switches the EMS mode to mqtt_ctrl and keeps the setpoint alive." }),
+      el("div", { class: "console-row" }, batteryLabel),
+      ui.batteryControls);
     ui.dtuState = el("span", { class: "console-dtu-state" });
     ui.requestInfo = el("p", { class: "muted console-request-info" });
     ui.readResult = el("div", { id: "console-read-result", class: "console-result", "aria-live": "polite" });
@@ -99,6 +110,7 @@
           el("h4", { text: "DTU" }),
           ui.dtuButtons,
           ui.outcome)),
+      ui.batteryCard,
       ui.dialog,
     );
     ui.loadError = root.querySelector(".console-load-error");
@@ -106,6 +118,7 @@
     request.addEventListener("change", describeRequest);
     inverter.addEventListener("change", renderInverter);
     limitKind.addEventListener("change", renderLimit);
+    battery.addEventListener("change", renderBattery);
     ui.limitValue.addEventListener("input", () => { ui.limitError.hidden = true; });
   }
 
@@ -134,6 +147,81 @@
     }
     describeRequest();
     renderDtu();
+    renderBatteries();
+  }
+
+  // --- batteries ------------------------------------------------------------------
+  function renderBatteries() {
+    const list = batteries();
+    ui.batteryCard.hidden = list.length === 0;
+    fill(ui.battery, list.map((b) => [b.dev_id, b.name === b.dev_id ? b.dev_id : `${b.name} (${b.dev_id})`]), true);
+    renderBattery();
+  }
+
+  function renderBattery() {
+    const battery = chosenBattery();
+    ui.batteryControls.replaceChildren(...(battery ? battery.commands : []).map(batteryControl));
+  }
+
+  function batteryControl(entry) {
+    const button = (text, onclick) => el("button", {
+      type: onclick ? "button" : "submit", class: `button${entry.danger ? " console-danger" : ""}`,
+      text, onclick,
+    });
+    if (entry.kind === "choice") {
+      const input = el("select", { "data-command": entry.command },
+        ...entry.choices.map((c) => el("option", { value: c, text: c })));
+      return el("form", { class: "console-row", autocomplete: "off",
+        onsubmit: (event) => { event.preventDefault(); askBattery(entry, input.value); } },
+      el("label", {}, entry.label, input), button(`Set ${entry.label}…`));
+    }
+    if (entry.kind === "number") {
+      const input = el("input", { type: "number", inputmode: "decimal", "data-command": entry.command,
+        min: entry.min, max: entry.max, step: entry.step, required: true });
+      const error = el("p", { class: "error-text console-form-error", hidden: true });
+      input.addEventListener("input", () => { error.hidden = true; });
+      const submit = (event) => {
+        event.preventDefault();
+        const text = input.value.trim();
+        const value = Number(text);
+        if (text === "" || !Number.isFinite(value) || value < entry.min || value > entry.max) {
+          error.textContent = `Enter a number from ${formatNumber(entry.min)} to ${formatNumber(entry.max)} ${entry.unit || ""}.`;
+          error.hidden = false;
+          input.focus();
+          return;
+        }
+        askBattery(entry, value);
+      };
+      return el("form", { class: "console-row", autocomplete: "off", novalidate: true, onsubmit: submit },
+        el("label", {}, entry.label, el("span", { class: "console-value" }, input,
+          el("span", { class: "console-unit", text: entry.unit || "" }))),
+        button(`Set ${entry.label}…`), error);
+    }
+    if (entry.kind === "switch") {
+      return el("div", { class: "console-buttons", "data-command": entry.command },
+        button(`${entry.label}: on…`, () => askBattery(entry, 1)),
+        button(`${entry.label}: off…`, () => askBattery(entry, 0)));
+    }
+    return el("div", { class: "console-buttons", "data-command": entry.command },
+      button(`${entry.label}…`, () => askBattery(entry, entry.payload)));
+  }
+
+  function askBattery(entry, value) {
+    const battery = chosenBattery();
+    if (!battery) return;
+    pending = { command: entry.command, serial: battery.dev_id, value };
+    ui.dialogText.textContent = `Set “${entry.label}” to ${describe(entry, value)} on battery ${battery.name}.`;
+    ui.dialogBody.textContent = `POST api/command\n${JSON.stringify(pending, null, 2)}`;
+    let note = entry.confirm || "";
+    if (entry.command === "setpoint") {
+      note = "The bridge switches the EMS mode to mqtt_ctrl and re-sends the setpoint until "
+        + "another mode is chosen; stopping the bridge sends 0 W.";
+    }
+    ui.dialogNote.textContent = note;
+    ui.dialogNote.hidden = !note;
+    ui.dialog.returnValue = "";
+    ui.dialog.showModal();
+    ui.cancel.focus();
   }
 
   function describeRequest() {
@@ -226,8 +314,11 @@
   function onState(status) {
     if (!shown || !catalogue || loading) return;
     const known = new Set(dtus().flatMap((d) => [`d:${d.label}:${d.serial}`, ...d.inverters.map((i) => `i:${i.serial}`)]));
+    batteries().forEach((b) => known.add(`b:${b.dev_id}:${b.commands.length}`));
     const now = (status.dtus || []).flatMap((d) => [`d:${d.label}:${d.serial}`,
       ...(d.inverters || []).map((i) => `i:${i.serial}`)]);
+    // a new battery, or one whose role or advertised commands became known
+    (status.batteries || []).forEach((b) => now.push(`b:${b.dev_id}:${(b.commands || []).length}`));
     if (now.some((key) => !known.has(key))) load();
   }
 
@@ -282,6 +373,7 @@
 
   function describe(entry, value) {
     if (entry.kind === "number") return `${formatNumber(value)} ${entry.unit || ""}`.trim();
+    if (entry.kind === "switch") return value ? "on" : "off";
     return String(value);
   }
 

@@ -1,4 +1,4 @@
-// Hoymiles DTU Bridge web UI: the overview page (DTUs, inverters, totals, live).
+// Hoymiles DTU Bridge web UI: the overview page (DTUs, inverters, batteries, totals, live).
 "use strict";
 
 (() => {
@@ -109,6 +109,32 @@
     );
   }
 
+  // An MS-A2 / HiBattery unit: SOC, power with its direction, mode, state, today's energy.
+  function renderBattery(b) {
+    const v = b.values || {};
+    const power = typeof v.battery_power === "number" ? v.battery_power : null;
+    const direction = power === null ? "" : power > 0.5 ? " (discharging)"
+      : power < -0.5 ? " (charging)" : " (idle)";
+    return el("div", { class: `card battery${b.available ? "" : " stale"}`, "data-battery": b.dev_id },
+      el("div", { class: "card-head" },
+        el("h3", { text: b.name || b.dev_id }),
+        badge(b.available ? "available" : "unavailable", b.available ? "ok" : "error"),
+        b.master === false ? badge("slave", "") : null),
+      el("div", { class: `facts${b.available ? "" : " stale-data"}` },
+        fact("State of charge", unit(v.soc, 1, "%"), "big"),
+        fact("Power", unit(power, 1, "W") + direction, "big power"),
+        fact("EMS mode", b.mode || v.ems_mode || "–"),
+        fact("State", v.battery_state || "–"),
+        fact("Setpoint held", b.setpoint === null || b.setpoint === undefined ? "–" : unit(b.setpoint, 1, "W")),
+        fact("Battery temperature", unit(v.battery_temperature, 1, "°C")),
+        fact("In today", unit(v.grid_on_ein, 0, "Wh")),
+        fact("Out today", unit(v.grid_on_eout, 0, "Wh")),
+        fact("Model", b.model || "–"),
+        fact("Id", b.dev_id),
+      ),
+    );
+  }
+
   // Setup mode: no DTU is configured yet, so point to the configuration page.
   function renderFirstDtu() {
     return el("div", { class: "card first-dtu", id: "first-dtu" },
@@ -169,6 +195,7 @@
     else if (status.starting) content = [el("div", { class: "card muted", text: "The bridge is starting…" })];
     else content = [renderFirstDtu()];
     if (status.cloud) content.push(renderCloud(status.cloud, status.time));
+    content.push(...(status.batteries || []).map(renderBattery));
     $("dtus").replaceChildren(...content);
   }
 
