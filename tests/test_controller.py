@@ -224,7 +224,12 @@ def test_a_silent_or_failed_battery_leaves_the_split() -> None:
     assert {a.device for a in actions} == {"a", "b"}
     law.meter(1500.0, 30.0)
     actions = law.step(30.0, [unit("a", seen=30.0), unit("b", seen=1.0)], [])
-    assert {a.device for a in actions} == {"a"}
+    assert {a.device for a in actions if a.kind is Kind.SETPOINT} == {"a"}
+    (back,) = [a for a in actions if a.device == "b"]  # its own mode, its keep-alive ends
+    assert (back.kind, back.value) == (Kind.EMS_MODE, "general")
+    assert back.reason == "left the split (no telemetry for 29 s)"
+    law.meter(1500.0, 31.0)
+    assert all(a.device == "a" for a in law.step(31.0, [unit("a", seen=31.0)], []))
     law.unit_failed("a", "refused", 31.0)
     law.meter(1500.0, 32.0)
     assert law.step(32.0, [unit("a", seen=32.0), unit("b", seen=1.0)], []) == []

@@ -71,3 +71,33 @@ def _true(check: object) -> object:
         return bool(check())  # type: ignore[operator]
 
     return wrapped
+
+
+async def test_a_battery_that_falls_silent_leaves_the_split_and_gets_its_mode_back(
+    mosquitto: Mosquitto,
+) -> None:
+    controller = {"mode": "zero_export", "meter_topic": METER}
+    async with battery_env(mosquitto, controller=controller) as env:
+        master = env.sim.master
+        hub_state = env.hub.batteries[master.dev_id]
+
+        async def driven() -> bool:
+            env.clock.advance(1.0)
+            await env.publish(METER, "600")
+            return (master.setpoint or 0.0) > 100.0
+
+        await until(driven, "a discharging setpoint")
+        master.silent = True  # no more telemetry from the battery
+
+        async def dropped() -> bool:
+            env.clock.advance(1.0)
+            await env.publish(METER, "600")
+            return hub_state.holding is None and master.mode == "general"
+
+        await until(dropped, "general for the silent battery, and no held setpoint")
+        sent = len(env.sent("power_ctrl/set"))
+        for _ in range(5):
+            env.clock.advance(1.0)
+            await env.publish(METER, "600")
+        assert env.bridge.controller.law.state == "regulating"
+        assert len(env.sent("power_ctrl/set")) == sent  # nothing more for it

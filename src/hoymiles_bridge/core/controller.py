@@ -558,12 +558,29 @@ class PowerController:
         return actions
 
     def _dropped_units(self, now: float, batteries: Sequence[BatteryUnit]) -> list[Actuation]:
-        """Forget what was sent to a unit that left the split (its keep-alive stops)."""
+        """A unit we drove that left the split gets its own mode back (``general``).
+
+        That also ends the bridge's keep-alive of its last setpoint, so a unit
+        that comes back does not follow a stale one; the others take its share.
+        """
         usable = {u.id for u in self.usable(batteries, now)}
+        seen = {u.id: u for u in batteries}
+        actions = []
         for uid, memo in self._units.items():
-            if memo.sent is not None and uid not in usable:
-                memo.sent = None
-        return []
+            if memo.sent is None or uid in usable:
+                continue
+            memo.sent = None
+            unit = seen.get(uid)
+            if unit is None or unit.seen_at is None:
+                why = "gone"
+            elif not unit.available:
+                why = "unavailable"
+            elif unit.soc is None:
+                why = "no SOC"
+            else:
+                why = f"no telemetry for {now - unit.seen_at:.0f} s"
+            actions.append(Actuation(Kind.EMS_MODE, uid, "general", f"left the split ({why})"))
+        return actions
 
     def _meter_missing(self, now: float) -> list[Actuation]:
         actions: list[Actuation] = []
@@ -716,7 +733,7 @@ class PowerController:
         """The actuations the per-minute limits let through; they are remembered as sent."""
         kept = []
         for action in actions:
-            released = action.reason.startswith(("released", "meter missing"))
+            released = action.reason.startswith(("released", "meter missing", "left the split"))
             rate = self._inverter_rate if action.kind is Kind.LIMIT else self._battery_rate
             if not released and not rate.allows(now):
                 self.rate_limited += 1
