@@ -53,7 +53,6 @@ import pstats
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,8 +61,6 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-
-import aiomqtt
 
 from _process import stop_child
 from hoymiles_bridge.addon.bridge import Bridge, tune_garbage_collector
@@ -267,32 +264,8 @@ async def _drain(bridge: Bridge, samples: list[float]) -> None:
             samples.append(latencies.popleft())
 
 
-def apply_client_experiments(cfg: dict[str, Any]) -> list[str]:
-    """Experiments only: give MqttLink's aiomqtt.Client options it does not set today."""
-    extra: dict[str, Any] = {}
-    if cfg.get("mqtt_inflight"):
-        extra["max_inflight_messages"] = cfg["mqtt_inflight"]
-    if cfg.get("mqtt_max_calls"):
-        extra["max_concurrent_outgoing_calls"] = cfg["mqtt_max_calls"]
-    if cfg.get("tcp_nodelay"):
-        extra["socket_options"] = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
-    if not extra:
-        return []
-    original = aiomqtt.Client
-
-    class ExperimentClient(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            for key, value in extra.items():
-                kwargs.setdefault(key, value)
-            super().__init__(*args, **kwargs)
-
-    aiomqtt.Client = ExperimentClient  # type: ignore[misc]  # link.py reads aiomqtt.Client
-    return [f"{key}={value!r}" for key, value in extra.items()]
-
-
 async def measure_bridge(cfg: dict[str, Any]) -> None:
     rss_base_kb = proc_status_kb("self", "VmRSS")
-    experiments = apply_client_experiments(cfg)
     interval = cfg["interval"]
     document: dict[str, Any] = {
         "dtus": [{"host": "127.0.0.1", "port": port} for port in cfg["ports"]],
@@ -415,7 +388,6 @@ async def measure_bridge(cfg: dict[str, Any]) -> None:
             },
             "warmup_s": warmup,
             "warmed": warmed,
-            "client_experiments": experiments,
             "polled_once": len(bridge.bench_seen),
         }
         if profiler is not None:
@@ -606,9 +578,6 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
             "duration": args.duration,
             "warmup_timeout": warmup_timeout,
             "profile": profile_stem,
-            "mqtt_inflight": args.mqtt_inflight,
-            "tcp_nodelay": args.tcp_nodelay,
-            "mqtt_max_calls": args.mqtt_max_calls,
             "options": getattr(args, "options", None),
             "default_gc": getattr(args, "default_gc", False),
         }
@@ -656,8 +625,7 @@ async def run_one(dtus: int, args: argparse.Namespace, workdir: Path) -> dict[st
             polls_expected=round(dtus * args.duration / args.interval),
             publishes_per_s=result["published"] / result["wall_s"],
             cpu_percent_from_proc=others,
-            experiments=result["client_experiments"]
-            + (["broker set_tcp_nodelay true"] if args.broker_nodelay else []),
+            experiments=["broker set_tcp_nodelay true"] if args.broker_nodelay else [],
             warnings_logged=count_warnings(log),
         )
         return result
@@ -717,8 +685,7 @@ def environment() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)),
         "python": platform.python_version(),
-        "aiomqtt": package_version("aiomqtt"),
-        "paho-mqtt": package_version("paho-mqtt"),
+        "gmqtt": package_version("gmqtt"),
         "protobuf": package_version("protobuf"),
         "mosquitto": mosquitto_version(),
         "platform": platform.platform(),
@@ -807,7 +774,7 @@ def targets(run: dict[str, Any]) -> str:
 def machine_line(env: dict[str, Any]) -> str:
     return (
         f"Machine: {env['cpu']}, {env['cores']} cores ({env['cores_usable']} usable); "
-        f"Python {env['python']}, aiomqtt {env['aiomqtt']}, paho-mqtt {env['paho-mqtt']}, "
+        f"Python {env['python']}, gmqtt {env.get('gmqtt')}, "
         f"protobuf {env['protobuf']}, Mosquitto {env['mosquitto']}"
     )
 
@@ -887,18 +854,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-logs", action="store_true", help="keep the children's logs")
     experiments = parser.add_argument_group(
         "experiments", "not the shipped configuration: what a proposed change would give"
-    )
-    experiments.add_argument(
-        "--mqtt-inflight", type=int, default=None, help="paho max_inflight_messages (default 20)"
-    )
-    experiments.add_argument(
-        "--mqtt-max-calls",
-        type=int,
-        default=None,
-        help="aiomqtt max_concurrent_outgoing_calls (default unbounded)",
-    )
-    experiments.add_argument(
-        "--tcp-nodelay", action="store_true", help="TCP_NODELAY on the bridge's MQTT socket"
     )
     experiments.add_argument(
         "--broker-nodelay", action="store_true", help="Mosquitto with set_tcp_nodelay true"

@@ -1,16 +1,16 @@
-"""CPU per published message: the link's client (paho through aiomqtt) against gmqtt.
+"""CPU per published message: paho through aiomqtt (the link's client before
+issue 15) against gmqtt (its client since).
 
-The publishing-cost issue asks whether a maintained asyncio MQTT client is
+The publishing-cost issue asked whether a maintained asyncio MQTT client is
 measurably cheaper per message. This publishes ``--messages`` retained
 messages (QoS 0, then QoS 1) to a private Mosquitto with each client, the way
-``MqttLink.publish_many`` hands a poll to paho, and prints the client's CPU
+``MqttLink.publish_many`` handed a poll to paho, and prints the client's CPU
 per message beside Mosquitto's for the same messages::
 
-    python benchmarks/bench_mqtt_clients.py                 # paho only
-    pip install gmqtt && python benchmarks/bench_mqtt_clients.py
+    python benchmarks/bench_mqtt_clients.py
 
-gmqtt is not a dependency of the bridge; its row is skipped when it is not
-installed.
+gmqtt is the link's client; aiomqtt and paho-mqtt are still installed (the
+battery simulator's client).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -119,6 +119,11 @@ class Subscriber:
             self.last[received.topic] = data
             self._changed.set()
 
+    async def wait_for_all(self, topics: Iterable[str], timeout: float = 10.0) -> None:
+        """Wait until each of ``topics`` has a payload."""
+        for topic in topics:
+            await self.wait_for(topic, timeout=timeout)
+
     def payloads(self, topic: str) -> list[bytes]:
         return [m.payload for m in self.messages if m.topic == topic]
 
@@ -147,9 +152,8 @@ class Subscriber:
 class TcpProxy:
     """Forwards 127.0.0.1:``port`` to the broker; can cut and refuse connections.
 
-    Refusing closes the listening socket rather than accepting and closing:
-    a connection reset before CONNACK would make aiomqtt wait for its full
-    operation timeout.
+    Refusing closes the listening socket rather than accepting and closing,
+    so a client sees what a stopped broker does (ECONNREFUSED at once).
     """
 
     def __init__(self, target_port: int) -> None:

@@ -103,6 +103,7 @@ async def test_every_entity_is_discovered_and_valid(
         assert (setpoint["min"], setpoint["max"]) == (-1000.0, 1000.0)
         # every value arrives as a clean number on its own topic, strings or not
         await until(lambda: _has(env, "grid_on_voltage"), "grid values")
+        await until(lambda: _has(env, "ems_mode"), "the system's values")
         assert env.state(0, "grid_on_voltage") == "230.4"  # matched on type, not position
         assert env.state(0, "grid_on_frequency") == "50.01"
         assert float(env.state(0, "soc") or "nan") == pytest.approx(62.0, abs=1)

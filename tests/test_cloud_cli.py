@@ -104,3 +104,23 @@ async def test_no_account_and_no_password_argument(cloud: Running, tmp_path: Pat
     # There is no option for a password on the command line.
     code, _, err = await cli(cloud, tmp_path, "login", "--password", "x")
     assert code == 2 and "unrecognized arguments: --password x" in err
+
+
+async def test_writes_need_consent_then_reach_the_station(cloud: Running, tmp_path: Path) -> None:
+    code, _, err = await cli(cloud, tmp_path, "grid-charge", "101", "on")
+    assert code == 2 and "allow_writes" in err
+    assert not any(r.path == facts.SETTING_WRITE for r in cloud.state.requests)
+    code, out, _ = await cli(cloud, tmp_path, "grid-charge", "101", "on", "--allow-writes")
+    assert code == 0 and "grid charge: on" in out
+    assert cloud.state.settings[facts.ACTION_GRID_CHARGE]["enable"] == 1
+    config = tmp_path / "bridge.yaml"
+    config.write_text(yaml.safe_dump({"dtus": [], "cloud": {"allow_writes": True}}))
+    code, out, _ = await cli(
+        cloud, tmp_path, "--config", str(config), "on-grid-power", "101", "600"
+    )
+    assert code == 0 and "on grid power: 600" in out
+    assert cloud.state.settings[facts.ACTION_ON_GRID_POWER]["power"] == 600
+    code, _, err = await cli(
+        cloud, tmp_path, "--config", str(config), "on-grid-power", "101", "99999"
+    )
+    assert code == 2 and "on-grid input power must be" in err

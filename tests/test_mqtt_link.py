@@ -210,6 +210,29 @@ async def test_queue_is_flushed_in_order_after_reconnect(mosquitto: Mosquitto) -
         assert link.published == 5
 
 
+async def test_what_is_published_while_the_queue_flushes_is_sent_before_ready(
+    mosquitto: Mosquitto,
+) -> None:
+    """A publish while the flush awaited its last PUBACK stayed queued until the next
+    connect (found by tests/test_opendtu.py: a command sent then got no answer)."""
+    link = make_link(mosquitto.port)
+    await link.publish("hmtest/flush/first", "1", qos=1)  # offline: queued
+    original = link._await_puback
+    late: list[str] = []
+
+    async def publish_then_wait(wait: tuple[asyncio.Future[bool], object]) -> None:
+        if not late:
+            late.append("hmtest/flush/late")
+            await link.publish(late[0], "2", qos=1)  # not ready yet: queued
+        await original(wait)  # type: ignore[arg-type]
+
+    link._await_puback = publish_then_wait  # type: ignore[method-assign]
+    async with Subscriber(mosquitto.port, "hmtest/flush/#") as sub, running(link):
+        assert late and link.queued == 0
+        assert await sub.wait_for("hmtest/flush/late") == b"2"
+        assert link.published == 2
+
+
 async def test_bounded_queue_drops_the_oldest(mosquitto: Mosquitto) -> None:
     link = make_link(mosquitto.port, max_queue=3)
     for i in range(5):
@@ -400,14 +423,29 @@ async def test_a_lost_session_ends_the_wait_for_pubacks_and_nothing_is_lost(
                 await sub.wait_for(topic, lambda p, want=payload: p == want.encode())
 
 
-def test_paho_socket_errors_are_debug_lines(caplog: pytest.LogCaptureFixture) -> None:
-    """A broker restart put an ERROR in the add-on log for what the link handles."""
-    paho = logging.getLogger("hoymiles_bridge.mqtt.link.paho")
-    with caplog.at_level(logging.DEBUG, logger="hoymiles_bridge.mqtt.link"):
-        paho.error("failed to receive on socket: %s", "[Errno 104] Connection reset by peer")
-        paho.error("something else went wrong")
+def test_gmqtt_lines_about_handled_problems_are_debug_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broker restart must not put WARNING or ERROR lines in the add-on log for
+    what the link handles (its own WARNING says so, with the retry)."""
+    client = logging.getLogger("hoymiles_bridge.mqtt.link.gmqtt")
+    protocol = logging.getLogger("gmqtt.mqtt.protocol")
+    with (
+        caplog.at_level(logging.DEBUG, logger="hoymiles_bridge.mqtt.link"),
+        caplog.at_level(logging.DEBUG, logger="gmqtt"),
+    ):
+        protocol.warning("[EXC: CONN LOST]")
+        client.info("[MqttPackageHandler] SUBACK mid: %s, QoS: %s", 1, (1,))
+        client.error("[Client] max number of failed connection attempts achieved")
+        client.error("[MqttPackageHandler] error handling package")
     levels = {r.getMessage(): r.levelno for r in caplog.records}
-    assert levels["failed to receive on socket: [Errno 104] Connection reset by peer"] == (
-        logging.DEBUG
-    )
-    assert levels["something else went wrong"] == logging.ERROR
+    assert levels["[EXC: CONN LOST]"] == logging.DEBUG
+    assert levels["[MqttPackageHandler] SUBACK mid: 1, QoS: (1,)"] == logging.DEBUG
+    assert levels["[Client] max number of failed connection attempts achieved"] == logging.DEBUG
+    assert levels["[MqttPackageHandler] error handling package"] == logging.ERROR
+
+
+def test_gmqtt_lines_made_debug_are_hidden_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="gmqtt"):
+        logging.getLogger("gmqtt.mqtt.protocol").warning("[EXC: CONN LOST]")
+    assert "[EXC: CONN LOST]" not in caplog.text

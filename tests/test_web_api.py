@@ -343,6 +343,21 @@ async def test_status_shows_batteries_and_the_api_commands_them(mosquitto: Mosqu
             )
             assert (code, answer["status"]) == (200, "ok")
             await api.until(lambda: battery.master.mode == "tou_plan", what="the mode")
+            # the inspector's battery messages: the firmware's, read, and the bridge's command
+            _, seen = await api.get("api/battery-messages", params={"dev_id": dev_id})
+            quick = [m for m in seen["messages"] if m["kind"] == "quick"]
+            assert quick and quick[-1]["direction"] == "in" and "soc" in quick[-1]["text"]
+            assert "soc" in quick[-1]["decoded"]["values"]
+            _, sent = await api.get("api/battery-messages", params={"direction": "out"})
+            assert [(m["kind"], m["text"]) for m in sent["messages"]] == [("ems_mode", "tou_plan")]
+            # the charts' history: the battery's power and SOC, named
+            _, history = await api.get("api/history")
+            assert history["series"][f"battery:{dev_id}"] and history["series"][f"soc:{dev_id}"]
+            assert history["names"][f"soc:{dev_id}"] == f"{dev_id} SOC"
+            code, _ = await api.get("api/battery-messages", params={"dev_id": "bad/../id"})
+            assert code == 400
+            code, _ = await api.get("api/battery-messages", params={"direction": "sideways"})
+            assert code == 400
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)

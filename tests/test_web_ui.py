@@ -184,6 +184,22 @@ async def test_overview_shows_a_battery_card(
             re.compile(r"^[\d,.]+ W \(discharging\)$")
         )
         await expect(card).to_contain_text("general", timeout=10_000)
+        # the inspector shows the battery's own messages, filtered by unit
+        await browser_page.locator('nav a[href="#inspector"]').click()
+        box = browser_page.locator("#battery-messages")
+        await expect(box).to_be_visible(timeout=10_000)
+        await browser_page.select_option("#battery-filter-unit", battery.master.dev_id)
+        await expect(box.locator(".battery-message").first).to_contain_text(
+            battery.master.dev_id, timeout=10_000
+        )
+        await expect(
+            box.locator(".battery-message summary", has_text="quick").first
+        ).to_be_visible()
+        # the charts: the battery's power beside the inverters', its SOC in a card of its own
+        await browser_page.locator('nav a[href="#charts"]').click()
+        await expect(browser_page.locator("#chart-soc")).to_be_visible(timeout=10_000)
+        await expect(browser_page.locator("#chart-soc")).to_contain_text("SOC")
+        await expect(browser_page.locator("#chart-power")).to_contain_text("(battery)")
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)

@@ -488,7 +488,8 @@ class Service:
         _LOGGER.info("%s\n  %s", self._start_block(broker), self.web_config.describe())
         if self.setup_mode:
             _LOGGER.warning(
-                "No DTU configured: setup mode. Open the web UI, add a DTU "
+                "No DTU configured: setup mode (batteries on the broker and the cloud "
+                "are served meanwhile). Open the web UI, add a DTU "
                 "(Configuration: Find DTUs, Test connection) and save"
             )
         bridge = self._bridge_factory(self.options, broker)

@@ -62,7 +62,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     station.add_argument("sid", type=int, help="station id")
     setting = sub.add_parser("settings", help="read a station's on-grid input power (a job)")
     setting.add_argument("sid", type=int, help="station id")
+    writes = (
+        "Changes the station in the cloud: only with cloud.allow_writes in the --config "
+        "file or --allow-writes."
+    )
+    power = sub.add_parser(
+        "on-grid-power", help="set a station's on-grid input power (W)", description=writes
+    )
+    power.add_argument("sid", type=int, help="station id")
+    power.add_argument("watts", type=int, help="W")
+    power.add_argument("--allow-writes", action="store_true", help="allow this change")
+    charge = sub.add_parser(
+        "grid-charge", help="switch a station's charging from the grid", description=writes
+    )
+    charge.add_argument("sid", type=int, help="station id")
+    charge.add_argument("state", choices=("on", "off"))
+    charge.add_argument("--allow-writes", action="store_true", help="allow this change")
     parser.set_defaults(func=run)
+
+
+def _allow_writes(args: argparse.Namespace) -> bool:
+    """A write goes out with --allow-writes or the options file's cloud.allow_writes."""
+    if getattr(args, "allow_writes", False):
+        return True
+    return args.config is not None and load_options(args.config).cloud.allow_writes
 
 
 def _account(args: argparse.Namespace) -> tuple[Credentials, Endpoints]:
@@ -100,7 +123,9 @@ async def _run(args: argparse.Namespace) -> int:
     token_file = _token_file(args)
     key = account_key(credentials, endpoints)
     kept = token_file.load(key) if token_file is not None else None
-    async with CloudClient(credentials, endpoints=endpoints, token=kept) as client:
+    async with CloudClient(
+        credentials, endpoints=endpoints, token=kept, allow_writes=_allow_writes(args)
+    ) as client:
         try:
             result = await _command(client, args)
         finally:
@@ -124,6 +149,12 @@ async def _command(client: CloudClient, args: argparse.Namespace) -> dict[str, A
             return _flow(await client.flow(args.sid))
         case "settings":
             return {"on_grid_power": await client.on_grid_power(args.sid)}
+        case "on-grid-power":
+            done = await client.set_on_grid_power(args.sid, args.watts)
+            return {"written": {"on_grid_power": args.watts}, "answer": done.values}
+        case "grid-charge":
+            done = await client.set_grid_charge(args.sid, args.state == "on")
+            return {"written": {"grid_charge": args.state}, "answer": done.values}
         case _:
             stations = {s.sid: s for s in await client.stations()}
             if args.sid not in stations:
@@ -207,6 +238,9 @@ def _text(command: str, result: dict[str, Any]) -> str:
         return "\n".join(lines) or "no stations"
     if command == "settings":
         return f"on-grid input power: {_show(result['on_grid_power'], ' W')}"
+    if command in ("on-grid-power", "grid-charge"):
+        ((name, value),) = result["written"].items()
+        return f"{name.replace('_', ' ')}: {value} (the cloud confirmed the job)"
     if command == "flow":
         note = "  (all 0: the cloud's known fault?)" if result["all_zero"] else ""
         return (

@@ -73,8 +73,8 @@ def configure_logging(level: str, *, addon: bool = False) -> None:
     else:
         fmt, datefmt = "%(asctime)s %(levelname)s (%(name)s) %(message)s", "%Y-%m-%d %H:%M:%S"
     logging.basicConfig(level=numeric, format=fmt, datefmt=datefmt, stream=sys.stdout, force=True)
-    # aiomqtt/paho are chatty at debug; they only matter when we say so.
-    logging.getLogger("aiomqtt").setLevel(max(logging.INFO, logging.getLogger().level))
+    # gmqtt logs every packet at debug; it only matters when we say so.
+    logging.getLogger("gmqtt").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 def summary(options: Options, broker: MqttSettings) -> str:

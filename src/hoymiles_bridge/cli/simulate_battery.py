@@ -48,6 +48,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--slow-interval", type=float, default=300.0, help="seconds between device/system topics"
     )
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        help="W of noise on the reported powers, as a real unit's readings wander",
+    )
     parser.set_defaults(func=run)
 
 
@@ -63,6 +69,7 @@ def build(args: argparse.Namespace) -> BatterySimulator:
         prefix=args.prefix,
         client_prefix=args.client_prefix,
         slow_interval=args.slow_interval,
+        jitter=args.jitter,
     )
 
 

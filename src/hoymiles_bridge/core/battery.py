@@ -29,8 +29,10 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Final, Protocol
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 from hoymiles_bridge.config.options import Options
 from hoymiles_bridge.core.commands import (
@@ -50,6 +52,10 @@ _LOGGER = logging.getLogger(__name__)
 #: Batteries adopted at most (six units per system; a broker full of fakes
 #: must not grow the bridge without bound).
 MAX_BATTERIES: Final = 24
+#: The batteries' last MQTT messages kept for the web inspector, and the most
+#: of a payload each keeps.
+MESSAGES_KEPT: Final = 1000
+MESSAGE_TEXT_MAX: Final = 4096
 #: Seconds between two sends of a held setpoint: under the 30 s integrators use
 #: and well under the firmware's 60 s (msa2.md 1.5).
 KEEPALIVE_INTERVAL: Final = 25.0
@@ -98,6 +104,37 @@ class BatterySender(Protocol):
     async def send(self, dev_id: str, what: Outbound, payload: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class BatteryMessage:
+    """One MQTT message to or from a battery, as the inspector shows it.
+
+    ``direction`` is ``in`` (from the firmware) or ``out`` (a command of the
+    bridge); ``kind`` the firmware's topic (``quick``, ``device``, ``system``,
+    ``config``, ``ack``...) or the command; ``text`` the payload (at most
+    :data:`MESSAGE_TEXT_MAX` characters); ``decoded`` what the bridge read from
+    it, or ``error`` why it read nothing.
+    """
+
+    time: float
+    dev_id: str
+    direction: str
+    kind: str
+    text: str
+    decoded: Any = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "dev_id": self.dev_id,
+            "direction": self.direction,
+            "kind": self.kind,
+            "text": self.text,
+            "decoded": self.decoded,
+            "error": self.error,
+        }
+
+
 class BatteryHub:
     """Every battery on the broker, their commands and the setpoint keep-alive."""
 
@@ -125,6 +162,29 @@ class BatteryHub:
         #: One TOU exchange at a time per battery (msa2.md 1.5: wait for each ack).
         self._tou_locks: dict[str, asyncio.Lock] = {}
         self.keepalives_sent = 0
+        #: The last messages to and from the batteries (the web inspector's).
+        self.messages: deque[BatteryMessage] = deque(maxlen=MESSAGES_KEPT)
+
+    def record(
+        self,
+        dev_id: str,
+        direction: str,
+        kind: str,
+        payload: bytes | str,
+        decoded: Any = None,
+        error: str | None = None,
+    ) -> None:
+        """Keep one message for the inspector (bounded; never raises for its content)."""
+        raw = (
+            payload
+            if isinstance(payload, str)
+            else payload[:MESSAGE_TEXT_MAX].decode("utf-8", "replace")
+        )
+        self.messages.append(
+            BatteryMessage(
+                time.time(), dev_id, direction, kind, raw[:MESSAGE_TEXT_MAX], decoded, error
+            )
+        )
 
     def __repr__(self) -> str:
         return f"BatteryHub(batteries={sorted(self.batteries)})"
@@ -165,7 +225,15 @@ class BatteryHub:
             reading = fw.parse_state(source, payload)
         except fw.BatteryPayloadError as err:
             _LOGGER.debug("Battery %s: %s/state ignored: %s", dev_id, source.value, err)
+            self.record(dev_id, "in", source.value, payload, error=str(err))
             return
+        self.record(
+            dev_id,
+            "in",
+            source.value,
+            payload,
+            {"values": dict(reading.values), "dropped": list(reading.dropped)},
+        )
         for why in reading.dropped:
             _LOGGER.debug("Battery %s: dropped %s", dev_id, why)
         now = self._clock()
@@ -241,7 +309,15 @@ class BatteryHub:
             info = fw.parse_config(payload)
         except fw.BatteryPayloadError as err:
             _LOGGER.debug("Battery %s: config %s ignored: %s", dev_id, key, err)
+            self.record(dev_id, "in", f"config {key}", payload, error=str(err))
             return
+        self.record(
+            dev_id,
+            "in",
+            f"config {key}",
+            payload,
+            {"model": info.model, "serial": info.serial, "firmware": info.firmware},
+        )
         before = (battery.model, battery.serial, battery.firmware, battery.advertised)
         before_caps = set(battery.capabilities)
         battery.model = info.model or battery.model
@@ -267,7 +343,9 @@ class BatteryHub:
             names = fw.supported_topics(payload)
         except fw.BatteryPayloadError as err:
             _LOGGER.debug("Battery %s: attributes ignored: %s", dev_id, err)
+            self.record(dev_id, "in", "attributes", payload, error=str(err))
             return
+        self.record(dev_id, "in", "attributes", payload, {"supported_topics": sorted(names)})
         offered = {o for o in Outbound if o.value in names}
         if not offered <= battery.capabilities:
             battery.capabilities |= offered
@@ -282,7 +360,9 @@ class BatteryHub:
             ack = fw.parse_ack(kind, payload)
         except fw.BatteryPayloadError as err:
             _LOGGER.debug("Battery %s: %s ignored: %s", dev_id, kind.value, err)
+            self.record(dev_id, "in", kind.value, payload, error=str(err))
             return
+        self.record(dev_id, "in", kind.value, payload, {"outcome": ack.describe()})
         battery.acks[kind.value] = ack.describe()
         waiting = self._waiting.get((dev_id, kind))
         if waiting is not None and not waiting.done():
@@ -468,6 +548,7 @@ class BatteryHub:
         sender = self._sender
         if sender is None:
             raise CommandError("no MQTT adapter carries battery commands")
+        self.record(battery.dev_id, "out", what.value, payload)
         await sender.send(battery.dev_id, what, payload)
 
 

@@ -38,10 +38,14 @@ session.
 Delivery is at least once: a QoS 1 publish whose PUBACK is lost with the
 connection is queued and sent again after the reconnect.
 
-Each session uses a fresh :class:`aiomqtt.Client`; aiomqtt's client is
-reusable, but it keeps per-connection futures that are simplest to discard.
-A link is single-use: after :meth:`MqttLink.stop`, :meth:`MqttLink.run`
-returns at once.
+The MQTT client is gmqtt (asyncio-native, MQTT 3.1.1 here). Each session uses
+a fresh :class:`gmqtt.Client` on one connection, and the link keeps gmqtt
+from doing what the link does itself: gmqtt's own reconnects are off (the
+link reconnects, with its backoff and a new client), and gmqtt's store of
+unacknowledged messages, which it would send again on a reconnect, is
+replaced by one that keeps nothing and only tells the link which PUBACK came
+(gmqtt has no callback for a PUBACK). A link is single-use: after
+:meth:`MqttLink.stop`, :meth:`MqttLink.run` returns at once.
 """
 
 from __future__ import annotations
@@ -49,32 +53,52 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, TypeVar, cast
 
-import aiomqtt
-import paho.mqtt.client as mqtt
+import gmqtt
+from gmqtt.mqtt.constants import MQTTv311
 
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError, InvalidStateError
 
 _LOGGER = logging.getLogger(__name__)
-#: paho-mqtt's own log lines (mostly DEBUG), under the package's logger tree.
-_PAHO_LOGGER = _LOGGER.getChild("paho")
+#: gmqtt's client logs here, under the package's logger tree.
+_GMQTT_LOGGER = _LOGGER.getChild("gmqtt")
+#: gmqtt's modules log to their own loggers too (a lost connection, a write
+#: to a closed socket, each SUBSCRIBE).
+_GMQTT_MODULE_LOGGERS: Final = ("gmqtt.mqtt.protocol", "gmqtt.mqtt.package", "gmqtt.mqtt.utils")
+#: gmqtt's ERROR lines about what the link does itself: its reconnects are off
+#: on purpose, and the link reports a refused connect with its retry.
+_HANDLED_ERRORS: Final = (
+    "[Client] max number of failed connection attempts",
+    "[MqttPackageHandler] not reconnecting",
+    "[MqttPackageHandler] CONNACK",
+)
 
 
-class _SocketErrorsAreDebug(logging.Filter):
-    """paho logs a dropped broker connection at ERROR ("failed to receive on socket");
-    the link already says so, with its retry, at WARNING: keep paho's line for debugging."""
+class _GmqttLinesAreDebug(logging.Filter):
+    """gmqtt logs each connect, subscription and lost connection at INFO or
+    WARNING (a lost one with its traceback); the link says what matters on its
+    own lines, with its retry. Keep gmqtt's lines for debugging: they become
+    DEBUG lines, shown only where DEBUG is on. An ERROR the link does not
+    handle stays an ERROR."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and str(record.msg).startswith("failed to "):
+        if record.levelno <= logging.DEBUG:
+            return True
+        if record.levelno < logging.ERROR or str(record.msg).startswith(_HANDLED_ERRORS):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
 
 
-_PAHO_LOGGER.addFilter(_SocketErrorsAreDebug())
+for _name in (_GMQTT_LOGGER.name, *_GMQTT_MODULE_LOGGERS):
+    logging.getLogger(_name).addFilter(_GmqttLinesAreDebug())
+
+_T = TypeVar("_T")
 
 #: Each broker round trip (CONNACK, SUBACK, PUBACK) must finish within this.
 DEFAULT_OPERATION_TIMEOUT: Final = 10.0
@@ -82,12 +106,10 @@ DEFAULT_OPERATION_TIMEOUT: Final = 10.0
 _GOODBYE_TIMEOUT: Final = 2.0
 #: The largest payload MQTT can carry (the remaining-length limit).
 _MAX_PAYLOAD: Final = 268_435_455
-#: Concurrent publish calls handed to aiomqtt at once (more wait their turn).
-_MAX_CONCURRENT_CALLS: Final = 256
-#: paho's own in-flight limit: 0 = none. With a limit paho walks every
-#: outstanding message on each PUBACK (quadratic under load); the link bounds
-#: what is outstanding itself (_MAX_OUTSTANDING) instead.
-_MAX_INFLIGHT: Final = 0
+#: gmqtt's reconnect_retries: it reconnects while its failed attempts are at
+#: most this, so any number below 0 other than -1 (unlimited) turns its
+#: reconnects off (its stop_reconnect() sets 0, which still allows one).
+_NO_RECONNECTS: Final = -2
 #: QoS-1 messages of publish_many() that may await their PUBACK at once.
 _MAX_OUTSTANDING: Final = 1000
 #: publish_many() at QoS 0 lets the event loop run after this many messages,
@@ -95,6 +117,16 @@ _MAX_OUTSTANDING: Final = 1000
 _BATCH_SLICE: Final = 64
 #: Caps the backoff exponent so ``2**n`` stays a small float.
 _MAX_BACKOFF_EXPONENT: Final = 30
+#: SUBACK return codes from 0x80 up refuse the subscription.
+_SUBACK_FAILURE: Final = 0x80
+
+
+class _SessionLostError(ConnectionError):
+    """The session's connection is gone or closing: nothing more can be sent on it."""
+
+
+#: A broker problem, which ends a session (never run()).
+_BROKER_ERRORS: Final = (gmqtt.MQTTConnectError, OSError)
 
 
 @dataclass(frozen=True)
@@ -138,6 +170,260 @@ class _Outgoing:
     payload: bytes
     qos: int
     retain: bool
+
+
+class _Acknowledgements:
+    """Stands in for gmqtt's store of unacknowledged messages (``persistent_storage``).
+
+    gmqtt keeps every QoS 1/2 message until its PUBACK (PUBCOMP), sends the
+    stored messages again when a reconnect finds the session present, and has
+    no callback for a PUBACK: it only removes the message from this store. The
+    link reconnects itself with a new client and queues again what a lost
+    session did not acknowledge, so this store keeps no message (gmqtt has
+    nothing to send again or to wait for at connect) and only wakes whoever
+    waits for a PUBACK: with True when it came, with False when the session
+    ended first.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waits: dict[int, asyncio.Future[bool]] = {}
+        #: The packet id of the last QoS 1/2 message gmqtt sent: gmqtt's
+        #: publish() returns nothing and stores the message right before it returns.
+        self.last_mid = 0
+
+    # --- what gmqtt calls ---
+
+    def push_message(self, mid: int, raw_package: object) -> None:
+        self.last_mid = mid
+
+    def remove_message_by_mid(self, mid: int) -> None:
+        wait = self._waits.pop(mid, None)
+        if wait is not None and not wait.done():
+            wait.set_result(True)
+
+    @property
+    def is_empty(self) -> bool:
+        return True
+
+    async def wait_empty(self) -> None:
+        return
+
+    def clear(self) -> None:
+        return
+
+    def get_all(self) -> list[tuple[int, bytes]]:
+        return []
+
+    # --- what the link calls ---
+
+    def expect(self, mid: int) -> asyncio.Future[bool]:
+        """The wait for the PUBACK of message ``mid``: True when it came.
+
+        A wait given up (a late PUBACK) stays here until its PUBACK or the end
+        of the session; gmqtt keeps its packet id that long too.
+        """
+        wait = self._loop.create_future()
+        self._waits[mid] = wait
+        return wait
+
+    def abandon(self) -> None:
+        """The session ended: no PUBACK will come, wake every wait with False."""
+        waits, self._waits = self._waits, {}
+        for wait in waits.values():
+            if not wait.done():
+                wait.set_result(False)
+
+
+class _Session:
+    """One broker connection: its gmqtt client, its PUBACK waits, what it received."""
+
+    def __init__(self, settings: MqttSettings, will: Any) -> None:
+        loop = asyncio.get_running_loop()
+        self.acks = _Acknowledgements(loop)
+        #: Received messages in arrival order; None once the connection is gone.
+        self.inbox: asyncio.Queue[MqttMessage | None] = asyncio.Queue()
+        #: Done when the connection is gone (or never came up).
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self._subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
+        self._settings = settings
+        client = gmqtt.Client(
+            settings.client_id,
+            # See the module docstring: the broker keeps our subscriptions and
+            # queues QoS 1 commands while we are briefly away.
+            clean_session=False,
+            will_message=will,
+            persistent_storage=self.acks,
+            logger=_GMQTT_LOGGER,
+        )
+        client.set_config({"reconnect_retries": _NO_RECONNECTS})
+        if settings.username is not None:
+            client.set_auth_credentials(settings.username, settings.password)
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        self.client: Any = client
+        self._transport: asyncio.WriteTransport | None = None
+        self._drain: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def alive(self) -> bool:
+        """True from the CONNACK until the connection closes."""
+        transport = self._transport
+        return transport is not None and not transport.is_closing() and not self.lost.done()
+
+    async def connect(self, timeout: float) -> None:
+        """Open the connection and wait for the broker's CONNACK (bounded).
+
+        Raises :class:`gmqtt.MQTTConnectError` when the broker refuses,
+        :class:`OSError` when it cannot be reached or closes the connection
+        first, :class:`TimeoutError` when no CONNACK comes in time.
+        """
+        settings = self._settings
+        connecting = asyncio.create_task(
+            self.client.connect(
+                settings.host,
+                settings.port,
+                ssl=ssl.create_default_context() if settings.tls else False,
+                keepalive=settings.keepalive,
+                version=MQTTv311,
+            ),
+            name=f"mqtt-link[{settings.client_id}].connect",
+        )
+        try:
+            await asyncio.wait(
+                {connecting, self.lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if not connecting.done():
+                connecting.cancel()
+                await asyncio.wait({connecting})
+            if not connecting.cancelled():
+                connecting.exception()  # read here too: it may fail as it is cancelled
+        if connecting.cancelled():
+            if self.lost.done():
+                raise _SessionLostError("the broker closed the connection before its CONNACK")
+            raise TimeoutError(f"no CONNACK within {timeout} s")
+        connecting.result()  # a refusal or a connection error raises here
+        connection = getattr(self.client, "_connection", None)
+        transport = getattr(connection, "_transport", None)
+        if isinstance(transport, asyncio.WriteTransport):
+            self._transport = transport
+            drain = getattr(getattr(connection, "_protocol", None), "_drain_helper", None)
+            if callable(drain):
+                self._drain = cast(Callable[[], Awaitable[None]], drain)
+
+    def send(self, item: _Outgoing) -> asyncio.Future[bool] | None:
+        """Hand one message to gmqtt, which writes it at once; for QoS 1/2
+        return the wait for its PUBACK.
+
+        Raises :class:`_SessionLostError` when the connection is gone or
+        closing (gmqtt would drop the message with a warning) or when every
+        packet id awaits its PUBACK.
+        """
+        if not self.alive:
+            if self._transport is not None:
+                # A connection that closes gracefully (gmqtt's keepalive does
+                # that) waits until its buffer is written, for ever if the
+                # broker stopped reading: end it, so the session ends too.
+                self._transport.abort()
+            raise _SessionLostError("the connection to the broker is gone")
+        try:
+            self.client.publish(item.topic, item.payload, item.qos, item.retain)
+        except OverflowError as exc:  # gmqtt: all 65535 packet ids await their PUBACK
+            raise _SessionLostError(str(exc)) from exc
+        if item.qos == 0:
+            return None
+        return self.acks.expect(self.acks.last_mid)
+
+    async def publish_acked(self, items: Sequence[_Outgoing], timeout: float) -> None:
+        """Send all of ``items`` at once and wait until the broker acknowledged all."""
+        waits = [wait for item in items if (wait := self.send(item)) is not None]
+        if not waits:
+            return
+        done, pending = await asyncio.wait(waits, timeout=timeout)
+        if pending:
+            raise TimeoutError(f"no PUBACK within {timeout} s")
+        if not all(wait.result() for wait in done):
+            raise _SessionLostError("the connection to the broker was lost")
+
+    async def subscribe(self, topics: Sequence[str], timeout: float) -> None:
+        """Subscribe to ``topics`` at QoS 1 in one SUBSCRIBE; wait for its SUBACK."""
+        if not topics:
+            return
+        if not self.alive:
+            raise _SessionLostError("the connection to the broker is gone")
+        mid = self.client.subscribe([gmqtt.Subscription(topic, qos=1) for topic in topics])
+        wait: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
+        self._subacks[mid] = wait
+        granted = await self._reply(wait, timeout, "SUBACK")
+        for topic, code in zip(topics, granted, strict=False):
+            if code >= _SUBACK_FAILURE:
+                _LOGGER.warning("The MQTT broker refused the subscription to %s", topic)
+
+    async def written(self, timeout: float) -> None:
+        """Wait (bounded) while the connection's write buffer is over its
+        high-water mark (asyncio's 64 KiB), as :meth:`asyncio.StreamWriter.drain` does.
+
+        gmqtt hands each message to the transport at once, which sends what
+        the socket takes and buffers the rest.
+        """
+        transport, drain = self._transport, self._drain
+        if transport is None or drain is None or transport.get_write_buffer_size() == 0:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await drain()
+        except TimeoutError:
+            _LOGGER.debug("MQTT messages are not written yet; the connection keeps them")
+        except ConnectionError:
+            pass  # lost: QoS 0 lost with its session stays lost
+
+    async def close(self) -> None:
+        """Disconnect cleanly (bounded) if the connection is up; drop it in any case."""
+        try:
+            if self.alive:
+                async with asyncio.timeout(_GOODBYE_TIMEOUT):
+                    await self.client.disconnect()
+        except _BROKER_ERRORS as exc:
+            _LOGGER.debug("MQTT disconnect failed: %r", exc)
+        finally:
+            connection = getattr(self.client, "_connection", None)
+            transport = getattr(connection, "_transport", None)
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.abort()  # a no-op once closed
+            self.acks.abandon()
+
+    async def _reply(self, wait: asyncio.Future[_T], timeout: float, what: str) -> _T:
+        either: set[asyncio.Future[Any]] = {wait, self.lost}
+        done, _ = await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if wait in done:
+            return wait.result()
+        if self.lost.done():
+            raise _SessionLostError("the connection to the broker was lost")
+        raise TimeoutError(f"no {what} within {timeout} s")
+
+    # --- gmqtt's callbacks (synchronous: gmqtt calls them as it reads) ---
+
+    def _on_message(
+        self, _client: object, topic: str | bytes, payload: bytes, qos: int, properties: Any
+    ) -> None:
+        if isinstance(topic, bytes):  # gmqtt passes a topic that is not UTF-8 as bytes
+            topic = topic.decode(errors="replace")
+        retain = bool(properties.get("retain")) if isinstance(properties, dict) else False
+        self.inbox.put_nowait(MqttMessage(topic, bytes(payload), retain, qos))
+
+    def _on_subscribe(self, _client: object, mid: int, granted: Any, _properties: Any) -> None:
+        wait = self._subacks.pop(mid, None)
+        if wait is not None and not wait.done():
+            wait.set_result(tuple(granted))
+
+    def _on_disconnect(self, _client: object, _packet: object, _exc: object = None) -> None:
+        if self.lost.done():
+            return
+        self.lost.set_result(None)
+        self.acks.abandon()
+        self.inbox.put_nowait(None)
 
 
 class MqttLink:
@@ -192,10 +478,6 @@ class MqttLink:
         self._alias_topics = tuple(alias_topics)
         self._subscriptions = tuple(subscriptions)
         self._on_connect = on_connect
-        #: publish_many's PUBACK waits, and those woken because their session
-        #: ended (see _abandon_pubacks); both are emptied as the waits end.
-        self._own_waits: set[asyncio.Event] = set()
-        self._abandoned: set[asyncio.Event] = set()
         #: Called (synchronously, must not block) each time a broker session ends.
         self._on_disconnect = on_disconnect
         self._on_message = on_message
@@ -205,7 +487,7 @@ class MqttLink:
         self._operation_timeout = operation_timeout
 
         self._queue: deque[_Outgoing] = deque()
-        self._client: aiomqtt.Client | None = None  # set while a session is open
+        self._current: _Session | None = None  # set while a session is open
         self._ready = asyncio.Event()  # set once a session has flushed the queue
         self._stop_requested = asyncio.Event()  # set by stop(); also ends the backoff sleep
         self._run_task: asyncio.Task[None] | None = None
@@ -288,18 +570,15 @@ class MqttLink:
                 self._session_task = session
                 try:
                     # Shielded: a cancellation of run() must not depend on the
-                    # session passing it on (inside aiomqtt a cancellation can be
-                    # taken for a disconnect and swallowed); _end() makes sure.
+                    # session passing it on; _end() makes sure it is over.
                     await asyncio.shield(session)
                 except asyncio.CancelledError:
                     if run_task.cancelling() or not self._stop_requested.is_set():
                         await self._end(session)
                         raise
                     break  # stop() ended the session
-                except (aiomqtt.MqttError, OSError) as exc:
+                except _BROKER_ERRORS as exc:
                     if run_task.cancelling():
-                        # Our cancellation reached the session, which ended as a
-                        # "disconnect" instead of passing it on: honour it here.
                         raise asyncio.CancelledError from exc
                     delay = self._note_failure(exc)
                 else:
@@ -319,7 +598,7 @@ class MqttLink:
             if session.done():
                 break
             session.cancel()
-            await asyncio.wait({session}, timeout=_GOODBYE_TIMEOUT + 1)
+            await asyncio.wait({session}, timeout=2 * _GOODBYE_TIMEOUT + 1)
         if session.done() and not session.cancelled() and session.exception() is not None:
             _LOGGER.debug("MQTT session ended with %r", session.exception())
 
@@ -340,44 +619,45 @@ class MqttLink:
         if len(data) > _MAX_PAYLOAD:
             raise InvalidArgumentError(f"payload of {len(data)} bytes is too large for MQTT")
         item = _Outgoing(topic, data, qos, retain)
-        while True:
-            client = self._client
-            if client is None or not self._ready.is_set():
-                self._enqueue(item)
-                return
-            try:
-                await client.publish(topic, data, qos=qos, retain=retain)
-                if qos > 0 and self._client is not client:
-                    # The session ended before the PUBACK: send it with the next one.
-                    self._enqueue(item)
-                    return
-            except aiomqtt.MqttError as exc:
-                if self._client is not client:
-                    continue  # a new session came up while we waited: send it there
-                if self._ready.is_set():
-                    # Still connected: only the wait for the PUBACK ran out. paho
-                    # keeps the message and delivers it; queueing it too would
-                    # send it twice and fill the queue under load.
-                    _LOGGER.debug("PUBACK for %s is late (%s); paho keeps the message", topic, exc)
-                    return
-                _LOGGER.debug("Publish to %s failed (%s), queued for the next connect", topic, exc)
-                self._enqueue(item)
-                return
-            self._published += 1
+        session = self._current
+        if session is None or not self._ready.is_set():
+            self._enqueue(item)
             return
+        try:
+            wait = session.send(item)
+        except _SessionLostError as exc:
+            _LOGGER.debug("Publish to %s failed (%s), queued for the next connect", topic, exc)
+            self._enqueue(item)
+            return
+        if wait is not None:
+            try:
+                async with asyncio.timeout(self._operation_timeout):
+                    acknowledged = await wait
+            except TimeoutError:
+                # Still connected: only the PUBACK is late. The message is
+                # written; queueing it too would send it twice and fill the
+                # queue under load.
+                _LOGGER.debug("PUBACK for %s is late", topic)
+                return
+            if not acknowledged:
+                # The session ended before the PUBACK: send it with the next one.
+                self._enqueue(item)
+                return
+        self._published += 1
 
     async def publish_many(
         self, items: Sequence[tuple[str, str]], *, retain: bool = False, qos: int = 0
     ) -> None:
         """Publish a batch; wait until the broker acknowledged all of it (QoS 1)
-        or until its last message was written to the socket (QoS 0).
+        or until it is on its way (QoS 0: written, or buffered below the
+        connection's high-water mark).
 
         The same contract as :meth:`publish` (queued while offline, never
         raises on a broker problem), but much cheaper per message: a poll's
-        few dozen topics go to paho in one go instead of one awaited call each,
-        which is what limits the bridge with hundreds of DTUs
-        (benchmarks/bench_publishing.py). Falls back to :meth:`publish` when the
-        aiomqtt client does not expose what this needs.
+        few dozen topics go to gmqtt in one go instead of one awaited call
+        each, which is what limits the bridge with hundreds of DTUs
+        (benchmarks/bench_publishing.py). At most ``max_outstanding`` QoS 1
+        messages of all batches await their PUBACK at once.
         """
         if qos not in (0, 1, 2):
             raise InvalidArgumentError(f"qos must be 0, 1 or 2, got {qos}")
@@ -385,286 +665,221 @@ class MqttLink:
         for topic, payload in items:
             _check_topic(topic)
             batch.append(_Outgoing(topic, payload.encode(), qos, retain))
-        client = self._client
-        paho = getattr(client, "_client", None)
-        pending = getattr(client, "_pending_publishes", None)
-        if client is None or not self._ready.is_set():
+        session = self._current
+        if session is None or not self._ready.is_set():
             for item in batch:
                 self._enqueue(item)
             return
-        if paho is None or not isinstance(pending, dict):
-            await asyncio.gather(
-                *(self.publish(i.topic, i.payload, retain=retain, qos=qos) for i in batch)
-            )
-            return
         if qos == 0:
-            await self._publish_unacknowledged(paho, pending, batch)
+            await self._publish_unacknowledged(session, batch)
             return
-        waits: deque[tuple[int, asyncio.Event, _Outgoing]] = deque()
+        waits: deque[tuple[asyncio.Future[bool], _Outgoing]] = deque()
         try:
             for index, item in enumerate(batch):
-                if qos > 0:
-                    # Make room from this batch's own oldest messages first, so a
-                    # batch larger than the window never waits on itself.
-                    while self._outstanding.locked() and waits:
-                        await self._await_puback(pending, waits.popleft())
-                    await self._outstanding.acquire()
-                info = paho.publish(item.topic, item.payload, item.qos, item.retain)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    if qos > 0:
-                        self._outstanding.release()
+                # Make room from this batch's own oldest messages first, so a
+                # batch larger than the window never waits on itself.
+                while self._outstanding.locked() and waits:
+                    await self._await_puback(waits.popleft())
+                await self._outstanding.acquire()
+                try:
+                    wait = session.send(item)
+                except _SessionLostError:
+                    self._outstanding.release()
                     # The connection just went away: keep the rest for the next one.
                     for rest in batch[index:]:
                         self._enqueue(rest)
                     break
                 self._published += 1
-                if qos == 0:
-                    continue
-                if info.is_published():
+                if wait is None:  # not reached: qos > 0
                     self._outstanding.release()
                     continue
-                event = asyncio.Event()
-                pending[info.mid] = event  # aiomqtt's on_publish sets it on PUBACK
-                self._own_waits.add(event)
-                waits.append((info.mid, event, item))
+                waits.append((wait, item))
             while waits:
-                await self._await_puback(pending, waits.popleft())
+                await self._await_puback(waits.popleft())
         finally:
-            for wait in waits:  # cancelled: give the window back
-                self._forget(pending, wait)
+            for _ in waits:  # cancelled: give the window back
+                self._outstanding.release()
 
-    async def _publish_unacknowledged(
-        self, paho: mqtt.Client, pending: dict[int, asyncio.Event], batch: list[_Outgoing]
-    ) -> None:
-        """QoS 0: hand the batch to paho, then wait until its last message is written.
+    async def _publish_unacknowledged(self, session: _Session, batch: list[_Outgoing]) -> None:
+        """QoS 0: hand the batch to gmqtt, then wait while the connection's
+        write buffer is full.
 
-        paho writes in order and tells aiomqtt (``on_publish``) when a QoS 0
-        message left, so one wait covers the batch: a poll's latency ends when
-        its data is on its way, and a slow broker holds the next poll back.
+        gmqtt writes each message to the connection at once, in order, so one
+        wait covers the batch: a poll's latency ends when its data is on its
+        way, and a slow broker holds the next poll back.
         """
-        last: mqtt.MQTTMessageInfo | None = None
         for index, item in enumerate(batch):
-            info = paho.publish(item.topic, item.payload, 0, item.retain)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            try:
+                session.send(item)
+            except _SessionLostError:
                 # The connection just went away: keep the rest for the next one.
                 for rest in batch[index:]:
                     self._enqueue(rest)
-                break
+                return
             self._published += 1
-            last = info
             if index % _BATCH_SLICE == _BATCH_SLICE - 1 and index + 1 < len(batch):
-                await asyncio.sleep(0)  # paho writes what it has meanwhile
-                if paho is not getattr(self._client, "_client", None):
-                    # The session ended: queue the rest for the next one.
-                    for rest in batch[index + 1 :]:
-                        self._enqueue(rest)
-                    return
-        if last is None or last.is_published():
+                await asyncio.sleep(0)
+        await session.written(self._operation_timeout)
+
+    async def _await_puback(self, wait: tuple[asyncio.Future[bool], _Outgoing]) -> None:
+        """Wait (bounded) for one PUBACK, give its window credit back; queue the
+        message again if its session ended first."""
+        future, item = wait
+        try:
+            if future.done():
+                acknowledged = future.result()
+            else:
+                async with asyncio.timeout(self._operation_timeout):
+                    acknowledged = await future
+        except TimeoutError:
+            _LOGGER.debug("PUBACK for %s is late", item.topic)
             return
-        written = asyncio.Event()
-        pending[last.mid] = written  # aiomqtt's on_publish sets it once written
-        self._own_waits.add(written)
-        try:
-            async with asyncio.timeout(self._operation_timeout):
-                await written.wait()
-        except TimeoutError:
-            _LOGGER.debug("Message %d is not written yet; paho keeps it", last.mid)
         finally:
-            self._own_waits.discard(written)
-            self._abandoned.discard(written)  # QoS 0 lost with its session stays lost
-            if pending.get(last.mid) is written:
-                del pending[last.mid]
-
-    async def _await_puback(
-        self, pending: dict[int, asyncio.Event], wait: tuple[int, asyncio.Event, _Outgoing]
-    ) -> None:
-        try:
-            async with asyncio.timeout(self._operation_timeout):
-                await wait[1].wait()
-        except TimeoutError:
-            # A late PUBACK: paho still holds the message and delivers it.
-            _LOGGER.debug("PUBACK for message %d is late", wait[0])
-        finally:
-            self._forget(pending, wait)
-        if wait[1] in self._abandoned:  # its session ended first
-            self._abandoned.discard(wait[1])
-            self._enqueue(wait[2])
-
-    def _forget(
-        self, pending: dict[int, asyncio.Event], wait: tuple[int, asyncio.Event, _Outgoing]
-    ) -> None:
-        mid, event, _item = wait
-        self._own_waits.discard(event)
-        if pending.get(mid) is event:
-            del pending[mid]
-        self._outstanding.release()
+            self._outstanding.release()
+        if not acknowledged:  # its session ended first
+            self._enqueue(item)
 
     async def stop(self) -> None:
         """Publish the will payload (if connected), disconnect cleanly and end :meth:`run`."""
         self._stop_requested.set()
-        client = self._client
-        if client is not None:
-            await self._say_goodbye(client)  # bounded: a busy link must not hold up a stop
+        session = self._current
+        if session is not None:
+            await self._say_goodbye(session)  # bounded: a busy link must not hold up a stop
         current = asyncio.current_task()
-        session = self._session_task
-        if session is not None and session is not current:
-            # Cancel until it is really over: a cancellation that lands while
-            # aiomqtt is still connecting can be swallowed (bounded, see _end).
-            await self._end(session)
-        if self._run_task is not None and current not in (self._run_task, session):
+        session_task = self._session_task
+        if session_task is not None and session_task is not current:
+            await self._end(session_task)
+        if self._run_task is not None and current not in (self._run_task, session_task):
             await self._finished.wait()
 
     # --- one session -----------------------------------------------------------
 
     async def _session(self) -> None:
         settings = self._settings
-        client = aiomqtt.Client(
-            hostname=settings.host,
-            port=settings.port,
-            username=settings.username,
-            password=settings.password,
-            identifier=settings.client_id,
-            # See the module docstring: the broker keeps our subscriptions and
-            # queues QoS 1 commands while we are briefly away.
-            clean_session=False,
-            keepalive=settings.keepalive,
-            will=aiomqtt.Will(self._will_topic, self._will_payload, qos=1, retain=True),
-            tls_params=aiomqtt.TLSParameters() if settings.tls else None,
-            timeout=self._operation_timeout,
-            logger=_PAHO_LOGGER,
-            max_queued_outgoing_messages=self._max_queue,
-            # A poll publishes a few dozen topics at once and many DTUs may
-            # poll together. aiomqtt's bookkeeping of pending calls grows with
-            # the square of their number, so cap them; and let paho keep more
-            # than its default 20 QoS-1 messages in flight (the benchmark in
-            # benchmarks/bench_bridge.py measured both).
-            max_concurrent_outgoing_calls=_MAX_CONCURRENT_CALLS,
-            max_inflight_messages=_MAX_INFLIGHT,
-        )
-        # A poll publishes dozens of topics at once; aiomqtt warns above 10
-        # concurrent publishes, which is normal here.
-        client.pending_calls_threshold = self._max_queue
+        will = gmqtt.Message(self._will_topic, self._will_payload, qos=1, retain=True)
+        session = _Session(settings, will)
         try:
-            async with client:
-                self._client = client
-                self._connects += 1
-                self._failures = 0
-                self._drop_warned = False
-                _LOGGER.info(
-                    "Connected to MQTT broker %s:%d as %s",
-                    settings.host,
-                    settings.port,
-                    settings.client_id,
-                )
-                lost = False
-                try:
-                    await self._serve(client)
-                except aiomqtt.MqttError:
-                    lost = True
-                    raise
-                finally:
-                    if not lost and not self._stop_requested.is_set():
-                        # Cancelled without stop(), or a bug in a handler: the
-                        # clean DISCONNECT that follows would discard the will,
-                        # so say it ourselves.
-                        await self._say_goodbye(client)
-                    self._client = None
-                    self._ready.clear()
-                    self._disconnects += 1
-                    self._abandon_pubacks(client)
-                    if self._on_disconnect is not None:
-                        self._on_disconnect()
+            await session.connect(self._operation_timeout)
+            self._current = session
+            self._connects += 1
+            self._failures = 0
+            self._drop_warned = False
+            _LOGGER.info(
+                "Connected to MQTT broker %s:%d as %s",
+                settings.host,
+                settings.port,
+                settings.client_id,
+            )
+            try:
+                await self._serve(session)
+            finally:
+                if session.alive and not self._stop_requested.is_set():
+                    # Cancelled without stop(), or a bug in a handler: the
+                    # clean DISCONNECT that follows would discard the will,
+                    # so say it ourselves.
+                    await self._say_goodbye(session)
+                self._current = None
+                self._ready.clear()
+                self._disconnects += 1
+                # Wake every wait for a PUBACK of this session: none will come.
+                # Without this each waiting publish would sit out its whole
+                # operation timeout, one after the other, and the DTU session
+                # publishing a poll would stall that long (found by
+                # benchmarks/bench_soak.py). The woken waits queue their
+                # message again for the next session (QoS 1 allows the duplicate).
+                session.acks.abandon()
+                if self._on_disconnect is not None:
+                    self._on_disconnect()
         finally:
-            _read_disconnect_error(client)
+            await session.close()
 
-    def _abandon_pubacks(self, client: aiomqtt.Client) -> None:
-        """Wake every wait for a PUBACK of the session that ended: none will come.
-
-        Without this each waiting publish would sit out its whole operation
-        timeout, one after the other, and the DTU session publishing a poll
-        would stall that long (found by benchmarks/bench_soak.py). The woken
-        waiters see their event in :attr:`_abandoned` and queue the message
-        again for the next session (QoS 1 allows the duplicate).
-        """
-        pending = getattr(client, "_pending_publishes", None)
-        if not isinstance(pending, dict):
-            return
-        for event in list(pending.values()):
-            if isinstance(event, asyncio.Event) and not event.is_set():
-                if event in self._own_waits:
-                    self._abandoned.add(event)
-                event.set()  # aiomqtt's own waits: publish() sees the session gone
-
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    async def _serve(self, session: _Session) -> None:
         if self._stop_requested.is_set():
             # stop() came while we were connecting: our clean DISCONNECT will
             # discard the will, so say it ourselves.
-            await self._say_goodbye(client)
+            await self._say_goodbye(session)
             return
-        for topic in (self._will_topic, *self._alias_topics):
-            await client.publish(topic, self._online_payload, qos=1, retain=True)
-        for topic in self._subscriptions:
-            await client.subscribe(topic, qos=1)
-        await self._flush(client)
+        online = self._online_payload.encode()
+        await session.publish_acked(
+            [
+                _Outgoing(topic, online, 1, True)
+                for topic in (self._will_topic, *self._alias_topics)
+            ],
+            self._operation_timeout,
+        )
+        await session.subscribe(self._subscriptions, self._operation_timeout)
+        await self._flush(session)
+        if not session.alive:
+            raise _SessionLostError("the connection to the broker was lost")
         self._ready.set()
         if self._on_connect is not None:
             try:
                 await self._on_connect()
             except (HoymilesError, ValueError) as exc:
                 _LOGGER.warning("MQTT on_connect handler failed: %s", exc)
-        await self._dispatch(client)
+        await self._dispatch(session)
 
-    async def _flush(self, client: aiomqtt.Client) -> None:
+    async def _flush(self, session: _Session) -> None:
+        """Send the offline queue, oldest first; wait for the PUBACKs of its QoS 1 part."""
         flushed = 0
-        while self._queue:
-            item = self._queue.popleft()
-            try:
-                await client.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
-            except aiomqtt.MqttError:
-                self._requeue_front(item)
-                raise
-            self._published += 1
-            flushed += 1
+        waits: deque[tuple[asyncio.Future[bool], _Outgoing]] = deque()
+        try:
+            # Until the queue is empty and nothing awaits its PUBACK: what is
+            # published meanwhile is queued too (the link is not ready yet),
+            # and ready follows without a pause in which more could come.
+            while self._queue or waits:
+                if not self._queue:
+                    await self._await_puback(waits.popleft())
+                    continue
+                item = self._queue.popleft()
+                if item.qos > 0:
+                    while self._outstanding.locked() and waits:
+                        await self._await_puback(waits.popleft())
+                    await self._outstanding.acquire()
+                try:
+                    wait = session.send(item)
+                except _SessionLostError:
+                    if item.qos > 0:
+                        self._outstanding.release()
+                    self._requeue_front(item)
+                    raise
+                self._published += 1
+                flushed += 1
+                if wait is not None:
+                    waits.append((wait, item))
+                if flushed % _BATCH_SLICE == 0:
+                    await asyncio.sleep(0)  # a long queue must not hold the loop
+        finally:
+            for _ in waits:
+                self._outstanding.release()
         if flushed:
             _LOGGER.info("Sent %d MQTT messages queued while offline", flushed)
 
-    async def _dispatch(self, client: aiomqtt.Client) -> None:
+    async def _dispatch(self, session: _Session) -> None:
         handler = self._on_message
-        async for message in client.messages:
+        while True:
+            received = await session.inbox.get()
+            if received is None:
+                raise _SessionLostError("the connection to the broker was lost")
             self._received += 1
             if handler is None:
                 continue
-            received = MqttMessage(
-                topic=message.topic.value,
-                payload=_payload_bytes(message.payload),
-                retain=message.retain,
-                qos=message.qos,
-            )
             try:
                 await handler(received)
             except (HoymilesError, ValueError) as exc:
                 _LOGGER.warning("MQTT message on %s rejected: %s", received.topic, exc)
                 _LOGGER.debug("Details of the rejected message on %s", received.topic, exc_info=exc)
 
-    async def _say_goodbye(self, client: aiomqtt.Client) -> None:
+    async def _say_goodbye(self, session: _Session) -> None:
         """The will payload on the will topic and its aliases, all at once (bounded)."""
-        goodbyes = [
-            asyncio.create_task(
-                client.publish(
-                    topic, self._will_payload, qos=1, retain=True, timeout=_GOODBYE_TIMEOUT
-                ),
-                name=f"mqtt-link[{self._settings.client_id}].goodbye[{topic}]",
+        goodbye = self._will_payload.encode()
+        try:
+            await session.publish_acked(
+                [_Outgoing(t, goodbye, 1, True) for t in (self._will_topic, *self._alias_topics)],
+                _GOODBYE_TIMEOUT,
             )
-            for topic in (self._will_topic, *self._alias_topics)
-        ]
-        results = await asyncio.gather(*goodbyes, return_exceptions=True)
-        for result in results:
-            if isinstance(result, aiomqtt.MqttError):
-                _LOGGER.debug(
-                    "Could not publish %r on cancellation: %s", self._will_payload, result
-                )
-            elif isinstance(result, BaseException):
-                raise result  # not a broker problem: as before, it is not hidden
+        except _BROKER_ERRORS as exc:
+            _LOGGER.debug("Could not publish %r on leaving: %s", self._will_payload, exc)
 
     # --- helpers ---------------------------------------------------------------
 
@@ -717,19 +932,6 @@ class MqttLink:
             self._max_queue,
             item.topic,
         )
-
-
-def _read_disconnect_error(client: aiomqtt.Client) -> None:
-    """Mark an ended session's disconnect error as seen.
-
-    When the connection drops, aiomqtt stores the error in a future that only
-    a later ``__aexit__`` or message wait would read; once the session is over
-    nobody does, and asyncio logs "Future exception was never retrieved" at
-    exit. The link has already handled the disconnect, so read it here.
-    """
-    future = getattr(client, "_disconnected", None)
-    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
-        future.exception()
 
 
 def _check_topic(topic: str) -> None:

@@ -108,6 +108,7 @@ class BatterySimulator:
         forget_range: tuple[float, float] = (60.0, 90.0),
         serial_base: int = 24_370_560,
         seed: int = 1,
+        jitter: float = 0.0,
     ) -> None:
         if model not in BATTERY_MODELS:
             raise InvalidArgumentError(f"model must be one of {', '.join(BATTERY_MODELS)}")
@@ -121,6 +122,8 @@ class BatterySimulator:
         self.quick_interval, self.slow_interval = quick_interval, slow_interval
         self.clock = clock
         self._random = random.Random(seed)
+        #: W of noise on the powers the quick topic reports (0: exact).
+        self.jitter = jitter
         self._forget_range = forget_range
         name, serial_prefix, self.rated, self.capacity = BATTERY_MODELS[model]
         self.model_name = name
@@ -389,11 +392,12 @@ class BatterySimulator:
 
     def _quick(self, unit: UnitState) -> str:
         n = self._n
+        power = unit.power + (self._random.uniform(-self.jitter, self.jitter) if self.jitter else 0)
         body: dict[str, Any] = {
-            "grid_on_p": n(unit.power),
+            "grid_on_p": n(power),
             "grid_off_p": n(0.0),
             "bat_sts": self._status(unit),
-            "bat_p": n(unit.power),
+            "bat_p": n(power),
             "soc": n(unit.soc, 2),
             "heat": False,
         }

@@ -178,6 +178,8 @@ class WebApi:
         router.add_get("/api/cloud", self._cloud_route)
         router.add_get("/api/controller", self._controller_route)
         router.add_post("/api/controller/mode", self._controller_mode)
+        router.add_get("/api/battery-messages", self._battery_messages)
+        router.add_get("/api/battery-messages.jsonl", self._battery_messages_jsonl)
         router.add_get(WEBSOCKET_PATH, self._websocket)
         # Each page's own routes live next to this module (web/common.py is what they see).
         for module in (config_api, console_api, history_api, setup_api):
@@ -416,6 +418,36 @@ class WebApi:
     async def _frames(self, request: web.Request) -> web.Response:
         items = self._frame_query(request)
         return json_text('{"frames":[' + ",".join(i.json for i in items) + "]}")
+
+    def _battery_message_query(self, request: web.Request) -> list[dict[str, Any]]:
+        """The batteries' last MQTT messages, oldest first; ``dev_id`` and ``direction`` filter."""
+        dev_id = request.query.get("dev_id") or None
+        if dev_id is not None and not is_dev_id(dev_id):
+            raise BadRequest("the parameter 'dev_id' is not a battery's MQTT id")
+        direction = request.query.get("direction") or None
+        if direction not in (None, "in", "out"):
+            raise BadRequest("the parameter 'direction' must be 'in' or 'out'")
+        return [
+            mask_secrets(m.to_dict())
+            for m in self.fleet.batteries.messages
+            if (dev_id is None or m.dev_id == dev_id)
+            and (direction is None or m.direction == direction)
+        ]
+
+    async def _battery_messages(self, request: web.Request) -> web.Response:
+        """``api/battery-messages``: what the batteries sent and the bridge sent them."""
+        return json_data({"messages": self._battery_message_query(request)})
+
+    async def _battery_messages_jsonl(self, request: web.Request) -> web.Response:
+        body = "".join(
+            json.dumps(m, separators=(",", ":")) + "\n"
+            for m in self._battery_message_query(request)
+        )
+        return web.Response(
+            text=body,
+            content_type="application/x-ndjson",
+            headers={"Content-Disposition": 'attachment; filename="battery-messages.jsonl"'},
+        )
 
     async def _frames_jsonl(self, request: web.Request) -> web.Response:
         items = self._frame_query(request, default_limit=None)

@@ -32,7 +32,7 @@ from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.protocol.models import HistoryPower
 from hoymiles_bridge.web.common import ApiContext, BadRequest
 from hoymiles_bridge.web.common import json_data as _json
-from hoymiles_bridge.web.hub import DAILY_SHOWN
+from hoymiles_bridge.web.hub import BATTERY_POWER_KEY, BATTERY_SOC_KEY, DAILY_SHOWN
 
 #: How long a DTU's history answer is reused (seconds).
 DTU_HISTORY_TTL: Final = 180.0
@@ -113,6 +113,10 @@ class HistoryRoutes:
         for dtu in fleet_dtus:  # a DTU's energy history fills days under its serial
             if dtu.serial is not None and len(dtu.inverters) != 1:
                 names.setdefault(dtu.serial, f"DTU {dtu.serial}")
+        for dev_id, battery in self.api.fleet.batteries.batteries.items():
+            title = battery.name or dev_id
+            names[BATTERY_POWER_KEY + dev_id] = f"{title} (battery)"
+            names[BATTERY_SOC_KEY + dev_id] = f"{title} SOC"
         return names, dtus
 
     async def history(self, request: web.Request) -> web.Response:

@@ -102,6 +102,12 @@ HISTORY_SECONDS: Final = 24 * 3600
 HISTORY_MAX_POINTS: Final = 20000
 #: An inverter not polled for this many seconds loses its power series.
 SERIES_EXPIRY: Final = 48 * 3600
+#: A battery reports every second; its chart series keeps a point at most this
+#: often (seconds), so a day still fits the history's points.
+BATTERY_POINT_INTERVAL: Final = 30.0
+#: The chart series of a battery: its power (W, + discharging) and its SOC (%).
+BATTERY_POWER_KEY: Final = "battery:"
+BATTERY_SOC_KEY: Final = "soc:"
 #: Daily yields: this many local days are kept (in memory and in the store).
 DAILY_DAYS: Final = 400
 #: api/history's ``daily`` holds this many newest days unless ``days`` asks for more.
@@ -265,6 +271,8 @@ class WebHub:
         self._latest_power: dict[str, float] = {}
         #: When each inverter of the power history was last polled (its poll's time).
         self._last_seen: dict[str, float] = {}
+        #: Per battery: when its chart series got their last point.
+        self._battery_point_at: dict[str, float] = {}
         #: "YYYY-MM-DD" (local) -> {inverter serial: Wh}; see daily_data().
         self.daily: dict[str, dict[str, float]] = {}
         self.daily_days = max(1, daily_days)
@@ -325,6 +333,22 @@ class WebHub:
             # A battery's values (every second) are no log line, but the overview's card
             # follows them: the push is coalesced (STATE_THROTTLE).
             self.state_changed()
+            if "values" in event.what:
+                self._record_battery(event)
+
+    def _record_battery(self, event: BatteryChanged) -> None:
+        """A point of the battery's power and SOC, at most every BATTERY_POINT_INTERVAL."""
+        battery = event.battery
+        now = self._clock()
+        if now - self._battery_point_at.get(battery.dev_id, -float("inf")) < BATTERY_POINT_INTERVAL:
+            return
+        power, soc = battery.values.get("battery_power"), battery.values.get("soc")
+        if isinstance(power, int | float) and not isinstance(power, bool):
+            self._add_point(BATTERY_POWER_KEY + battery.dev_id, now, float(power))
+            self._battery_point_at[battery.dev_id] = now
+        if isinstance(soc, int | float) and not isinstance(soc, bool):
+            self._add_point(BATTERY_SOC_KEY + battery.dev_id, now, float(soc))
+            self._battery_point_at[battery.dev_id] = now
 
     def history_limit(self, interval: float) -> None:
         """Size the power history for ``interval`` s polls (24 h, at most the cap)."""

@@ -1,7 +1,8 @@
 // Hoymiles DTU Bridge web UI: the charts page.
 //
 // Three cards, drawn with our own chart.js (window.HBChart):
-// * power per inverter and in total from the bridge's in-memory history
+// * power per inverter, per battery (+ discharging) and in total from the bridge's
+//   in-memory history, and the batteries' SOC in a card of its own
 //   (api/history), today or the last 24 h, kept live while the page is shown:
 //   every state push asks for the points newer than the ones we have
 //   (api/history?since=), at most once every few seconds;
@@ -33,10 +34,13 @@
   const dtuCards = new Map(); // label -> {card, chart, meta, empty, loading}
 
   // Serials in a stable order, "total" first: the colours stay put between updates.
+  // A battery's SOC ("soc:<dev_id>") is in % and has a chart of its own.
+  const isSoc = (key) => key.startsWith("soc:");
   function keys() {
-    const serials = [...state.series.keys()].filter((k) => k !== "total").sort();
+    const serials = [...state.series.keys()].filter((k) => k !== "total" && !isSoc(k)).sort();
     return state.series.has("total") ? ["total", ...serials] : serials;
   }
+  const socKeys = () => [...state.series.keys()].filter(isSoc).sort();
   const colorOf = (key) => (key === "total" ? 0 : 1 + [...state.series.keys()]
     .filter((k) => k !== "total").sort().indexOf(key));
   const nameOf = (key) => (key === "total" ? "Total" : state.names[key] || key);
@@ -97,6 +101,15 @@
     const from = state.range === "today" ? localMidnight(newest) : newest - DAY_S;
     ui.power.setRange(any ? from : undefined, undefined);
     ui.power.setSeries(list);
+    const socs = socKeys().map((key) => ({
+      key, label: nameOf(key), data: state.series.get(key), color: colorOf(key), width: 1.5,
+    }));
+    ui.socCard.hidden = socs.length === 0;
+    if (socs.length) {
+      ui.soc.options.gap = gap();
+      ui.soc.setRange(any ? from : undefined, undefined);
+      ui.soc.setSeries(socs);
+    }
     const buffered = state.series.get("total") || [];
     ui.powerNote.textContent = any
       ? `${num(buffered.length, 0)} points kept in memory (at most ${num(state.pointsMax, 0)}, about a day); `
@@ -270,9 +283,16 @@
       el("div", { class: "card-head" }, el("h3", { text: "Daily yield" })),
       ui.dailyEmpty, dailyHolder, ui.dailyNote);
 
-    root.append(el("h2", { class: "visually-hidden", text: "Charts" }), powerCard, ui.dtuList, ui.dtuEmpty, dailyCard);
+    const socHolder = el("div", { class: "chart-holder" });
+    ui.socCard = el("div", { id: "chart-soc", class: "card chart-card" },
+      el("div", { class: "card-head" }, el("h3", { text: "Battery state of charge" })), socHolder);
+    ui.socCard.hidden = true;
+
+    root.append(el("h2", { class: "visually-hidden", text: "Charts" }), powerCard, ui.socCard,
+      ui.dtuList, ui.dtuEmpty, dailyCard);
     ui.power = new TimeChart(powerHolder, { unit: "W", height: 280, label: "power per inverter and total" });
     ui.power.root.hidden = true;
+    ui.soc = new TimeChart(socHolder, { unit: "%", height: 160, label: "battery state of charge" });
     ui.daily = new BarChart(dailyHolder, { unit: "Wh", height: 220, digits: 0, label: "daily yield per inverter" });
     ui.daily.root.hidden = true;
     built = true;

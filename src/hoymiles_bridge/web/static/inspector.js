@@ -196,11 +196,54 @@
     list.replaceChildren(...(rows.length ? rows : [el("p", { class: "muted", text: "No request yet." })]));
   }
 
+  // The batteries' MQTT messages (api/battery-messages), shown when there is a battery;
+  // read again at most every 5 s, not while one is open, and at once on a filter change.
+  let batteryRead = 0;
+  function batteryQuery() {
+    const params = new URLSearchParams();
+    const unit = $("battery-filter-unit").value;
+    const direction = $("battery-filter-direction").value;
+    if (unit) params.set("dev_id", unit);
+    if (direction) params.set("direction", direction);
+    return params.toString();
+  }
+  function knowBatteries(status) {
+    const units = (status.batteries || []).map((b) => b.dev_id);
+    $("battery-messages").hidden = units.length === 0;
+    const select = $("battery-filter-unit");
+    const have = new Set([...select.options].map((o) => o.value));
+    for (const id of units) if (!have.has(id)) select.append(el("option", { value: id, text: id }));
+  }
+  async function loadBatteryMessages(status, force) {
+    if (status) knowBatteries(status);
+    const list = $("battery-list");
+    if ($("battery-messages").hidden) return;
+    if (!force && (Date.now() - batteryRead < 5000 || list.querySelector("details[open]"))) return;
+    batteryRead = Date.now();
+    const query = batteryQuery();
+    $("battery-export").setAttribute("href",
+      query ? `api/battery-messages.jsonl?${query}` : "api/battery-messages.jsonl");
+    const { ok, body } = await window.HB.get(query ? `api/battery-messages?${query}` : "api/battery-messages");
+    if (!ok || !body) return;
+    const rows = (body.messages || []).slice(-200).reverse().map((m) => el("details",
+      { class: "battery-message" + (m.error ? " bad" : "") },
+      el("summary", { text: `${clock(m.time)}  ${m.dev_id}  ${m.direction === "in" ? "←" : "→"} ${m.kind}`
+        + (m.error ? `  (${m.error})` : "") }),
+      el("pre", { text: m.text }),
+      m.decoded ? el("pre", { class: "decoded", text: JSON.stringify(m.decoded, null, 2) }) : null));
+    list.replaceChildren(...(rows.length ? rows : [el("p", { class: "muted", text: "No message yet." })]));
+  }
+  $("battery-filters").addEventListener("submit", (e) => e.preventDefault());
+  $("battery-filter-unit").addEventListener("change", () => loadBatteryMessages(null, true));
+  $("battery-filter-direction").addEventListener("change", () => loadBatteryMessages(null, true));
+  $("battery-refresh").addEventListener("click", () => loadBatteryMessages(null, true));
+
   // Frames are collected from the start, whichever page is shown.
   window.HB.on("start", init);
   window.HB.on("open", loadFrames);
   window.HB.on("frame", onFrame);
   window.HB.on("state", knowDtus);
   window.HB.on("state", loadCloud);
+  window.HB.on("state", (status) => loadBatteryMessages(status, false));
   window.HB.page("inspector", {});
 })();
