@@ -260,8 +260,13 @@ def test_option_types_agree(config: dict[str, Any]) -> None:
     for path, typ in _leaves(config["schema"]):
         accept, reject = _probes(typ)
         for value in accept:
+            document = _with(base, path, value)
+            if path == ("controller", "mode"):
+                document["controller"]["max_feed_in"] = 800  # feed_in_cap needs its cap
+            if path == ("controller", "meter_json_path"):
+                document["controller"]["meter_topic"] = "meter"  # a path needs a topic
             try:
-                validate(_with(base, path, value))
+                validate(document)
             except OptionsError as err:  # pragma: no cover - the failure message
                 pytest.fail(f"{'.'.join(path)}={value!r} ({typ}) refused: {err}")
         for value in reject:
@@ -294,11 +299,12 @@ def test_optional_options_agree(config: dict[str, Any]) -> None:
 def test_defaults_agree(config: dict[str, Any]) -> None:
     minimal = validate({"dtus": [dict(DTU)]})
     for key, value in config["options"].items():
-        if key in {"dtus", "inverters", "batteries", "mqtt", "cloud"}:
+        if key in {"dtus", "inverters", "batteries", "mqtt", "cloud", "controller"}:
             continue
         assert getattr(minimal, key) == value, key
     assert config["options"]["mqtt"] == {}  # every broker field is optional
     assert config["options"]["cloud"] == {}  # and every cloud field
+    assert config["options"]["controller"] == {}  # and every controller field
     assert not minimal.cloud.enabled
     assert config["options"]["dtus"] == []
     assert config["options"]["inverters"] == [] and minimal.inverters == ()

@@ -17,6 +17,7 @@ from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .ha_discovery_schema import check_fleet
 from .interop_helpers import noon_today
 from .mosquitto import Mosquitto, Subscriber
+from .waiting import until
 
 INV = "141293320732"
 DTU = "414393320732"
@@ -96,12 +97,23 @@ async def test_full_loop_topics_and_discovery(mosquitto: Mosquitto) -> None:
             assert float(sub.last[env.topic(INV, "status", "limit_relative")]) == 100
             model = json.loads(sub.last[env.topic(INV, "json")])
             assert model["serial"] == INV and model["dtu_serial"] == DTU
-            discovery = [
-                (t, p.decode()) for t, p in sub.last.items() if t.startswith("homeassistant/")
-            ]
-            assert (
-                len(discovery) == 37 + 19 + 1
-            )  # HMS-800W-2T on old firmware: no non-persistent limits; + bridge uptime
+            # HMS-800W-2T on old firmware: no non-persistent limits; + bridge uptime. The
+            # power controller's device (its own tests check it) is not counted here.
+            expected_configs = 37 + 19 + 1
+
+            def fleet_discovery() -> list[tuple[str, str]]:
+                return [
+                    (t, p.decode())
+                    for t, p in sub.last.items()
+                    if t.startswith("homeassistant/") and "/hoymiles_bridge_controller/" not in t
+                ]
+
+            async def announced() -> bool:
+                return len(fleet_discovery()) >= expected_configs
+
+            await until(announced, "the fleet's discovery")
+            discovery = fleet_discovery()
+            assert len(discovery) == expected_configs
             assert check_fleet(discovery) == []
         # a clean stop leaves the bridge offline: the will's topic and its alias
         await sub.wait_for(env.topic("dtu", "status"), lambda p: p == b"offline")

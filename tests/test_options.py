@@ -222,6 +222,17 @@ def test_the_form_matches_config_yaml() -> None:
         if kind == "str" and args:
             assert (field.min, field.max) == tuple(int(a) for a in args.split(",")), path
         defaulted = ("mqtt.port", "mqtt.tls", "mqtt.qos", "dtus[].port", "cloud.poll_interval")
+        defaulted += tuple(
+            f"controller.{key}"
+            for key in (
+                "mode",
+                "meter_sign",
+                "meter_unit",
+                "target",
+                "import_bias",
+                "meter_timeout",
+            )
+        )
         if optional is not None and path not in (*defaulted, "cloud.allow_writes"):
             assert field.optional, path
 
@@ -271,7 +282,10 @@ def test_choices_and_defaults_match_validate() -> None:
     defaults = validate(_BASE)
     for field in FORM_FIELDS:
         for choice in field.choices:
-            validate(_with(field.key, choice))
+            data = _with(field.key, choice)
+            if field.key == "controller.mode":
+                data["controller"]["max_feed_in"] = 800  # feed_in_cap needs its cap
+            validate(data)
         if field.choices:
             with pytest.raises(OptionsError):
                 validate(_with(field.key, "no-such-choice"))

@@ -9,6 +9,10 @@ link. The web UI attaches to ``bridge.fleet`` on its own. With ``cloud``
 options, the cloud's stations (:class:`~hoymiles_bridge.core.cloud.CloudSource`)
 run beside them and are published over the same link
 (:class:`~hoymiles_bridge.mqtt.cloud.CloudPublisher`).
+The power controller (:class:`~hoymiles_bridge.core.controller_service.ControllerService`)
+always runs, in the mode of its options (``monitor`` sends nothing), on the
+fleet's inverters and batteries; its meter and mode topics ride on the same
+link (:class:`~hoymiles_bridge.mqtt.controller.ControllerLink`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ from hoymiles_bridge import __version__
 from hoymiles_bridge.config.options import Options
 from hoymiles_bridge.core.battery import TICK as BATTERY_TICK
 from hoymiles_bridge.core.cloud import CloudSource
+from hoymiles_bridge.core.controller_service import (
+    ControllerService,
+    FleetActuators,
+    battery_grid,
+    battery_units,
+    inverter_units,
+)
 from hoymiles_bridge.core.events import BatteryChanged, Event
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.dtu.policy import PollPolicy
@@ -32,6 +43,7 @@ from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.mqtt.battery import BatteryAdapter
 from hoymiles_bridge.mqtt.bridge import MqttBridge
 from hoymiles_bridge.mqtt.cloud import CloudPublisher
+from hoymiles_bridge.mqtt.controller import ControllerLink
 from hoymiles_bridge.mqtt.link import MqttLink, MqttSettings
 from hoymiles_bridge.mqtt.topics import TopicLayout
 
@@ -84,14 +96,40 @@ class Bridge:
             battery_clock=battery_clock,
             battery_tick=battery_tick,
         )
-        self.batteries = BatteryAdapter(self.fleet)
+        fleet = self.fleet
+        hub = fleet.batteries
+        self.batteries = BatteryAdapter(fleet)
+        self.controller = ControllerService(
+            options.controller,
+            FleetActuators(
+                fleet,
+                lambda: inverter_units(fleet.dtus),
+                lambda now: battery_units(hub.batteries.values()),
+                lambda: battery_grid(hub.batteries.values()),
+            ),
+            fleet.emit,
+            clock=battery_clock,  # the batteries' telemetry times are on this clock
+        )
+        layout = TopicLayout(options.base_topic, several_dtus=len(options.dtus) > 1)
+        self.controller_link = ControllerLink(
+            self.controller,
+            base=options.base_topic,
+            bridge_status=layout.will,
+            prefix=options.discovery_prefix,
+            discovery=options.discovery,
+            version=__version__,
+            configuration_url=lambda: self.mqtt.configuration_url,
+            submit=fleet.submit,
+        )
+        fleet.controller_handler = self.controller.execute
         self.mqtt = MqttBridge(
-            self.fleet,
+            fleet,
             mqtt,
             announce_delay=announce_delay,
             backoff=mqtt_backoff,
-            companions=(self.batteries,),
+            companions=(self.batteries, self.controller_link),
         )
+        fleet.subscribe(self.controller_link.on_event)
         self.cloud: CloudSource | None = None
         self.cloud_mqtt: CloudPublisher | None = None
         if options.cloud.enabled:
@@ -143,12 +181,16 @@ class Bridge:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.mqtt.run(), name="mqtt-link")
             group.create_task(self.fleet.run(), name="fleet")
+            group.create_task(self.controller.run(), name="controller")
+            group.create_task(self.controller_link.run(), name="controller-mqtt")
             if self.cloud is not None and self.cloud_mqtt is not None:
                 group.create_task(self.cloud.run(), name="cloud-poller")
                 group.create_task(self.cloud_mqtt.run(), name="cloud-mqtt")
 
     async def stop(self) -> None:
-        """Release held battery setpoints and say goodbye on MQTT (then cancel :meth:`run`)."""
+        """Release what the controller changed and the held battery setpoints, say goodbye
+        on MQTT (the caller then cancels :meth:`run`)."""
+        await self.controller.stop()
         await self.batteries.stop()
         await self.mqtt.stop()
 

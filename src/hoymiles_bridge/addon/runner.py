@@ -342,6 +342,7 @@ class Service:
             fleet=lambda: self.bridge.fleet if self.bridge is not None else None,
             config_store=config_store,
             cloud=lambda: self.bridge.cloud if self.bridge is not None else None,
+            controller=lambda: self.bridge.controller if self.bridge is not None else None,
             allowed_hosts=web.hosts,
         )
 

@@ -8,6 +8,13 @@ publishing topics and Home Assistant discovery, and the web server on
 and a one-line summary after every poll. No hardware, no configuration: the
 generated options go to a file in a temporary directory, which the web UI's
 Configuration page edits (saving and restarting the bridge in-process).
+
+With ``--controller`` the DTUs take non-persistent limits, and a household
+meter (:func:`_household_meter`: the load of ``simulator/household.py`` minus
+what the simulated inverters and battery feed in) publishes the grid power
+every second on ``demo/meter``; the power controller reads it (mode ``monitor`` until switched
+in the web UI, Home Assistant or ``hoymiles-bridge controller mode``), with a
+600 W feed-in cap.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -30,8 +39,16 @@ from hoymiles_bridge.config.store import write_atomically
 from hoymiles_bridge.errors import HoymilesError
 from hoymiles_bridge.mqtt.link import MqttSettings
 from hoymiles_bridge.mqtt.local_broker import LocalBroker
-from hoymiles_bridge.simulator import SimulatorGroup, default_fleet, load_fleet, resolve_fleet
+from hoymiles_bridge.protocol.actions import TEMPORARY_LIMIT_FIRMWARE
+from hoymiles_bridge.simulator import (
+    SimClock,
+    SimulatorGroup,
+    default_fleet,
+    load_fleet,
+    resolve_fleet,
+)
 from hoymiles_bridge.simulator.battery import BatterySimulator
+from hoymiles_bridge.simulator.household import LoadProfile
 from hoymiles_bridge.web.store import state_dir_for
 
 
@@ -55,6 +72,44 @@ async def _printer(service: Service, every: float) -> None:
         await asyncio.sleep(every)
         if service.bridge is not None:  # None while the bridge restarts
             print(_line(service.bridge), flush=True)
+
+
+#: Where the demo's household meter publishes (the controller's ``meter_topic``).
+DEMO_METER_TOPIC = "demo/meter"
+
+
+async def _household_meter(
+    group: SimulatorGroup, battery: BatterySimulator | None, host: str, port: int
+) -> None:
+    """Publish the house's grid power every second: its load minus what the inverters
+    and the battery feed in.
+
+    The load follows the simulated clock (kettle and oven steps included); the
+    inverters' power is what the simulated DTUs would report now and the
+    battery's what the simulated MS-A2 delivers (+ discharge), so the controller's
+    limits and setpoints show in the meter. Import positive, Shelly Pro 3EM's field.
+    """
+    import aiomqtt  # the demo only
+
+    load = LoadProfile()
+    while True:
+        try:
+            async with aiomqtt.Client(host, port, identifier="hoymiles-demo-meter") as client:
+                while True:
+                    now = group.clock.now()
+                    fed = sum(
+                        reading.power
+                        for sim in group.simulators
+                        for reading in sim.dtu.live_readings()
+                    )
+                    if battery is not None:
+                        fed += sum(unit.power for unit in battery.units)
+                    grid = round(load.at(now % 86_400) - fed, 1)
+                    payload = json.dumps({"total_act_power": grid, "ts": round(now, 3)})
+                    await client.publish(DEMO_METER_TOPIC, payload, qos=0)
+                    await asyncio.sleep(1.0)
+        except aiomqtt.MqttError:
+            await asyncio.sleep(2.0)
 
 
 async def _start_service(
@@ -82,14 +137,31 @@ async def _start_service(
 
 async def _demo(args: argparse.Namespace) -> int:
     fleet = load_fleet(resolve_fleet(args.fleet)) if args.fleet else default_fleet()
+    if args.controller:
+        # DTU firmware that takes non-persistent limits (the controller's slow loop).
+        fresh = [dataclasses.replace(d, firmware=TEMPORARY_LIMIT_FIRMWARE) for d in fleet.dtus]
+        fleet = dataclasses.replace(fleet, dtus=fresh)
     async with contextlib.AsyncExitStack() as stack:
         if args.mqtt:
             mqtt_host, mqtt_port = args.mqtt
         else:
             broker = await stack.enter_async_context(LocalBroker())
             mqtt_host, mqtt_port = broker.host, broker.port
+        clock = None
+        if args.controller:
+            # Daylight from the start (09:00 today, local), so the controller has PV to cap.
+            day = time.localtime()
+            nine = time.mktime((day.tm_year, day.tm_mon, day.tm_mday, 9, 0, 0, 0, 0, -1))
+            clock = SimClock(start=nine, speed=args.speed)
         group = await stack.enter_async_context(
-            SimulatorGroup(fleet, host="127.0.0.1", port=0, encrypt=args.encrypt, speed=args.speed)
+            SimulatorGroup(
+                fleet,
+                host="127.0.0.1",
+                port=0,
+                encrypt=args.encrypt,
+                speed=args.speed,
+                clock=clock,
+            )
         )
         document = {
             "dtus": [
@@ -103,6 +175,13 @@ async def _demo(args: argparse.Namespace) -> int:
             "mqtt": {"host": mqtt_host, "port": mqtt_port},
             "log_level": "warning" if not args.verbose else "info",
         }
+        if args.controller:
+            document["controller"] = {
+                "mode": "monitor",
+                "meter_topic": DEMO_METER_TOPIC,
+                "meter_json_path": "total_act_power",
+                "max_feed_in": 600,
+            }
         options = validate(document)
         battery: BatterySimulator | None = None
         if not args.no_battery:
@@ -141,14 +220,24 @@ async def _demo(args: argparse.Namespace) -> int:
             f"Web UI:             http://127.0.0.1:{service.web.port}/  (API: api/status)\n",
             flush=True,
         )
-        printer = asyncio.create_task(
-            _printer(service, max(args.interval, 2.0)), name="demo-printer"
-        )
+        tasks = {
+            asyncio.create_task(_printer(service, max(args.interval, 2.0)), name="demo-printer")
+        }
+        if args.controller:
+            meter = _household_meter(group, battery, mqtt_host, mqtt_port)
+            tasks.add(asyncio.create_task(meter, name="demo-household-meter"))
+            print(
+                f"Power controller:   meter on {DEMO_METER_TOPIC}; switch the mode in the web "
+                "UI or with\n                    hoymiles-bridge controller mode zero_export "
+                f"--mqtt {mqtt_host}:{mqtt_port}\n",
+                flush=True,
+            )
         try:
             code = await service.run()
         finally:
-            printer.cancel()
-            await asyncio.wait({printer})
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
     return code
 
 
@@ -191,4 +280,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--no-battery", action="store_true", help="no simulated MS-A2 battery on the broker"
     )
     parser.add_argument("--web-port", type=int, default=8099, help="web UI port on localhost")
+    parser.add_argument(
+        "--controller",
+        action="store_true",
+        help="a simulated household meter and the power controller (monitor until switched); "
+        "the simulated day starts at 09:00",
+    )
     parser.set_defaults(func=run)

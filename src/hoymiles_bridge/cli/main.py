@@ -26,6 +26,7 @@ COMMAND_MODULES: dict[str, str] = {
     "dtu": "dtu",
     "battery": "battery",
     "cloud": "cloud",
+    "controller": "controller",
     "decode": "decode",
     "simulate": "simulate",
     "simulate-battery": "simulate_battery",

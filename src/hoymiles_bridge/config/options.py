@@ -42,6 +42,7 @@ from hoymiles_bridge.config.table import (
 )
 from hoymiles_bridge.errors import InvalidArgumentError, InvalidSerialError
 from hoymiles_bridge.protocol.devices import check_serial
+from hoymiles_bridge.protocol.meter import parse_path
 
 
 class OptionsError(InvalidArgumentError):
@@ -292,6 +293,47 @@ class CloudOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class ControllerOptions:
+    mode: str = field(default=_default("controller.mode"))
+    meter_topic: str | None = field(default=_default("controller.meter_topic"))
+    meter_json_path: str | None = field(default=_default("controller.meter_json_path"))
+    meter_sign: str = field(default=_default("controller.meter_sign"))
+    meter_unit: str = field(default=_default("controller.meter_unit"))
+    target: int = field(default=_default("controller.target"))
+    import_bias: int = field(default=_default("controller.import_bias"))
+    max_feed_in: int | None = field(default=_default("controller.max_feed_in"))
+    meter_timeout: int = field(default=_default("controller.meter_timeout"))
+
+
+def controller_problems(options: dict[str, Any]) -> list[str]:
+    """Why clean ``controller`` options contradict each other, each naming its fields.
+
+    Empty when they work together. The bridge refuses such options at start
+    (and the configuration form refuses to save them).
+    """
+    mode = options["mode"]
+    cap = options["max_feed_in"]
+    setpoint = options["target"] + options["import_bias"]
+    problems = []
+    if mode == "feed_in_cap" and cap is None:
+        problems.append("controller.max_feed_in: controller.mode feed_in_cap needs a cap")
+    path = options["meter_json_path"]
+    if path is not None and options["meter_topic"] is None:
+        problems.append("controller.meter_json_path: set without controller.meter_topic")
+    elif path is not None:
+        try:
+            parse_path(path)
+        except InvalidArgumentError as err:
+            problems.append(f"controller.meter_json_path: {err}")
+    if cap is not None and -setpoint > cap:
+        problems.append(
+            f"controller.target: with controller.import_bias it asks to export {-setpoint} W, "
+            f"more than controller.max_feed_in ({cap} W)"
+        )
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
 class WebOptions:
     host: str = field(default=_default("web.host"))
     port: int = field(default=_default("web.port"))
@@ -323,6 +365,7 @@ class Options:
     opendtu_topics: bool = field(default=_default("opendtu_topics"))
     publish_interval: int = field(default=_default("publish_interval"))
     cloud: CloudOptions = field(default_factory=CloudOptions)
+    controller: ControllerOptions = field(default_factory=ControllerOptions)
     log_level: str = field(default=_default("log_level"))
     web: WebOptions = field(default_factory=WebOptions)
 
@@ -334,6 +377,7 @@ _RECORDS: Final[dict[str, type[Any]]] = {
     "batteries": BatteryOptions,
     "mqtt": MqttOptions,
     "cloud": CloudOptions,
+    "controller": ControllerOptions,
     "web": WebOptions,
 }
 
@@ -470,6 +514,9 @@ def normalize(data: Any) -> dict[str, Any]:
         raise _options_error(list(err.errors)) from None
     except vol.Invalid as err:
         raise _options_error([err]) from None
+    problems = controller_problems(clean["controller"])
+    if problems:
+        raise OptionsError(problems)
     return clean
 
 
@@ -754,6 +801,7 @@ __all__ = [
     "SECRET_KEYS",
     "BatteryOptions",
     "CloudOptions",
+    "ControllerOptions",
     "DtuOptions",
     "FormField",
     "InverterOptions",
@@ -762,6 +810,7 @@ __all__ = [
     "OptionsError",
     "WebOptions",
     "clean_option",
+    "controller_problems",
     "form_description",
     "form_values",
     "from_clean",

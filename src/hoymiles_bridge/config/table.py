@@ -28,6 +28,11 @@ BATTERY_RELEASE_MODES: Final = ("general", "zero")
 DEFAULT_POLL_INTERVAL: Final = 35
 #: Seconds between two live reads of a cloud station (never under 3 s).
 DEFAULT_CLOUD_POLL_INTERVAL: Final = 10
+#: The power controller's modes (core/controller.py); ``monitor`` sends nothing.
+CONTROLLER_MODES: Final = ("off", "monitor", "zero_export", "feed_in_cap")
+#: How a grid meter signs its power, and its unit (protocol/meter.py).
+METER_SIGNS: Final = ("import_positive", "export_positive")
+METER_UNITS: Final = ("W", "kW")
 
 Kind = Literal[
     "int",
@@ -132,6 +137,12 @@ FORM_SECTIONS: Final = (
         "Hoymiles cloud",
         "S-Miles stations the bridge cannot reach locally, read from the Hoymiles cloud "
         "(optional).",
+    ),
+    (
+        "controller",
+        "Power controller",
+        "Zero export and feed-in caps: the batteries' setpoints and the inverters' "
+        "non-persistent limits, driven by a grid meter on MQTT (optional).",
     ),
     ("web", "Web", "Where this web UI listens (standalone only)."),
     ("logging", "Logging", ""),
@@ -451,6 +462,93 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
         ),
     ),
     OptionSpec(
+        "controller",
+        "section",
+        section="controller",
+        fields=(
+            OptionSpec(
+                "mode",
+                "choice",
+                label="Mode",
+                help="off; monitor (computes and shows, sends nothing); zero_export; "
+                "feed_in_cap. Also switchable at run time.",
+                default="monitor",
+                choices=CONTROLLER_MODES,
+                ignore_case=True,
+            ),
+            OptionSpec(
+                "meter_topic",
+                "topic",
+                label="Meter topic",
+                help="The MQTT topic of the grid meter's power. Empty: no meter "
+                "(only feed_in_cap runs, on the inverters' own power).",
+                optional=True,
+            ),
+            OptionSpec(
+                "meter_json_path",
+                "text",
+                label="Meter JSON path",
+                help="Where the power is in a JSON payload, e.g. total_act_power (Shelly Pro "
+                "3EM) or SML.Power (Tasmota). Empty: the payload is a number.",
+                optional=True,
+                min=1,
+                max=128,
+            ),
+            OptionSpec(
+                "meter_sign",
+                "choice",
+                label="Meter sign",
+                help="import_positive: the meter shows power drawn from the grid as positive.",
+                default="import_positive",
+                choices=METER_SIGNS,
+            ),
+            OptionSpec(
+                "meter_unit",
+                "choice",
+                label="Meter unit",
+                help="W or kW.",
+                default="W",
+                choices=METER_UNITS,
+            ),
+            OptionSpec(
+                "target",
+                "int",
+                label="Grid target (W)",
+                help="The grid power to keep, W (import positive; 0: zero export).",
+                default=0,
+                min=-100000,
+                max=100000,
+            ),
+            OptionSpec(
+                "import_bias",
+                "int",
+                label="Import bias (W)",
+                help="Added to the target so small swings import rather than export.",
+                default=0,
+                min=0,
+                max=1000,
+            ),
+            OptionSpec(
+                "max_feed_in",
+                "int",
+                label="Maximum feed-in (W)",
+                help="A cap on the inverters' total AC power, W (e.g. 800). Empty: no cap.",
+                optional=True,
+                min=0,
+                max=100000,
+            ),
+            OptionSpec(
+                "meter_timeout",
+                "int",
+                label="Meter timeout (s)",
+                help="Readings older than this count as missing: the batteries go to 0 W.",
+                default=10,
+                min=2,
+                max=600,
+            ),
+        ),
+    ),
+    OptionSpec(
         "log_level",
         "choice",
         label="Log level",
@@ -514,10 +612,13 @@ SECRET_KEYS: Final = tuple(path for path, spec in walk() if spec.kind == "secret
 
 __all__ = [
     "BATTERY_RELEASE_MODES",
+    "CONTROLLER_MODES",
     "DEFAULT_CLOUD_POLL_INTERVAL",
     "DEFAULT_POLL_INTERVAL",
     "FORM_SECTIONS",
     "LOG_LEVELS",
+    "METER_SIGNS",
+    "METER_UNITS",
     "NIGHT_POLICIES",
     "OPTIONS",
     "SECRET_KEYS",

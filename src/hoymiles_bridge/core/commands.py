@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from hoymiles_bridge.config.table import CONTROLLER_MODES
 from hoymiles_bridge.dtu.client import DtuClient
 from hoymiles_bridge.errors import (
     DtuConnectionError,
@@ -58,6 +59,8 @@ class Target(enum.Enum):
     DTU = "dtu"
     #: An MS-A2 / HiBattery over its own MQTT (core/battery.py carries them out).
     BATTERY = "battery"
+    #: The bridge's power controller (core/controller_service.py carries it out).
+    CONTROLLER = "controller"
 
 
 class ValueKind(enum.Enum):
@@ -505,6 +508,25 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
         danger=True,
         confirm="Asleep, the battery neither charges nor discharges until it is woken.",
         entities=(Entity("awake", "Awake", "switch", icon="mdi:power-sleep"),),
+    ),
+    # --- the power controller (core/controller_service.py; its topic is
+    # <base>/controller/cmd/mode, mqtt/controller.py) ---
+    CommandSpec(
+        name="controller_mode",
+        target=Target.CONTROLLER,
+        value=ValueKind.CHOICE,
+        label="Controller mode",
+        help=(
+            "off; monitor (computes and shows, sends nothing); zero_export; feed_in_cap. "
+            "Leaving zero_export or feed_in_cap releases what the controller changed."
+        ),
+        ignore_retained=True,
+        choices=CONTROLLER_MODES,
+        entities=(
+            Entity(
+                "controller_mode", "Controller mode", "select", icon="mdi:transmission-tower-export"
+            ),
+        ),
     ),
 )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest
+from hoymiles_bridge.core.controller import CONTROLLER_ORIGIN, Actuation
 from hoymiles_bridge.core.state import (
     NORMAL_STATES,
     Alarm,
@@ -105,6 +106,24 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class ControllerActed:
+    """The power controller sent an actuation through the registry; ``outcome`` is how it ended."""
+
+    actuation: Actuation
+    outcome: CommandOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerChanged:
+    """The power controller's mode or state changed (``text`` says how, for people)."""
+
+    mode: str
+    state: str
+    text: str
+    level: str = INFO
+
+
+@dataclass(frozen=True, slots=True)
 class BatteryChanged:
     """A battery's state changed; ``what`` says which parts.
 
@@ -136,6 +155,8 @@ Event = (
     | LimitChanged
     | CommandStatus
     | Notice
+    | ControllerActed
+    | ControllerChanged
     | BatteryChanged
 )
 
@@ -234,18 +255,49 @@ def describe(event: Event) -> list[Activity]:
             )
             for serial, alarm in event.new
         ]
+    if isinstance(event, ControllerActed):
+        action, outcome = event.actuation, event.outcome
+        ok = outcome.status in {"ok", "pending"}
+        return [
+            Activity(
+                "controller",
+                "",
+                action.device,
+                action.describe() + ("" if ok else f" ({outcome.text})"),
+                INFO if ok else WARNING,
+                {
+                    "kind": action.kind.value,
+                    "value": action.value,
+                    "reason": action.reason,
+                    "status": outcome.status,
+                },
+            )
+        ]
+    if isinstance(event, ControllerChanged):
+        return [
+            Activity(
+                "controller",
+                "",
+                None,
+                event.text,
+                event.level,
+                {"mode": event.mode, "state": event.state},
+            )
+        ]
     if isinstance(event, BatteryChanged):
         return _battery_lines(event)
     if isinstance(event, CommandStatus):
-        if not event.final:
+        if not event.final or event.request.origin == CONTROLLER_ORIGIN:
+            # The controller's own commands are told by ControllerActed, with their reason.
             return []
         request, outcome = event.request, event.outcome
+        what = "the controller" if request.name == "controller_mode" else "the DTU"
         return [
             Activity(
                 "command",
                 event.dtu,
                 request.serial or None,
-                f"{request.name} for {request.serial or 'the DTU'}: {outcome.text}",
+                f"{request.name} for {request.serial or what}: {outcome.text}",
                 INFO if outcome.status in {"ok", "pending"} else WARNING,
                 {"command": request.name, "status": outcome.status, "message": outcome.message},
             )
@@ -270,6 +322,8 @@ __all__ = [
     "AlarmsChanged",
     "BatteryChanged",
     "CommandStatus",
+    "ControllerActed",
+    "ControllerChanged",
     "DtuInfoChanged",
     "Event",
     "FrameSeen",

@@ -163,6 +163,8 @@ class Fleet:
         self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)
         self.commands_done = 0
         self.commands_failed = 0
+        #: Carries out the power controller's commands (set by the bridge that runs one).
+        self.controller_handler: Callable[[Command], Awaitable[CommandOutcome]] | None = None
         #: The batteries on the broker (fed and served by the MQTT adapter).
         self.batteries = BatteryHub(options, self.emit, clock=battery_clock, tick=battery_tick)
 
@@ -464,6 +466,11 @@ class Fleet:
 
     async def _execute(self, request: CommandRequest, command: Command) -> CommandOutcome:
         try:
+            if command.spec.target is Target.CONTROLLER:
+                handler = self.controller_handler
+                if handler is None:
+                    raise CommandError("this bridge runs no power controller")
+                return await self._finish(request, await handler(command), count=False)
             if command.spec.target is Target.BATTERY:
                 await self._progress(request, CommandOutcome("pending"))
                 return await self._finish(request, await self.batteries.execute(command))

@@ -37,6 +37,7 @@ from hoymiles_bridge.core.commands import (
     Target,
     check,
 )
+from hoymiles_bridge.core.controller import CONTROLLER_ORIGIN
 from hoymiles_bridge.core.events import (
     AlarmsChanged,
     CommandStatus,
@@ -121,7 +122,8 @@ class MqttBridge:
         subscriptions = list(self.layout.command_subscriptions)
         if options.discovery:
             subscriptions.append(self.ha_status_topic)
-        #: Adapters sharing the link (the batteries'): they see each message first.
+        #: Adapters sharing the link (the batteries', the controller's): they see each
+        #: message first.
         self._companions = tuple(companions)
         for companion in self._companions:
             subscriptions.extend(companion.subscriptions)
@@ -650,6 +652,8 @@ class MqttBridge:
     def command_topic(self, target: Target, serial: str, name: str) -> str:
         """The MQTT topic a command would arrive on (its status goes to ``<topic>/status``)."""
         base = self.layout.base
+        if target is Target.CONTROLLER:
+            return f"{base}/controller/cmd/mode"
         if target is Target.BATTERY:
             return f"{base}/battery/{serial}/cmd/{name}"
         if target is Target.DTU:
@@ -657,6 +661,8 @@ class MqttBridge:
         return f"{base}/{serial}/cmd/{name}"
 
     def _status_topic(self, request: CommandRequest) -> str | None:
+        if request.origin == CONTROLLER_ORIGIN:
+            return None  # the controller's commands: its own topics tell them
         if request.origin is not None:
             return request.origin
         target = request.target

@@ -1,6 +1,7 @@
 """What rides along on the bridge's broker link: the port a companion adapter implements.
 
-A companion (the batteries' adapter, :mod:`hoymiles_bridge.mqtt.battery`)
+A companion (the batteries' adapter, :mod:`hoymiles_bridge.mqtt.battery`, and the
+power controller's, :mod:`hoymiles_bridge.mqtt.controller`)
 shares :class:`~hoymiles_bridge.mqtt.bridge.MqttBridge`'s one broker
 connection: its subscriptions join the link's, it sees every incoming message
 before the bridge does, and it hears the link's connects and disconnects.

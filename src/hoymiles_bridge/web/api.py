@@ -41,6 +41,7 @@ from hoymiles_bridge.core.commands import (
     known_names,
     lookup,
 )
+from hoymiles_bridge.core.controller_service import ControllerService
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.core.state import DtuState, InverterState
 from hoymiles_bridge.dtu.connection import FrameEvent
@@ -134,8 +135,11 @@ class WebApi:
         clock: Callable[[], float] = time.time,
         config_store: ConfigStore | None = None,
         cloud: Callable[[], CloudSource | None] | None = None,
+        controller: Callable[[], ControllerService | None] | None = None,
     ) -> None:
         self.hub = hub
+        #: The power controller, once the bridge runs.
+        self._controller = controller
         self._fleet = fleet
         #: The cloud's stations, when the bridge uses the cloud.
         self._cloud = cloud
@@ -172,6 +176,8 @@ class WebApi:
         router.add_post("/api/command", self._command)
         router.add_post("/api/read", self._read)
         router.add_get("/api/cloud", self._cloud_route)
+        router.add_get("/api/controller", self._controller_route)
+        router.add_post("/api/controller/mode", self._controller_mode)
         router.add_get("/api/battery-messages", self._battery_messages)
         router.add_get("/api/battery-messages.jsonl", self._battery_messages_jsonl)
         router.add_get(WEBSOCKET_PATH, self._websocket)
@@ -295,6 +301,7 @@ class WebApi:
             "version": __version__,
             "mqtt": {"connected": bool(fleet.stats().get("mqtt", {}).get("connected"))},
             "cloud": cloud.describe() if cloud is not None else None,
+            "controller": self._controller_status(),
             "dtus": dtus,
             # MS-A2 / HiBattery units on the broker (core/battery.py), by dev_id.
             "batteries": [
@@ -310,6 +317,38 @@ class WebApi:
                 "valid": totals.valid,
             },
         }
+
+    def controller(self) -> ControllerService | None:
+        return self._controller() if self._controller is not None else None
+
+    def _controller_status(self) -> dict[str, Any] | None:
+        service = self.controller()
+        return service.status() if service is not None else None
+
+    async def _controller_route(self, _request: web.Request) -> web.Response:
+        """``api/controller``: the controller card's data with the last 15 minutes.
+
+        ``{"running": false}`` while the bridge (re)starts: the card keeps asking
+        every few seconds, and an error status would be a console error each time.
+        """
+        service = self.controller()
+        if service is None:
+            return json_data({"running": False})
+        return json_data(service.status(history=True))
+
+    async def _controller_mode(self, request: web.Request) -> web.Response:
+        """``POST api/controller/mode`` ``{"mode": "zero_export"}``: switch the controller."""
+        body = await read_body(request)
+        mode = text_field(body, "mode")
+        assert mode is not None
+        service = self.controller()
+        if service is None:
+            raise BadRequest("the bridge is still starting; try again shortly", status=503)
+        command = CommandRequest(Target.CONTROLLER, "", "controller_mode", mode.encode()[:64])
+        outcome = await self.fleet.submit(command)  # through the registry, as MQTT's
+        if outcome is None or outcome.status != "ok":
+            raise BadRequest(outcome.message if outcome is not None else "ignored")
+        return json_data({"ok": True, "mode": service.law.mode.value})
 
     def cloud_source(self) -> CloudSource | None:
         """The bridge's cloud stations, or ``None`` when the cloud is not used."""

@@ -144,10 +144,11 @@ def catalogue(api: ApiContext) -> dict[str, Any]:
     """The body of ``api/commands`` (see the module docs)."""
     body: dict[str, Any] = {
         "reads": [_read_entry(name) for name in READ_REQUESTS],
+        # Batteries have their own card; the controller's mode its card on the overview.
         "commands": [
             _command_entry(s, e)
             for s in COMMANDS
-            if s.target is not Target.BATTERY
+            if s.target not in (Target.BATTERY, Target.CONTROLLER)
             for e in s.entities
         ],
         "limit_interval": None,

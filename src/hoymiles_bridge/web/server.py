@@ -54,6 +54,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from hoymiles_bridge import __version__
 from hoymiles_bridge.config.store import ConfigStore
 from hoymiles_bridge.core.cloud import CloudSource
+from hoymiles_bridge.core.controller_service import ControllerService
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.errors import HoymilesError, InvalidArgumentError
 from hoymiles_bridge.web.api import WebApi
@@ -242,6 +243,7 @@ class WebServer:
         config_store: ConfigStore | None = None,
         allowed_hosts: Iterable[str] = (),
         cloud: Callable[[], CloudSource | None] | None = None,
+        controller: Callable[[], ControllerService | None] | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -270,6 +272,7 @@ class WebServer:
                 clock=clock,
                 config_store=config_store,
                 cloud=cloud,
+                controller=controller,
             )
         )
         self._assets = asset_versions()
