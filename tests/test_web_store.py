@@ -58,7 +58,17 @@ def _day(ts: float) -> str:
 _until = functools.partial(until, timeout=30.0, step=0.1)
 
 
-def _feed(hub: WebHub, polls: int, *, start: float = NOW - 3600, step: float = 35.0) -> None:
+def _local_midnight(ts: float) -> float:
+    day = time.localtime(ts)
+    return time.mktime((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0, 0, 0, -1))
+
+
+#: Where _feed's polls start: an hour ago, but never before today's midnight, so that
+#: the polls of one test fall on one day (a run just after midnight found two).
+FEED_START = max(NOW - 3600, _local_midnight(NOW) + 1)
+
+
+def _feed(hub: WebHub, polls: int, *, start: float = FEED_START, step: float = 35.0) -> None:
     for i in range(polls):
         when = start + i * step
         hub.on_event(_poll(when, {"A": 10.0 + i, "B": 5.0}, {"A": float(i), "B": 2.0 * i}))
