@@ -151,6 +151,17 @@ FORM_SECTIONS: Final = (
 #: The help of a password's field.
 _KEEP_OR_EMPTY: Final = "Never shown; leave it as it is to keep it, empty it to remove it."
 
+#: A device's optional name (a DTU's, a battery's), as Home Assistant shows it.
+_DEVICE_NAME: Final = OptionSpec(
+    "name",
+    "text",
+    label="Name",
+    help="Shown in Home Assistant (optional).",
+    optional=True,
+    min=1,
+    max=64,
+)
+
 #: Every option, in the order of the options documents and of
 #: :class:`~hoymiles_bridge.config.options.Options`.
 OPTIONS: Final[tuple[OptionSpec, ...]] = (
@@ -172,15 +183,7 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
                 required=True,
             ),
             OptionSpec("port", "port", label="Port", help="The DTU's TCP port.", default=10081),
-            OptionSpec(
-                "name",
-                "text",
-                label="Name",
-                help="Shown in Home Assistant (optional).",
-                optional=True,
-                min=1,
-                max=64,
-            ),
+            _DEVICE_NAME,
         ),
     ),
     OptionSpec(
@@ -312,15 +315,7 @@ OPTIONS: Final[tuple[OptionSpec, ...]] = (
                 min=1,
                 max=64,
             ),
-            OptionSpec(
-                "name",
-                "text",
-                label="Name",
-                help="Shown in Home Assistant (optional).",
-                optional=True,
-                min=1,
-                max=64,
-            ),
+            _DEVICE_NAME,
         ),
     ),
     OptionSpec(
