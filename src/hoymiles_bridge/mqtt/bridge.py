@@ -60,7 +60,7 @@ from hoymiles_bridge.mqtt.discovery import (
     removal_messages,
 )
 from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage, MqttSettings
-from hoymiles_bridge.mqtt.topics import TopicLayout
+from hoymiles_bridge.mqtt.topics import TopicLayout, port_key
 
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
@@ -373,8 +373,7 @@ class MqttBridge:
         if night_zero:
             values: list[tuple[str, str]] = []
             for inverter in dtu.inverters.values():
-                if inverter.values is not None:
-                    values += self._inverter_items(inverter, last_update=None)
+                values += self._inverter_items(inverter, last_update=None)
             await self._publish(values + self._totals())
 
     async def _on_dtu_info(self, event: DtuInfoChanged) -> None:
@@ -449,8 +448,7 @@ class MqttBridge:
                 inverter = dtu.inverters.get(reading.serial)
                 if inverter is None:
                     continue  # past the fleet's cap: no state, so no topic
-                if inverter.values is not None:
-                    items += self._inverter_items(inverter, last_update=event.time)
+                items += self._inverter_items(inverter, last_update=event.time)
                 items += self._limit_items(inverter)
                 items.append(
                     (
@@ -503,9 +501,10 @@ class MqttBridge:
         values = inverter.values
         if values is None:
             return []
-        items = [self._state_item(values, last_update or inverter.last_update)]
+        state = self._state_item(values, last_update or inverter.last_update)
+        items = [] if state is None else [state]
         if not self.options.opendtu_topics:
-            return [item for item in items if item is not None]
+            return items
         serial = values.serial
         layout = self.layout
         items += [(layout.inverter(serial, f"0/{k}"), _fmt(v)) for k, v in values.values.items()]
@@ -517,7 +516,7 @@ class MqttBridge:
         ]
         if last_update is not None:
             items.append((layout.inverter(serial, "status/last_update"), str(int(last_update))))
-        return [item for item in items if item is not None]
+        return items
 
     def _state_item(
         self, values: InverterValues, last_update: float | None
@@ -533,7 +532,7 @@ class MqttBridge:
             state[key] = _number(value)
         for port, fields in values.ports.items():
             for key, value in fields.items():
-                state[f"port{port}_{key}"] = _number(value)
+                state[port_key(port, key)] = _number(value)
         state["reachable"] = int(values.reachable)
         state["producing"] = int(values.producing)
         state["last_update"] = int(last_update)

@@ -70,6 +70,7 @@ from hoymiles_bridge.mqtt.topics import (
     TOTAL_FIELDS,
     Field,
     TopicLayout,
+    port_key,
 )
 
 MANUFACTURER: Final = "Hoymiles"
@@ -136,7 +137,7 @@ def config_topic(prefix: str, component: str, node_id: str, object_id: str) -> s
 
 
 def port_object_id(port: int, field: Field) -> str:
-    return f"port{port}_{field.key}"
+    return port_key(port, field.key)
 
 
 def port_entity_name(port: int, field: Field, port_name: str | None = None) -> str:

@@ -335,6 +335,11 @@ INVERTER_COMMAND_NAMES: Final = frozenset(s.name for s in commands_for(Target.IN
 DTU_COMMAND_NAMES: Final = frozenset(s.name for s in commands_for(Target.DTU))
 
 
+def port_key(port: int, key: str) -> str:
+    """``port<n>_<key>``: a PV port's value in an inverter's state and its entity's object id."""
+    return f"port{port}_{key}"
+
+
 class TopicLayout:
     """Absolute topic names for a base topic and a number of DTUs."""
 
@@ -428,4 +433,5 @@ __all__ = [
     "TOTAL_FIELDS",
     "Field",
     "TopicLayout",
+    "port_key",
 ]
