@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hoymiles_bridge.config.options import ControllerOptions
 from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest, Target
@@ -16,6 +18,7 @@ from hoymiles_bridge.core.controller import (
     Mode,
 )
 from hoymiles_bridge.core.controller_service import (
+    MODE_FILE_NAME,
     ControllerService,
     FleetActuators,
     battery_grid,
@@ -220,3 +223,55 @@ async def test_without_a_meter_topic_the_batterys_own_meter_serves() -> None:
     await service.step()
     assert service.law.state == "meter missing"
     assert fleet.requests[-1].payload == b"0.0"
+
+
+async def test_a_mode_switched_at_run_time_is_kept_until_the_option_changes(
+    tmp_path: Path,
+) -> None:
+    clock, fleet = Clock(), FakeFleet()
+    service, _ = _service(fleet, clock)
+    service.keep_mode_in(tmp_path)
+    assert service.law.mode is Mode.MONITOR
+    assert (await service.set_mode("zero_export")).status == "ok"
+    kept = json.loads((tmp_path / MODE_FILE_NAME).read_text())
+    assert kept == {"mode": "zero_export", "option": "monitor"}
+
+    # a restart with the same options carries on in the switched mode, sending nothing yet
+    again, _ = _service(fleet, clock)
+    again.keep_mode_in(tmp_path)
+    assert again.law.mode is Mode.ZERO_EXPORT
+    assert fleet.requests == []
+    # back at the option's mode: nothing is kept
+    assert (await again.set_mode("monitor")).status == "ok"
+    assert not (tmp_path / MODE_FILE_NAME).exists()
+
+    # a changed option wins, and the kept mode is forgotten
+    assert (await again.set_mode("off")).status == "ok"
+    changed, _ = _service(fleet, clock, mode="zero_export")
+    changed.keep_mode_in(tmp_path)
+    assert changed.law.mode is Mode.ZERO_EXPORT
+    assert not (tmp_path / MODE_FILE_NAME).exists()
+    back, _ = _service(fleet, clock)
+    back.keep_mode_in(tmp_path)
+    assert back.law.mode is Mode.MONITOR
+
+
+async def test_a_bad_kept_mode_file_is_no_error(tmp_path: Path) -> None:
+    clock, fleet = Clock(), FakeFleet()
+    for text in ("{", '["zero_export"]', '{"mode": "turbo", "option": "monitor"}', "x" * 5000):
+        (tmp_path / MODE_FILE_NAME).write_text(text)
+        service, _ = _service(fleet, clock)
+        service.keep_mode_in(tmp_path)
+        assert service.law.mode is Mode.MONITOR
+    # feed_in_cap without a cap is not taken from the file either
+    (tmp_path / MODE_FILE_NAME).write_text('{"mode": "feed_in_cap", "option": "monitor"}')
+    service, _ = _service(fleet, clock)
+    service.keep_mode_in(tmp_path)
+    assert service.law.mode is Mode.MONITOR
+    # a state directory that cannot be written: the switch still works, with a warning
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    service, _ = _service(fleet, clock)
+    service.keep_mode_in(blocked)
+    assert (await service.set_mode("zero_export")).status == "ok"
+    assert service.law.mode is Mode.ZERO_EXPORT

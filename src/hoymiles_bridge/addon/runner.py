@@ -500,6 +500,8 @@ class Service:
             bridge.cloud.watch(self.hub.state_changed)  # the overview's cloud card
             if self.state_dir is not None:
                 bridge.cloud.keep_token_in(Path(self.state_dir))
+        if self.state_dir is not None:
+            bridge.controller.keep_mode_in(Path(self.state_dir))
         self.bridge = bridge
         self._bridge_up.set()
         bridge_task = asyncio.create_task(bridge.run(), name="service-bridge")

@@ -15,16 +15,22 @@ Each actuation is announced as :class:`~hoymiles_bridge.core.events.ControllerAc
 with its reason; mode and state changes as
 :class:`~hoymiles_bridge.core.events.ControllerChanged`. The last 15 minutes
 (grid, battery, PV, target) are kept for the web UI's chart.
+
+A mode switched at run time (Home Assistant's select, the web UI, the CLI) is
+kept in the bridge's state directory (:meth:`ControllerService.keep_mode_in`),
+so a restart carries on in it; a changed ``controller.mode`` option wins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 from hoymiles_bridge.config.options import ControllerOptions
@@ -52,6 +58,10 @@ _LOGGER = logging.getLogger(__name__)
 TICK: Final = 1.0
 #: The chart's length: 15 minutes of one sample a second.
 HISTORY: Final = 900
+#: The file in the state directory that keeps a mode switched at run time.
+MODE_FILE_NAME: Final = "controller-mode.json"
+#: A longer mode file is not read (it is a few dozen bytes).
+_MODE_FILE_MAX: Final = 1024
 
 Emit = Callable[[Event], Awaitable[None]]
 
@@ -280,6 +290,8 @@ class ControllerService:
         #: (wall time, grid, battery, PV, target) once a second: the web UI's chart.
         self.history: deque[tuple[float, float | None, float, float, float]] = deque(maxlen=HISTORY)
         self._sampled_at = -float("inf")
+        #: Where a mode switched at run time is kept (None: not kept).
+        self._mode_file: Path | None = None
         #: When the battery's own grid reading last taken came (no meter topic).
         self._grid_at: float | None = None
         self.readings = 0
@@ -355,10 +367,71 @@ class ControllerService:
             await self._carry_all(actions)
         if mode is not before:
             _LOGGER.info("Power controller: mode %s", mode.value)
+            if self._mode_file is not None:
+                await asyncio.to_thread(self._keep_mode, self._mode_file, mode)
             await self._emit(
                 ControllerChanged(mode.value, self.law.state, f"controller mode {mode.value}")
             )
         return CommandOutcome("ok")
+
+    def keep_mode_in(self, directory: Path) -> None:
+        """Keep a mode switched at run time in ``directory`` (call before :meth:`run`).
+
+        The kept mode is taken now when the ``controller.mode`` option is still
+        the one it was switched from. A changed option wins, and the kept mode
+        is forgotten. A file that cannot be read or written is no error.
+        """
+        path = directory / MODE_FILE_NAME
+        self._mode_file = path
+        try:
+            with path.open(encoding="utf-8") as handle:
+                kept = json.loads(handle.read(_MODE_FILE_MAX))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as err:
+            _LOGGER.warning("Power controller: the kept mode in %s is unreadable: %s", path, err)
+            return
+        option = kept.get("option") if isinstance(kept, dict) else None
+        name = kept.get("mode") if isinstance(kept, dict) else None
+        if option != self.options.mode or not isinstance(name, str):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return
+        try:
+            mode = parse_mode(name)
+        except InvalidArgumentError as err:
+            _LOGGER.warning("Power controller: the kept mode is ignored: %s", err)
+            return
+        if mode is Mode.FEED_IN_CAP and self.law.config.max_feed_in is None:
+            return
+        if mode is not self.law.mode:
+            self.law.set_mode(mode, self._clock())  # nothing was sent yet: nothing to release
+            _LOGGER.info(
+                "Power controller: mode %s, as switched before the restart "
+                "(the option controller.mode says %s)",
+                mode.value,
+                self.options.mode,
+            )
+
+    def _keep_mode(self, path: Path, mode: Mode) -> None:
+        """Write (or, back at the option's mode, remove) the kept mode."""
+        try:
+            if mode.value == self.options.mode:
+                path.unlink(missing_ok=True)
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(path.name + ".part")
+            part.write_text(
+                json.dumps({"mode": mode.value, "option": self.options.mode}), encoding="utf-8"
+            )
+            part.replace(path)
+        except OSError as err:
+            _LOGGER.warning(
+                "Power controller: cannot keep the mode in %s (%s); a restart starts in %s",
+                path,
+                err.strerror or err,
+                self.options.mode,
+            )
 
     # --- running -------------------------------------------------------------------------
 
@@ -452,6 +525,7 @@ class ControllerService:
 
 __all__ = [
     "HISTORY",
+    "MODE_FILE_NAME",
     "TICK",
     "Actuators",
     "BatteryLike",
