@@ -88,6 +88,25 @@ async def test_round_trip(mosquitto: Mosquitto) -> None:
         assert link.last_error is None
 
 
+async def test_topics_the_rule_picks_go_at_qos_1_whatever_was_asked(mosquitto: Mosquitto) -> None:
+    link = make_link(mosquitto.port, reliable=lambda topic: topic.endswith("/available"))
+    async with Subscriber(mosquitto.port, "hmtest/state/#") as sub, running(link):
+        await link.publish_many(
+            [("hmtest/state/a/available", "online"), ("hmtest/state/a/power", "1")], retain=True
+        )
+        await link.publish("hmtest/state/b/available", "offline", retain=True)
+        await link.publish("hmtest/state/b/power", "2")
+        await sub.wait_for("hmtest/state/b/power")
+        await sub.wait_for("hmtest/state/b/available")
+    qos = {m.topic: m.qos for m in sub.messages}
+    assert qos == {
+        "hmtest/state/a/available": 1,
+        "hmtest/state/b/available": 1,
+        "hmtest/state/a/power": 0,
+        "hmtest/state/b/power": 0,
+    }
+
+
 async def test_online_retained_after_connect_and_offline_after_stop(
     mosquitto: Mosquitto,
 ) -> None:

@@ -19,7 +19,11 @@ def _sim() -> DtuSimulator:
 
 
 async def test_the_state_holds_what_the_value_topics_say(mosquitto: Mosquitto) -> None:
-    async with _sim() as sim, Subscriber(mosquitto.port, "solar/#") as sub:
+    async with (
+        _sim() as sim,
+        Subscriber(mosquitto.port, "solar/#") as sub,
+        Subscriber(mosquitto.port, "homeassistant/#") as discovery,
+    ):
         async with running_bridge(mosquitto, [sim]) as env:
             await sub.wait_for(env.topic("dtu", "available"), lambda p: p == b"online")
             raw = await sub.wait_for(env.topic(INV, "state"))
@@ -35,10 +39,13 @@ async def test_the_state_holds_what_the_value_topics_say(mosquitto: Mosquitto) -
             assert state["reachable"] == 1 and state["producing"] == 1
             assert state["last_update"] == int(sub.last[env.topic(INV, "status", "last_update")])
             await sub.wait_for(env.topic("dtu", "available"))  # QoS 1: may come after the values
+            await discovery.wait_for(f"homeassistant/sensor/hoymiles_inv_{INV}/power/config")
     values = [m for m in sub.messages if m.topic == env.topic(INV, "0", "power")]
     assert values and all(m.qos == 0 for m in values)
-    will = [m for m in sub.messages if m.topic == env.topic("dtu", "available")]
-    assert will and all(m.qos == 1 for m in will)
+    for topic in (env.topic("dtu", "available"), env.topic(INV, "status", "available")):
+        availability = [m for m in sub.messages if m.topic == topic]
+        assert availability and all(m.qos == 1 for m in availability), topic
+    assert discovery.messages and all(m.qos == 1 for m in discovery.messages)
 
 
 async def test_without_opendtu_topics_only_the_state_carries_values(mosquitto: Mosquitto) -> None:

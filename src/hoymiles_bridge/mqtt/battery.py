@@ -267,17 +267,8 @@ class BatteryAdapter:
             items, self._outbox = list(self._outbox.items()), {}
             if self._link is None or not items:
                 continue
-            # Discovery and availability at QoS 1; values at the values' QoS (mqtt.qos).
-            state = f"{self.base}/battery/"
-            values: list[tuple[str, str]] = []
-            reliable: list[tuple[str, str]] = []
-            for item in items:
-                is_value = item[0].startswith(state) and not item[0].endswith("/available")
-                (values if is_value else reliable).append(item)
-            if reliable:
-                await self._link.publish_many(reliable, retain=True, qos=1)
-            if values:
-                await self._link.publish_many(values, retain=True, qos=self.fleet.options.mqtt.qos)
+            # At the values' QoS (mqtt.qos): the link sends discovery and availability at 1.
+            await self._link.publish_many(items, retain=True, qos=self.fleet.options.mqtt.qos)
 
 
 # --- discovery (pure) ------------------------------------------------------------------------

@@ -60,7 +60,7 @@ from hoymiles_bridge.mqtt.discovery import (
     removal_messages,
 )
 from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage, MqttSettings
-from hoymiles_bridge.mqtt.topics import TopicLayout, port_key
+from hoymiles_bridge.mqtt.topics import TopicLayout, port_key, reliable_topics
 
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
@@ -136,14 +136,13 @@ class MqttBridge:
             on_message=self._on_message,
             on_disconnect=self._on_disconnect,
             backoff_initial=backoff,
+            reliable=reliable_topics(options.discovery_prefix),
         )
         for companion in self._companions:
             companion.bind(self.link)
         self._published: dict[str, str] = {}
-        #: QoS of the value topics (availability, discovery and outcomes use 1).
+        #: QoS of the value topics (the link sends availability and discovery at 1).
         self._qos = options.mqtt.qos
-        #: Retained topics that always go at QoS 1 (availability), also when republished.
-        self._reliable: set[str] = set()
         #: Per inverter: the last state object, so a value dropped as implausible
         #: keeps its last good reading in ``<serial>/state`` (as its own topic keeps it).
         self._states: dict[str, dict[str, float | int]] = {}
@@ -246,28 +245,21 @@ class MqttBridge:
 
     # --- publishing -----------------------------------------------------------------
 
-    async def _publish(
-        self, items: list[tuple[str, str]], *, force: bool = False, qos: int | None = None
-    ) -> None:
+    async def _publish(self, items: list[tuple[str, str]], *, force: bool = False) -> None:
         """Publish retained states whose payload changed (all of them with ``force``).
 
-        At the value topics' QoS (``mqtt.qos``) unless ``qos`` says otherwise.
+        At the value topics' QoS (``mqtt.qos``); the link sends availability at 1.
         """
         published = self._published
         fresh = [(t, p) for t, p in items if force or published.get(t) != p]
         if not fresh:
             return
         published.update(fresh)
-        qos = self._qos if qos is None else qos
-        if qos > self._qos:
-            self._reliable.update(t for t, _ in fresh)
-        await self.link.publish_many(fresh, retain=True, qos=qos)
+        await self.link.publish_many(fresh, retain=True, qos=self._qos)
 
     async def _republish(self, items: dict[str, str]) -> None:
-        """Every retained state again, each at the QoS it was published with."""
-        reliable = self._reliable
-        await self._publish([i for i in items.items() if i[0] in reliable], force=True, qos=1)
-        await self._publish([i for i in items.items() if i[0] not in reliable], force=True)
+        """Every retained state again (the link keeps availability at QoS 1)."""
+        await self._publish(list(items.items()), force=True)
 
     async def _publish_discovery(self, items: list[tuple[str, str]]) -> None:
         await self.link.publish_many(items, retain=True, qos=1)
@@ -369,7 +361,7 @@ class MqttBridge:
             self._legacy_cleared.add(serial)
             await self.link.publish(self.layout.dtu(serial, "status"), b"", retain=True, qos=1)
         items.extend((self.layout.inverter_available(i), state) for i in dtu.inverters)
-        await self._publish(items, qos=1)
+        await self._publish(items)
         if night_zero:
             values: list[tuple[str, str]] = []
             for inverter in dtu.inverters.values():
@@ -428,7 +420,6 @@ class MqttBridge:
         gone = [topic for topic in self._published if topic.startswith(prefix)]
         for topic in gone:
             del self._published[topic]
-            self._reliable.discard(topic)
         if gone:
             await self.link.publish_many([(t, "") for t in gone], retain=True, qos=1)
 

@@ -212,14 +212,8 @@ class CloudPublisher:
             ]
             if fresh:
                 self._published.update(fresh)
-                available = station_topic(self._base, station.sid, "available")
-                values = [item for item in fresh if item[0] != available]
-                if len(values) < len(fresh):
-                    await self._link.publish_many(
-                        [(available, self._published[available])], retain=True, qos=1
-                    )
-                if values:
-                    await self._link.publish_many(values, retain=True, qos=self._qos)
+                # the link sends the station's availability at QoS 1
+                await self._link.publish_many(fresh, retain=True, qos=self._qos)
 
 
 __all__ = [

@@ -36,7 +36,10 @@ and subscriptions of an earlier run stay active until the broker expires the
 session.
 
 Delivery is at least once: a QoS 1 publish whose PUBACK is lost with the
-connection is queued and sent again after the reconnect.
+connection is queued and sent again after the reconnect. Topics that
+``reliable`` picks (availability and discovery in the bridge) always go at
+QoS 1 or more, whatever QoS their publisher asked for: the one place of that
+rule.
 
 The MQTT client is gmqtt (asyncio-native, MQTT 3.1.1 here). Each session uses
 a fresh :class:`gmqtt.Client` on one connection, and the link keeps gmqtt
@@ -457,6 +460,7 @@ class MqttLink:
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
+        reliable: Callable[[str], bool] | None = None,
     ) -> None:
         _check_topic(will_topic)
         for alias in alias_topics:
@@ -485,6 +489,8 @@ class MqttLink:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._operation_timeout = operation_timeout
+        #: Picks the topics that always go at QoS 1 or more (None: none).
+        self._reliable = reliable
 
         self._queue: deque[_Outgoing] = deque()
         self._current: _Session | None = None  # set while a session is open
@@ -615,6 +621,8 @@ class MqttLink:
         _check_topic(topic)
         if qos not in (0, 1, 2):
             raise InvalidArgumentError(f"qos must be 0, 1 or 2, got {qos}")
+        if qos == 0 and self._reliable is not None and self._reliable(topic):
+            qos = 1
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
         if len(data) > _MAX_PAYLOAD:
             raise InvalidArgumentError(f"payload of {len(data)} bytes is too large for MQTT")
@@ -657,10 +665,17 @@ class MqttLink:
         few dozen topics go to gmqtt in one go instead of one awaited call
         each, which is what limits the bridge with hundreds of DTUs
         (benchmarks/bench_publishing.py). At most ``max_outstanding`` QoS 1
-        messages of all batches await their PUBACK at once.
+        messages of all batches await their PUBACK at once. The topics
+        ``reliable`` picks go first, at QoS 1, when ``qos`` is 0.
         """
         if qos not in (0, 1, 2):
             raise InvalidArgumentError(f"qos must be 0, 1 or 2, got {qos}")
+        reliable = self._reliable
+        if qos == 0 and reliable is not None:
+            upgraded = [item for item in items if reliable(item[0])]
+            if upgraded:
+                await self.publish_many(upgraded, retain=retain, qos=1)
+                items = [item for item in items if not reliable(item[0])]
         batch = []
         for topic, payload in items:
             _check_topic(topic)

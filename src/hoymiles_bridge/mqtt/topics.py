@@ -26,6 +26,7 @@ entities come from the command registry (:mod:`hoymiles_bridge.core.commands`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -335,6 +336,21 @@ INVERTER_COMMAND_NAMES: Final = frozenset(s.name for s in commands_for(Target.IN
 DTU_COMMAND_NAMES: Final = frozenset(s.name for s in commands_for(Target.DTU))
 
 
+def reliable_topics(discovery_prefix: str) -> Callable[[str], bool]:
+    """The rule the link applies: availability (``.../available``) and everything
+    under the discovery prefix always go at QoS 1, whatever ``mqtt.qos`` says.
+
+    The bridge's inverters, DTUs, batteries and cloud stations all name their
+    availability ``.../available``; the will and its alias go at QoS 1 anyway.
+    """
+    prefix = discovery_prefix.strip("/") + "/"
+
+    def reliable(topic: str) -> bool:
+        return topic.endswith("/available") or topic.startswith(prefix)
+
+    return reliable
+
+
 def port_key(port: int, key: str) -> str:
     """``port<n>_<key>``: a PV port's value in an inverter's state and its entity's object id."""
     return f"port{port}_{key}"
@@ -434,4 +450,5 @@ __all__ = [
     "Field",
     "TopicLayout",
     "port_key",
+    "reliable_topics",
 ]
