@@ -8,7 +8,6 @@ the switched mode. A changed ``controller.mode`` option then wins.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,14 +16,11 @@ from typing import Any
 import aiohttp
 import yaml
 
-from hoymiles_bridge.addon.runner import Service, WebConfig
-from hoymiles_bridge.cli.run import standalone_broker, summary
-from hoymiles_bridge.config.options import load_options
 from hoymiles_bridge.simulator import DtuSimulator
-from hoymiles_bridge.web.store import state_dir_for
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .mosquitto import Mosquitto
+from .service_env import running_service
 from .waiting import until
 from .web_client import WebClient
 
@@ -32,32 +28,15 @@ from .web_client import WebClient
 @contextlib.asynccontextmanager
 async def _service(path: Path) -> AsyncIterator[WebClient]:
     """The service of ``path``, running, and a client of its web API; stopped on exit."""
-    service = Service(
-        load_options(path),
-        standalone_broker(load_options(path)),
-        WebConfig("127.0.0.1", 0),
-        summary=summary,
-        config_file=path,
-        broker_for=standalone_broker,
-        state_dir=state_dir_for(path),
-    )
-    task = asyncio.create_task(service.run(), name="test-kept-mode-service")
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = WebClient(session, "")
+    async with running_service(path) as service, aiohttp.ClientSession() as session:
+        client = WebClient(session, f"http://127.0.0.1:{service.web.port}/")
 
-            async def controller_up() -> bool:
-                if not service.web.running:
-                    return False
-                client.base = f"http://127.0.0.1:{service.web.port}/"
-                _, body = await client.get("api/controller")
-                return bool(body.get("running"))
+        async def controller_up() -> bool:
+            _, body = await client.get("api/controller")
+            return bool(body.get("running"))
 
-            await until(controller_up, "the controller")
-            yield client
-    finally:
-        service.request_stop()
-        assert await asyncio.wait_for(task, 20) == 0
+        await until(controller_up, "the controller")
+        yield client
 
 
 async def _mode(client: WebClient) -> Any:

@@ -19,19 +19,17 @@ import aiohttp
 import yaml
 from playwright.async_api import Page, expect
 
-from hoymiles_bridge.addon.runner import Service, WebConfig
-from hoymiles_bridge.cli.run import standalone_broker, summary
-from hoymiles_bridge.config.options import load_options
+from hoymiles_bridge.addon.runner import Service
 from hoymiles_bridge.mqtt.local_broker import free_port
 from hoymiles_bridge.mqtt.topics import TopicLayout
 from hoymiles_bridge.protocol.devices import format_serial
 from hoymiles_bridge.simulator import DtuSimulator, SimClock, default_fleet
-from hoymiles_bridge.web.store import state_dir_for
 from tests.browser.helpers import ConsoleErrors, IngressProxies
 
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .interop_helpers import noon_today
 from .mosquitto import Mosquitto, Subscriber
+from .service_env import running_service, standalone_service
 from .waiting import until as _until
 from .web_client import WebClient
 
@@ -49,16 +47,8 @@ async def test_standalone_setup_mode_then_the_first_dtu_is_polled_without_a_rest
             {"dtus": [], "poll_interval": 2, "mqtt": {"host": "127.0.0.1", "port": mosquitto.port}}
         )
     )
-    options = load_options(path)
-    assert options.dtus == ()
-    service = Service(
-        options,
-        standalone_broker(options),
-        WebConfig("127.0.0.1", 0),
-        summary=summary,
-        config_file=path,
-        broker_for=standalone_broker,
-    )
+    service = standalone_service(path, keep_state=False)
+    assert service.options.dtus == ()
     layout = TopicLayout("solar")
     async with (
         DtuSimulator(port=0) as sim,
@@ -113,10 +103,7 @@ async def test_standalone_setup_mode_then_the_first_dtu_is_polled_without_a_rest
 async def _setup_service(
     path: Path, mosquitto: Mosquitto, *, fresh: bool = True
 ) -> AsyncIterator[Service]:
-    """A standalone service started from ``path`` (no DTU when ``fresh``), stopped on exit.
-
-    Its history lives in the state folder next to ``path``, as with ``run --config``.
-    """
+    """A standalone service started from ``path`` (no DTU when ``fresh``), stopped on exit."""
     if fresh:
         path.write_text(
             yaml.safe_dump(
@@ -128,27 +115,8 @@ async def _setup_service(
                 }
             )
         )
-    options = load_options(path)
-    service = Service(
-        options,
-        standalone_broker(options),
-        WebConfig("127.0.0.1", 0),
-        summary=summary,
-        config_file=path,
-        broker_for=standalone_broker,
-        state_dir=state_dir_for(path),
-    )
-    task = asyncio.create_task(service.run(), name="test-setup-browser-service")
-    try:
-
-        async def web_up() -> bool:
-            return service.web.running
-
-        await _until(web_up, "the web server")
+    async with running_service(path) as service:
         yield service
-    finally:
-        service.request_stop()
-        assert await asyncio.wait_for(task, 20) == 0
 
 
 async def test_the_users_path_find_test_save_live_rename_restart_history_kept(

@@ -19,10 +19,8 @@ from playwright.async_api import Page, Route, expect
 
 from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.addon.config_store import SupervisorConfigStore
-from hoymiles_bridge.addon.runner import Service, WebConfig
 from hoymiles_bridge.addon.supervisor import SupervisorClient
-from hoymiles_bridge.cli.run import standalone_broker, summary
-from hoymiles_bridge.config.options import load_options, normalize, storable
+from hoymiles_bridge.config.options import normalize, storable
 from hoymiles_bridge.config.store import options_document
 from hoymiles_bridge.protocol.secrets import MASK
 from hoymiles_bridge.simulator import DtuSimulator, default_fleet
@@ -33,6 +31,7 @@ from tests.browser.helpers import ConsoleErrors, IngressProxies
 from .bridge_env import running_bridge
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .mosquitto import Mosquitto
+from .service_env import standalone_service
 
 ADDON_DIR = Path(__file__).resolve().parents[1] / "addon"
 if str(ADDON_DIR) not in sys.path:
@@ -197,15 +196,7 @@ async def test_standalone_save_and_restart_applies_the_poll_interval(
                 }
             )
         )
-        options = load_options(path)
-        service = Service(
-            options,
-            standalone_broker(options),
-            WebConfig("127.0.0.1", 0),
-            summary=summary,
-            config_file=path,
-            broker_for=standalone_broker,
-        )
+        service = standalone_service(path, keep_state=False)
         task = asyncio.create_task(service.run(), name="test-standalone-service")
         try:
             await _until(lambda: _true(service.web.running), "the web server")
