@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
+import aiomqtt
 import pytest
 
+from hoymiles_bridge.cloud import facts
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.core.cloud import CloudSource, CloudStation
+from hoymiles_bridge.core.commands import CommandRequest, Target
 from hoymiles_bridge.mqtt.cloud import (
     CLOUD_FIELDS,
     CloudPublisher,
@@ -80,6 +83,13 @@ def station(**changes: Any) -> CloudStation:
 
 def test_the_discovery_of_a_station_is_valid() -> None:
     items = discovery_items("homeassistant", "solar", STATUS, station(), "1.0")
+    # without cloud.allow_writes the settings' entities are removed
+    removed = [topic for topic, text in items if not text]
+    assert removed == [
+        "homeassistant/switch/hoymiles_cloud_101/grid_charge/config",
+        "homeassistant/number/hoymiles_cloud_101/on_grid_power/config",
+    ]
+    items = [(topic, text) for topic, text in items if text]
     assert not check_fleet(items)
     assert len(items) == len(CLOUD_FIELDS)
     payloads = {topic.split("/")[3]: json.loads(text) for topic, text in items}
@@ -91,6 +101,31 @@ def test_the_discovery_of_a_station_is_valid() -> None:
     assert soc["dev"]["name"] == "Balcony" and soc["dev"]["ids"] == ["hoymiles_cloud_101"]
     assert [a["t"] for a in soc["avty"]] == [STATUS, "solar/cloud/101/available"]
     assert soc["stat_t"] == "solar/cloud/101/soc"
+
+
+def test_with_writes_a_station_offers_its_settings() -> None:
+    items = discovery_items("homeassistant", "solar", STATUS, station(), "1.0", writes=True)
+    assert all(text for _, text in items)
+    assert not check_fleet(items)
+    configs = {topic: json.loads(text) for topic, text in items}
+    switch = configs["homeassistant/switch/hoymiles_cloud_101/grid_charge/config"]
+    assert switch["cmd_t"] == "solar/cloud/101/cmd/grid_charge"
+    assert switch["stat_t"] == "solar/cloud/101/grid_charge"
+    assert (switch["pl_on"], switch["pl_off"]) == ("1", "0")
+    assert switch["uniq_id"] == "hoymiles_cloud_101_grid_charge"
+    number = configs["homeassistant/number/hoymiles_cloud_101/on_grid_power/config"]
+    assert number["cmd_t"] == "solar/cloud/101/cmd/on_grid_power"
+    assert (number["min"], number["max"], number["unit_of_meas"]) == (0, 6000, "W")
+    assert number["avty"] == switch["avty"] and number["dev"]["ids"] == ["hoymiles_cloud_101"]
+    # what the bridge wrote is the state
+    states = dict(state_items("solar", station(grid_charge=True, on_grid_power=800.0)))
+    assert states["solar/cloud/101/grid_charge"] == "1"
+    assert states["solar/cloud/101/on_grid_power"] == "800"
+    # a fallback station removes them too
+    fallback = discovery_items(
+        "homeassistant", "solar", STATUS, station(fallback=True), "1.0", writes=True
+    )
+    assert all(text == "" for _, text in fallback)
 
 
 def test_states_of_a_station() -> None:
@@ -138,7 +173,7 @@ async def test_source_and_publisher_against_the_stand_in(cloud: Running) -> None
         assert retained["solar/cloud/101/energy_total"] == "125"
         assert retained["solar/cloud/101/battery_temperature"] == "22"
         assert retained["solar/cloud/101/available"] == "online"
-        configs = [(t, p) for t, p in retained.items() if t.startswith("homeassistant/")]
+        configs = [(t, p) for t, p in retained.items() if t.startswith("homeassistant/") and p]
         assert len(configs) == len(CLOUD_FIELDS) and not check_fleet(configs)
         # Nothing changed: nothing is published again.
         sent = len(link.batches)
@@ -193,6 +228,85 @@ async def test_the_bridge_publishes_cloud_stations(mosquitto: Mosquitto, cloud: 
     assert len(configs) == 2 * len(CLOUD_FIELDS)
     assert config in dict(configs)
     assert not check_fleet(configs)
+
+
+async def _outcome(env: Any, sub: Subscriber, topic: str, payload: bytes) -> bytes:
+    """Send a command on ``topic``; its final outcome (after any ``pending``)."""
+    status = topic + "/status"
+    seen = len(sub.payloads(status))
+
+    def finals() -> list[bytes]:
+        return [p for p in sub.payloads(status)[seen:] if p != b"pending"]
+
+    async def answered() -> bool:
+        return bool(finals())
+
+    await env.bridge.link.publish(topic, payload, qos=1)
+    await until(answered, f"the outcome on {status}")
+    return finals()[0]
+
+
+async def test_cloud_settings_from_mqtt_through_the_registry(
+    mosquitto: Mosquitto, cloud: Running
+) -> None:
+    cloud_options = {
+        "username": USERNAME,
+        "password": PASSWORD,
+        "base_url": cloud.url,
+        "stations": "101",
+        "allow_writes": True,
+    }
+    settings = cloud.state.settings
+    charge = "solar/cloud/101/cmd/grid_charge"
+    power = "solar/cloud/101/cmd/on_grid_power"
+    # a retained command waits on the broker: the bridge ignores it, and clears it
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.publish(charge, b"1", qos=1, retain=True)
+    async with Subscriber(mosquitto.port, "#") as sub:
+        async with running_bridge(mosquitto, [], cloud=cloud_options) as env:
+            await sub.wait_for("solar/cloud/101/soc")
+            switch = "homeassistant/switch/hoymiles_cloud_101/grid_charge/config"
+            assert json.loads(await sub.wait_for(switch))["cmd_t"] == charge
+            await sub.wait_for(charge, lambda p: p == b"")
+            assert settings[facts.ACTION_GRID_CHARGE] == {"enable": 0}
+
+            assert await _outcome(env, sub, charge, b"ON") == b"ok"
+            assert await sub.wait_for("solar/cloud/101/grid_charge") == b"1"
+            assert settings[facts.ACTION_GRID_CHARGE]["enable"] == 1
+            assert await _outcome(env, sub, power, b"650") == b"ok"
+            assert await sub.wait_for("solar/cloud/101/on_grid_power") == b"650"
+            assert settings[facts.ACTION_ON_GRID_POWER] == {"power": 650}
+
+            # refused in one sentence: out of range, an unknown station
+            text = await _outcome(env, sub, power, b"7000")
+            assert text.startswith(b"failed: ") and b"6000" in text
+            text = await _outcome(env, sub, "solar/cloud/999/cmd/grid_charge", b"1")
+            assert b"no cloud station" in text
+
+            # the cloud refuses (the 2026-09 fault): failed, the state stays, polling goes on
+            cloud.state.settings_empty = True
+            text = await _outcome(env, sub, charge, b"0")
+            assert text.startswith(b"failed: ") and b"The device list is empty" in text
+            assert sub.last["solar/cloud/101/grid_charge"] == b"1"
+            assert env.bridge.cloud is not None and env.bridge.cloud.status.running
+
+
+async def test_without_writes_no_cloud_command_is_taken(
+    mosquitto: Mosquitto, cloud: Running
+) -> None:
+    cloud_options = {"username": USERNAME, "password": PASSWORD, "base_url": cloud.url}
+    async with Subscriber(mosquitto.port, "#") as sub:
+        async with running_bridge(mosquitto, [], cloud=cloud_options) as env:
+            await sub.wait_for("solar/cloud/101/soc")
+            switch = "homeassistant/switch/hoymiles_cloud_101/grid_charge/config"
+            assert await sub.wait_for(switch) == b""
+            answer = await env.bridge.fleet.submit(
+                CommandRequest(Target.CLOUD, "101", "grid_charge", b"1")
+            )
+            assert answer is not None and answer.status == "refused"
+            assert "cloud.allow_writes" in answer.message
+    assert not cloud.state.jobs
+    assert cloud.state.settings[facts.ACTION_GRID_CHARGE] == {"enable": 0}
 
 
 async def test_the_web_card_and_the_inspector_show_no_secret(

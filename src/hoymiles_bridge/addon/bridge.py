@@ -42,7 +42,8 @@ from hoymiles_bridge.dtu.session import ClientFactory, default_client
 from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.mqtt.battery import BatteryAdapter
 from hoymiles_bridge.mqtt.bridge import MqttBridge
-from hoymiles_bridge.mqtt.cloud import CloudPublisher
+from hoymiles_bridge.mqtt.cloud import CloudCommands, CloudPublisher
+from hoymiles_bridge.mqtt.companion import LinkCompanion
 from hoymiles_bridge.mqtt.controller import ControllerLink
 from hoymiles_bridge.mqtt.link import MqttLink, MqttSettings
 from hoymiles_bridge.mqtt.topics import TopicLayout
@@ -122,27 +123,32 @@ class Bridge:
             submit=fleet.submit,
         )
         fleet.controller_handler = self.controller.execute
+        self.cloud: CloudSource | None = None
+        self.cloud_mqtt: CloudPublisher | None = None
+        companions: list[LinkCompanion] = [self.batteries, self.controller_link]
+        if options.cloud.enabled:
+            try:
+                self.cloud = CloudSource(options.cloud)
+            except InvalidArgumentError as err:
+                _LOGGER.error("cloud: %s; the cloud is not used", err)  # noqa: TRY400 - a sentence
+            else:
+                fleet.cloud_handler = self.cloud.execute
+                if options.cloud.allow_writes:
+                    companions.append(CloudCommands(options.base_topic, fleet.submit))
         self.mqtt = MqttBridge(
             fleet,
             mqtt,
             announce_delay=announce_delay,
             backoff=mqtt_backoff,
-            companions=(self.batteries, self.controller_link),
+            companions=tuple(companions),
         )
         fleet.subscribe(self.controller_link.on_event)
-        self.cloud: CloudSource | None = None
-        self.cloud_mqtt: CloudPublisher | None = None
-        if options.cloud.enabled:
-            self._add_cloud(options)
+        if self.cloud is not None:
+            self._add_cloud(options, self.cloud)
 
-    def _add_cloud(self, options: Options) -> None:
-        try:
-            self.cloud = CloudSource(options.cloud)
-        except InvalidArgumentError as err:
-            _LOGGER.error("cloud: %s; the cloud is not used", err)  # noqa: TRY400 - a sentence
-            return
+    def _add_cloud(self, options: Options, cloud: CloudSource) -> None:
         self.cloud_mqtt = CloudPublisher(
-            self.cloud,
+            cloud,
             self.mqtt.link,
             base=options.base_topic,
             bridge_status=self.mqtt.layout.will,
@@ -150,6 +156,7 @@ class Bridge:
             discovery=options.discovery,
             version=__version__,
             qos=options.mqtt.qos,
+            writes=options.cloud.allow_writes,
         )
         self.fleet.subscribe(self._local_batteries)
 

@@ -12,7 +12,12 @@ station feeds in. A station whose battery is also reachable locally is a
 *fallback*: the local source wins, and the adapters do not show it twice.
 
 It is kept apart from :class:`~hoymiles_bridge.core.fleet.Fleet` (the DTUs):
-the two share nothing but the options.
+the two share nothing but the options and the command registry. The
+registry's cloud commands (``grid_charge``, ``on_grid_power``) reach
+:meth:`CloudSource.execute` through the fleet; they write a station's setting
+through the cloud, only when ``cloud.allow_writes`` is on. The cloud has no
+cheap way to read these settings back, so a station shows the value the
+bridge last wrote (``None`` until then).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -29,7 +34,8 @@ from hoymiles_bridge.cloud.client import CloudClient, Credentials, Endpoints, Ex
 from hoymiles_bridge.cloud.poller import CloudPoller, CloudStatus, StationSnapshot, station_ids
 from hoymiles_bridge.cloud.tokens import TOKEN_FILE_NAME, TokenFile, account_key
 from hoymiles_bridge.config.options import CloudOptions
-from hoymiles_bridge.errors import InvalidArgumentError
+from hoymiles_bridge.core.commands import Command, CommandOutcome
+from hoymiles_bridge.errors import CloudError, CloudWriteRefusedError, InvalidArgumentError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,6 +65,9 @@ class CloudStation:
     updated_at: datetime | None = None
     available: bool = False
     fallback: bool = False
+    #: The settings as the bridge last wrote them (``None``: not written since the start).
+    grid_charge: bool | None = None
+    on_grid_power: float | None = None
 
 
 def station_from(snapshot: StationSnapshot, local: frozenset[str]) -> CloudStation:
@@ -131,6 +140,8 @@ class CloudSource:
         self._subscribers: list[StationCallback] = []
         self._watchers: list[Callable[[], None]] = []
         self._local: frozenset[str] = frozenset()
+        #: Per station: the settings the bridge wrote (``grid_charge``, ``on_grid_power``).
+        self._written: dict[int, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         return f"<CloudSource {len(self._stations)} station(s), {self.client.state.value}>"
@@ -178,7 +189,9 @@ class CloudSource:
 
     def station_updated(self, snapshot: StationSnapshot) -> None:
         self._snapshots[snapshot.sid] = snapshot
-        station = station_from(snapshot, self._local)
+        station = replace(
+            station_from(snapshot, self._local), **self._written.get(snapshot.sid, {})
+        )
         if self._stations.get(snapshot.sid) == station:
             return
         self._stations[snapshot.sid] = station
@@ -196,6 +209,37 @@ class CloudSource:
     def _changed(self) -> None:
         for callback in list(self._watchers):
             callback()
+
+    # --- the registry's cloud commands -----------------------------------------------------
+
+    async def execute(self, command: Command) -> CommandOutcome:
+        """Write a station's setting through the cloud: ``grid_charge`` or ``on_grid_power``.
+
+        ``command.serial`` is the station id. Refused while ``cloud.allow_writes``
+        is off or for a station the account does not have; ``failed`` when the
+        cloud did not take it (the poller and the login carry on either way).
+        """
+        sid = int(command.serial) if command.serial.isdigit() else None
+        if sid is None or sid not in self._snapshots:
+            return CommandOutcome("refused", f"no cloud station {command.serial[:24]!r}")
+        value: bool | float
+        try:
+            if command.name == "grid_charge":
+                value = bool(command.value)
+                await self.client.set_grid_charge(sid, value)
+            elif command.name == "on_grid_power":
+                value = float(round(command.value))
+                await self.client.set_on_grid_power(sid, int(value))
+            else:
+                return CommandOutcome("refused", f"{command.name} is not a cloud setting")
+        except CloudWriteRefusedError as err:
+            return CommandOutcome("refused", str(err))
+        except CloudError as err:
+            _LOGGER.warning("cloud: station %d: %s was not written: %s", sid, command.name, err)
+            return CommandOutcome("failed", f"the cloud did not take it ({err})")
+        self._written.setdefault(sid, {})[command.name] = value
+        self.station_updated(self._snapshots[sid])
+        return CommandOutcome("ok")
 
     # --- for the web UI ----------------------------------------------------------------------
 

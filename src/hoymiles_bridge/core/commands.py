@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from hoymiles_bridge.cloud.facts import ON_GRID_POWER_RANGE
 from hoymiles_bridge.config.table import CONTROLLER_MODES
 from hoymiles_bridge.dtu.client import DtuClient
 from hoymiles_bridge.errors import (
@@ -61,6 +62,9 @@ class Target(enum.Enum):
     BATTERY = "battery"
     #: The bridge's power controller (core/controller_service.py carries it out).
     CONTROLLER = "controller"
+    #: An S-Miles station's setting through the Hoymiles cloud (core/cloud.py; writes
+    #: need ``cloud.allow_writes``). Its "serial" is the station id.
+    CLOUD = "cloud"
 
 
 class ValueKind(enum.Enum):
@@ -526,6 +530,33 @@ COMMANDS: Final[tuple[CommandSpec, ...]] = (
             Entity(
                 "controller_mode", "Controller mode", "select", icon="mdi:transmission-tower-export"
             ),
+        ),
+    ),
+    # --- S-Miles stations through the cloud (core/cloud.py; their topics are
+    # <base>/cloud/<sid>/cmd/<name>, mqtt/cloud.py; only with cloud.allow_writes) ---
+    CommandSpec(
+        name="grid_charge",
+        target=Target.CLOUD,
+        value=ValueKind.SWITCH,
+        label="Grid charge",
+        help="Let the station's battery charge from the grid (1) or not (0), through the cloud.",
+        ignore_retained=True,
+        entities=(
+            Entity("grid_charge", "Grid charge", "switch", icon="mdi:transmission-tower-import"),
+        ),
+    ),
+    CommandSpec(
+        name="on_grid_power",
+        target=Target.CLOUD,
+        value=ValueKind.NUMBER,
+        label="On-grid input power",
+        help="The station's on-grid input power setting in W, through the cloud.",
+        unit="W",
+        minimum=float(ON_GRID_POWER_RANGE[0]),
+        maximum=float(ON_GRID_POWER_RANGE[1]),
+        ignore_retained=True,
+        entities=(
+            Entity("on_grid_power", "On-grid input power", "number", icon="mdi:transmission-tower"),
         ),
     ),
 )

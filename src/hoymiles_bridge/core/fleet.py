@@ -165,6 +165,8 @@ class Fleet:
         self.commands_failed = 0
         #: Carries out the power controller's commands (set by the bridge that runs one).
         self.controller_handler: Callable[[Command], Awaitable[CommandOutcome]] | None = None
+        #: Carries out the cloud stations' setting writes (set by a bridge that uses the cloud).
+        self.cloud_handler: Callable[[Command], Awaitable[CommandOutcome]] | None = None
         #: The batteries on the broker (fed and served by the MQTT adapter).
         self.batteries = BatteryHub(options, self.emit, clock=battery_clock, tick=battery_tick)
 
@@ -474,6 +476,12 @@ class Fleet:
             if command.spec.target is Target.BATTERY:
                 await self._progress(request, CommandOutcome("pending"))
                 return await self._finish(request, await self.batteries.execute(command))
+            if command.spec.target is Target.CLOUD:
+                cloud = self.cloud_handler
+                if cloud is None:
+                    raise CommandError("this bridge does not use the Hoymiles cloud")
+                await self._progress(request, CommandOutcome("pending"))
+                return await self._finish(request, await cloud(command))
             if command.spec.target is Target.DTU:
                 dtu = self.find_dtu(command.serial)
             else:

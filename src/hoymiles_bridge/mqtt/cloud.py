@@ -11,6 +11,14 @@ reachable locally, and the local device wins) has its discovery removed.
 :class:`CloudPublisher` shares the bridge's :class:`~hoymiles_bridge.mqtt.link.MqttLink`:
 it publishes retained states when a station changes, and announces again
 after the link reconnected (it watches the link's connect count).
+
+With ``cloud.allow_writes`` each station also gets the registry's cloud
+commands (``grid_charge`` a switch, ``on_grid_power`` a number) on
+``<base>/cloud/<sid>/cmd/<name>``. :class:`CloudCommands`, a companion of the
+link, hands them to the registry (``Fleet.submit``), which answers on
+``.../status``. Their state topics (``<base>/cloud/<sid>/grid_charge``,
+``.../on_grid_power``) hold what the bridge last wrote: the cloud is not asked
+for the settings.
 """
 
 from __future__ import annotations
@@ -18,10 +26,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from hoymiles_bridge.core.cloud import CloudSource, CloudStation
+from hoymiles_bridge.core.commands import (
+    CommandOutcome,
+    CommandRequest,
+    CommandSpec,
+    Target,
+    commands_for,
+)
 from hoymiles_bridge.mqtt.discovery import (
     MANUFACTURER,
     ORIGIN_NAME,
@@ -30,13 +46,17 @@ from hoymiles_bridge.mqtt.discovery import (
     PROJECT_URL,
     config_topic,
 )
-from hoymiles_bridge.mqtt.link import MqttLink
+from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage
 
 M: Final = "measurement"
 TI: Final = "total_increasing"
 MODEL: Final = "S-Miles station (cloud)"
 #: Seconds between two looks at the link's connect count without a change.
 RECHECK_S: Final = 60.0
+#: The registry's cloud commands (the settings a station offers with cloud.allow_writes).
+CLOUD_COMMANDS: Final = commands_for(Target.CLOUD)
+#: Cloud commands running at once (each waits for the cloud's settings job).
+MAX_CLOUD_COMMANDS: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +102,24 @@ def _value(value: float | None) -> str:
     return str(int(value)) if value == int(value) else f"{value:g}"
 
 
+def command_topic(base: str, sid: int | str, name: str) -> str:
+    """Where a station's command arrives (its outcome goes to ``<topic>/status``)."""
+    return f"{base.strip('/')}/cloud/{sid}/cmd/{name}"
+
+
 def state_items(base: str, station: CloudStation) -> list[tuple[str, str]]:
-    """The station's retained states: each sensor, its name, availability and fallback flag."""
+    """The station's retained states: each sensor, its name, availability and fallback
+    flag, and the settings the bridge wrote."""
     items = [
         (station_topic(base, station.sid, f.key), _value(getattr(station, f.key)))
         for f in CLOUD_FIELDS
         if getattr(station, f.key) is not None
     ]
+    sid = station.sid
+    if station.grid_charge is not None:
+        items.append((station_topic(base, sid, "grid_charge"), str(int(station.grid_charge))))
+    if station.on_grid_power is not None:
+        items.append((station_topic(base, sid, "on_grid_power"), _value(station.on_grid_power)))
     items += [
         (station_topic(base, station.sid, "name"), station.name),
         (
@@ -100,10 +131,43 @@ def state_items(base: str, station: CloudStation) -> list[tuple[str, str]]:
     return items
 
 
+def _command_config(
+    spec: CommandSpec, base: str, sid: int, node: str
+) -> tuple[str, dict[str, Any]]:
+    """A cloud command's entity: its component and its own part of the config."""
+    entity = spec.entities[0]
+    payload: dict[str, Any] = {
+        "name": entity.name,
+        "uniq_id": f"{node}_{entity.key}",
+        "cmd_t": command_topic(base, sid, spec.name),
+        "stat_t": station_topic(base, sid, spec.name),
+    }
+    if entity.icon is not None:
+        payload["ic"] = entity.icon
+    if entity.component == "switch":
+        payload.update({"pl_on": "1", "pl_off": "0"})
+    else:
+        payload.update(
+            {"min": spec.minimum, "max": spec.maximum, "step": 1, "mode": "box"}
+            | ({"unit_of_meas": spec.unit} if spec.unit else {})
+        )
+    return entity.component, payload
+
+
 def discovery_items(
-    prefix: str, base: str, bridge_status: str, station: CloudStation, version: str
+    prefix: str,
+    base: str,
+    bridge_status: str,
+    station: CloudStation,
+    version: str,
+    *,
+    writes: bool = False,
 ) -> list[tuple[str, str]]:
-    """The station's discovery configs; empty payloads (removal) for a fallback station."""
+    """The station's discovery configs; empty payloads (removal) for a fallback station.
+
+    With ``writes`` (``cloud.allow_writes``) the station's settings too, else
+    their configs are removed.
+    """
     node = device_id(station.sid)
     device = {
         "ids": [node],
@@ -116,11 +180,17 @@ def discovery_items(
         {"t": topic, "pl_avail": PAYLOAD_ONLINE, "pl_not_avail": PAYLOAD_OFFLINE}
         for topic in (bridge_status, station_topic(base, station.sid, "available"))
     ]
-    items = []
+    common = {
+        "avty": availability,
+        "avty_mode": "all",
+        "dev": device,
+        "o": {"name": ORIGIN_NAME, "sw": version, "url": PROJECT_URL},
+    }
+    configs: list[tuple[str, dict[str, Any] | None]] = []
     for field in CLOUD_FIELDS:
         topic = config_topic(prefix, "sensor", node, field.key)
         if station.fallback:
-            items.append((topic, ""))
+            configs.append((topic, None))
             continue
         payload: dict[str, Any] = {
             "name": field.name,
@@ -135,12 +205,103 @@ def discovery_items(
             payload["unit_of_meas"] = field.unit
         if field.precision is not None:
             payload["sug_dsp_prc"] = field.precision
-        payload["avty"] = availability
-        payload["avty_mode"] = "all"
-        payload["dev"] = device
-        payload["o"] = {"name": ORIGIN_NAME, "sw": version, "url": PROJECT_URL}
-        items.append((topic, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))))
-    return items
+        configs.append((topic, payload))
+    for spec in CLOUD_COMMANDS:
+        component, payload = _command_config(spec, base, station.sid, node)
+        topic = config_topic(prefix, component, node, spec.entities[0].key)
+        configs.append((topic, payload if writes and not station.fallback else None))
+    return [
+        (topic, "" if payload is None else _json(payload | common)) for topic, payload in configs
+    ]
+
+
+def _json(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+async def _no_registry(request: CommandRequest) -> CommandOutcome:
+    return CommandOutcome("refused", "no command registry")
+
+
+class CloudCommands:
+    """The stations' command topics on the bridge's link (a companion; see the module docs).
+
+    Each command runs in its own task (a settings job takes seconds), at most
+    :data:`MAX_CLOUD_COMMANDS` at once; a newer message on a busy topic
+    replaces the one waiting there, so the latest wins.
+    """
+
+    def __init__(
+        self,
+        base: str,
+        submit: Callable[[CommandRequest], Awaitable[CommandOutcome | None]] | None = None,
+    ) -> None:
+        self._base = base.strip("/")
+        self._submit = submit if submit is not None else _no_registry
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._waiting: dict[str, CommandRequest] = {}
+        self._link: MqttLink | None = None
+
+    def __repr__(self) -> str:
+        return f"CloudCommands(running={len(self._running)})"
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        return (command_topic(self._base, "+", "+"),)
+
+    def bind(self, link: MqttLink) -> None:
+        """The link (the bridge publishes the outcomes; this only a "too busy")."""
+        self._link = link
+
+    async def handle(self, message: MqttMessage) -> bool:
+        parts = message.topic.split("/")
+        base = self._base.split("/")
+        if (
+            len(parts) != len(base) + 4
+            or parts[: len(base)] != base
+            or parts[len(base)] != "cloud"
+            or parts[len(base) + 2] != "cmd"
+        ):
+            return False
+        sid, name = parts[len(base) + 1], parts[len(base) + 3]
+        request = CommandRequest(
+            Target.CLOUD,
+            sid[:24],
+            name[:64],
+            message.payload,
+            retained=message.retain,
+            origin=message.topic,
+        )
+        key = message.topic
+        if key in self._running:
+            self._waiting[key] = request  # the latest wins
+        elif len(self._running) >= MAX_CLOUD_COMMANDS:
+            self._waiting.pop(key, None)
+            outcome = CommandOutcome(
+                "refused", f"more than {MAX_CLOUD_COMMANDS} cloud commands at once; send it again"
+            )
+            if self._link is not None:
+                await self._link.publish(f"{key}/status", outcome.text, qos=1)
+        else:
+            self._waiting[key] = request
+            task = asyncio.create_task(self._run(key), name=f"cloud-command-{name[:32]}")
+            self._running[key] = task
+            task.add_done_callback(lambda done: self._running.pop(key, None))
+        return True
+
+    async def _run(self, key: str) -> None:
+        while (request := self._waiting.pop(key, None)) is not None:
+            outcome = await self._submit(request)
+            if outcome is None and request.retained and self._link is not None:
+                # ignored (a retained setting would be written again at every reconnect):
+                # clear it from the broker, so it stops coming back
+                await self._link.publish(key, b"", retain=True, qos=1)
+
+    async def on_connect(self) -> None:
+        """Nothing to announce: the publisher announces the stations."""
+
+    def on_disconnect(self) -> None:
+        """Nothing to do: a running command finishes, its outcome is queued."""
 
 
 class CloudPublisher:
@@ -157,8 +318,11 @@ class CloudPublisher:
         discovery: bool = True,
         version: str = "",
         qos: int = 0,
+        writes: bool = False,
     ) -> None:
         self._source = source
+        #: Whether the stations' settings are offered (cloud.allow_writes).
+        self._writes = writes
         #: The values' QoS (``mqtt.qos``); availability and discovery go at 1.
         self._qos = qos
         self._link = link
@@ -201,7 +365,12 @@ class CloudPublisher:
             if self._discovery and self._announced.get(station.sid) != station.fallback:
                 await self._link.publish_many(
                     discovery_items(
-                        self._prefix, self._base, self._bridge_status, station, self._version
+                        self._prefix,
+                        self._base,
+                        self._bridge_status,
+                        station,
+                        self._version,
+                        writes=self._writes,
                     ),
                     retain=True,
                     qos=1,
@@ -217,10 +386,14 @@ class CloudPublisher:
 
 
 __all__ = [
+    "CLOUD_COMMANDS",
     "CLOUD_FIELDS",
+    "MAX_CLOUD_COMMANDS",
     "MODEL",
+    "CloudCommands",
     "CloudField",
     "CloudPublisher",
+    "command_topic",
     "device_id",
     "discovery_items",
     "state_items",

@@ -144,11 +144,12 @@ def catalogue(api: ApiContext) -> dict[str, Any]:
     """The body of ``api/commands`` (see the module docs)."""
     body: dict[str, Any] = {
         "reads": [_read_entry(name) for name in READ_REQUESTS],
-        # Batteries have their own card; the controller's mode its card on the overview.
+        # Batteries have their own card; the controller's mode its card on the overview;
+        # the cloud's settings go through api/command, MQTT and Home Assistant.
         "commands": [
             _command_entry(s, e)
             for s in COMMANDS
-            if s.target not in (Target.BATTERY, Target.CONTROLLER)
+            if s.target not in (Target.BATTERY, Target.CONTROLLER, Target.CLOUD)
             for e in s.entities
         ],
         "limit_interval": None,
