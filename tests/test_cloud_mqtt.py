@@ -22,14 +22,16 @@ import pytest
 from hoymiles_bridge.cloud import facts
 from hoymiles_bridge.config.options import validate
 from hoymiles_bridge.core.cloud import CloudSource, CloudStation
-from hoymiles_bridge.core.commands import CommandRequest, Target
+from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest, Target
 from hoymiles_bridge.mqtt.cloud import (
     CLOUD_FIELDS,
+    MAX_CLOUD_COMMANDS,
+    CloudCommands,
     CloudPublisher,
     discovery_items,
     state_items,
 )
-from hoymiles_bridge.mqtt.link import MqttLink
+from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage
 from hoymiles_bridge.protocol.secrets import MASK
 from tests.bridge_env import running_bridge
 from tests.cloud_standin import PASSWORD, USERNAME, Running, start
@@ -53,6 +55,12 @@ class FakeLink:
         self.connects = 0
         self.retained: dict[str, str] = {}
         self.batches: list[list[tuple[str, str]]] = []
+        self.published: dict[str, str] = {}
+
+    async def publish(
+        self, topic: str, payload: str | bytes, *, retain: bool = False, qos: int = 0
+    ) -> None:
+        self.published[topic] = payload if isinstance(payload, str) else payload.decode()
 
     async def publish_many(
         self, items: Sequence[tuple[str, str]], *, retain: bool = False, qos: int = 0
@@ -282,6 +290,10 @@ async def test_cloud_settings_from_mqtt_through_the_registry(
             assert text.startswith(b"failed: ") and b"6000" in text
             text = await _outcome(env, sub, "solar/cloud/999/cmd/grid_charge", b"1")
             assert b"no cloud station" in text
+            odd = await env.bridge.fleet.submit(
+                CommandRequest(Target.CLOUD, "\u00b2", "grid_charge", b"1")
+            )
+            assert odd is not None and odd.status == "refused"
 
             # the cloud refuses (the 2026-09 fault): failed, the state stays, polling goes on
             cloud.state.settings_empty = True
@@ -289,6 +301,46 @@ async def test_cloud_settings_from_mqtt_through_the_registry(
             assert text.startswith(b"failed: ") and b"The device list is empty" in text
             assert sub.last["solar/cloud/101/grid_charge"] == b"1"
             assert env.bridge.cloud is not None and env.bridge.cloud.status.running
+
+
+async def test_the_command_companion_takes_only_station_commands() -> None:
+    taken: list[CommandRequest] = []
+    release = asyncio.Event()
+
+    async def submit(request: CommandRequest) -> CommandOutcome | None:
+        taken.append(request)
+        await release.wait()
+        return CommandOutcome("ok")
+
+    link = FakeLink()
+    commands = CloudCommands("solar", submit)
+    commands.bind(cast(MqttLink, link))
+    assert commands.subscriptions == ("solar/cloud/+/cmd/+",)
+    for topic in (
+        "solar/cloud/101/cmd/grid_charge/status",
+        "solar/cloud/101/grid_charge",
+        "other/cloud/101/cmd/grid_charge",
+        "solar/battery/101/cmd/setpoint",
+    ):
+        assert not await commands.handle(MqttMessage(topic, b"1", False, 1))
+    for sid in range(MAX_CLOUD_COMMANDS + 1):
+        topic = f"solar/cloud/{sid}/cmd/grid_charge"
+        assert await commands.handle(MqttMessage(topic, b"1", False, 1))
+    await until(lambda: _true(len(taken) == MAX_CLOUD_COMMANDS), "the commands to run")
+    # one more than it runs at once is refused at once, on its status topic
+    busy = f"solar/cloud/{MAX_CLOUD_COMMANDS}/cmd/grid_charge/status"
+    assert link.published[busy].startswith("failed: more than")
+    # a newer message on a busy topic waits, replacing an older waiting one
+    for payload in (b"0", b"1", b"0"):
+        await commands.handle(MqttMessage("solar/cloud/0/cmd/grid_charge", payload, False, 1))
+    release.set()
+    await until(lambda: _true(len(taken) == MAX_CLOUD_COMMANDS + 1), "the waiting command")
+    assert taken[-1].payload == b"0" and taken[-1].serial == "0"
+    await commands.stop()
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_without_writes_no_cloud_command_is_taken(

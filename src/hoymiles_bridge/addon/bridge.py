@@ -125,6 +125,7 @@ class Bridge:
         fleet.controller_handler = self.controller.execute
         self.cloud: CloudSource | None = None
         self.cloud_mqtt: CloudPublisher | None = None
+        self.cloud_commands: CloudCommands | None = None
         companions: list[LinkCompanion] = [self.batteries, self.controller_link]
         if options.cloud.enabled:
             try:
@@ -134,7 +135,8 @@ class Bridge:
             else:
                 fleet.cloud_handler = self.cloud.execute
                 if options.cloud.allow_writes:
-                    companions.append(CloudCommands(options.base_topic, fleet.submit))
+                    self.cloud_commands = CloudCommands(options.base_topic, fleet.submit)
+                    companions.append(self.cloud_commands)
         self.mqtt = MqttBridge(
             fleet,
             mqtt,
@@ -199,6 +201,8 @@ class Bridge:
         on MQTT (the caller then cancels :meth:`run`)."""
         await self.controller.stop()
         await self.batteries.stop()
+        if self.cloud_commands is not None:
+            await self.cloud_commands.stop()
         await self.mqtt.stop()
 
 

@@ -219,7 +219,8 @@ class CloudSource:
         is off or for a station the account does not have; ``failed`` when the
         cloud did not take it (the poller and the login carry on either way).
         """
-        sid = int(command.serial) if command.serial.isdigit() else None
+        serial = command.serial
+        sid = int(serial) if serial.isascii() and serial.isdigit() and len(serial) <= 12 else None
         if sid is None or sid not in self._snapshots:
             return CommandOutcome("refused", f"no cloud station {command.serial[:24]!r}")
         value: bool | float

@@ -297,6 +297,15 @@ class CloudCommands:
                 # clear it from the broker, so it stops coming back
                 await self._link.publish(key, b"", retain=True, qos=1)
 
+    async def stop(self) -> None:
+        """The bridge stops: end the commands still waiting for the cloud."""
+        self._waiting.clear()
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
     async def on_connect(self) -> None:
         """Nothing to announce: the publisher announces the stations."""
 
