@@ -294,6 +294,15 @@ async def test_cloud_settings_from_mqtt_through_the_registry(
                 CommandRequest(Target.CLOUD, "\u00b2", "grid_charge", b"1")
             )
             assert odd is not None and odd.status == "refused"
+            # from the web API (no topic of its own): the outcome on the station's topic
+            seen = len(sub.payloads(power + "/status"))
+            api = await env.bridge.fleet.submit(
+                CommandRequest(Target.CLOUD, "101", "on_grid_power", b"600")
+            )
+            assert api is not None and api.status == "ok"
+            await until(
+                lambda: _true(b"ok" in sub.payloads(power + "/status")[seen:]), "the API's outcome"
+            )
 
             # the cloud refuses (the 2026-09 fault): failed, the state stays, polling goes on
             cloud.state.settings_empty = True
@@ -309,6 +318,8 @@ async def test_the_command_companion_takes_only_station_commands() -> None:
 
     async def submit(request: CommandRequest) -> CommandOutcome | None:
         taken.append(request)
+        if request.retained:
+            return None
         await release.wait()
         return CommandOutcome("ok")
 
@@ -330,13 +341,27 @@ async def test_the_command_companion_takes_only_station_commands() -> None:
     # one more than it runs at once is refused at once, on its status topic
     busy = f"solar/cloud/{MAX_CLOUD_COMMANDS}/cmd/grid_charge/status"
     assert link.published[busy].startswith("failed: more than")
+    # a retained one is answered at once (ignored, then cleared), also at the limit
+    retained = "solar/cloud/9/cmd/on_grid_power"
+    assert await commands.handle(MqttMessage(retained, b"500", True, 1))
+    assert taken[-1].retained and link.published[retained] == ""
+    # an empty message (a clear coming back) is no command
+    assert await commands.handle(MqttMessage(retained, b"", False, 1))
+    assert len(taken) == MAX_CLOUD_COMMANDS + 1
     # a newer message on a busy topic waits, replacing an older waiting one
     for payload in (b"0", b"1", b"0"):
         await commands.handle(MqttMessage("solar/cloud/0/cmd/grid_charge", payload, False, 1))
     release.set()
-    await until(lambda: _true(len(taken) == MAX_CLOUD_COMMANDS + 1), "the waiting command")
+    await until(lambda: _true(len(taken) == MAX_CLOUD_COMMANDS + 2), "the waiting command")
     assert taken[-1].payload == b"0" and taken[-1].serial == "0"
+    # a message right after a command ended starts a new one
+    await until(lambda: _true(repr(commands) == "CloudCommands(running=0)"), "the commands' end")
+    assert await commands.handle(MqttMessage("solar/cloud/0/cmd/grid_charge", b"1", False, 1))
+    await until(lambda: _true(len(taken) == MAX_CLOUD_COMMANDS + 3), "the next command")
     await commands.stop()
+    assert await commands.handle(MqttMessage("solar/cloud/0/cmd/grid_charge", b"1", False, 1))
+    await asyncio.sleep(0)
+    assert len(taken) == MAX_CLOUD_COMMANDS + 3  # stopped: taken no more
 
 
 async def _true(value: bool) -> bool:
@@ -357,6 +382,9 @@ async def test_without_writes_no_cloud_command_is_taken(
             )
             assert answer is not None and answer.status == "refused"
             assert "cloud.allow_writes" in answer.message
+            # over MQTT the same refusal, on the command's status topic
+            text = await _outcome(env, sub, "solar/cloud/101/cmd/grid_charge", b"1")
+            assert text.startswith(b"failed: writes to the cloud are off")
     assert not cloud.state.jobs
     assert cloud.state.settings[facts.ACTION_GRID_CHARGE] == {"enable": 0}
 

@@ -268,6 +268,14 @@ async def test_a_bad_kept_mode_file_is_no_error(tmp_path: Path) -> None:
     service, _ = _service(fleet, clock)
     service.keep_mode_in(tmp_path)
     assert service.law.mode is Mode.MONITOR
+    # a mode that cannot be kept removes the one kept earlier: a restart starts in the option
+    (tmp_path / MODE_FILE_NAME).write_text('{"mode": "zero_export", "option": "monitor"}')
+    (tmp_path / (MODE_FILE_NAME + ".part")).mkdir()
+    service, _ = _service(fleet, clock)
+    service.keep_mode_in(tmp_path)
+    assert service.law.mode is Mode.ZERO_EXPORT
+    assert (await service.set_mode("off")).status == "ok"
+    assert not (tmp_path / MODE_FILE_NAME).exists()
     # a state directory that cannot be written: the switch still works, with a warning
     blocked = tmp_path / "file"
     blocked.write_text("")

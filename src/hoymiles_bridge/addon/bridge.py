@@ -134,9 +134,9 @@ class Bridge:
                 _LOGGER.error("cloud: %s; the cloud is not used", err)  # noqa: TRY400 - a sentence
             else:
                 fleet.cloud_handler = self.cloud.execute
-                if options.cloud.allow_writes:
-                    self.cloud_commands = CloudCommands(options.base_topic, fleet.submit)
-                    companions.append(self.cloud_commands)
+                # also without cloud.allow_writes: a command then gets its refusal
+                self.cloud_commands = CloudCommands(options.base_topic, fleet.submit)
+                companions.append(self.cloud_commands)
         self.mqtt = MqttBridge(
             fleet,
             mqtt,

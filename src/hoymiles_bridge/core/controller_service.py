@@ -361,17 +361,17 @@ class ControllerService:
             return CommandOutcome("refused", str(err))
         if mode is Mode.FEED_IN_CAP and self.law.config.max_feed_in is None:
             return CommandOutcome("refused", "feed_in_cap needs the option controller.max_feed_in")
-        async with self._lock:
+        async with self._lock:  # switches from several sources are kept and told in order
             before = self.law.mode
             actions = self.law.set_mode(mode, self._clock())
             await self._carry_all(actions)
-        if mode is not before:
-            _LOGGER.info("Power controller: mode %s", mode.value)
-            if self._mode_file is not None:
-                await asyncio.to_thread(self._keep_mode, self._mode_file, mode)
-            await self._emit(
-                ControllerChanged(mode.value, self.law.state, f"controller mode {mode.value}")
-            )
+            if mode is not before:
+                _LOGGER.info("Power controller: mode %s", mode.value)
+                if self._mode_file is not None:
+                    await asyncio.to_thread(self._keep_mode, self._mode_file, mode)
+                await self._emit(
+                    ControllerChanged(mode.value, self.law.state, f"controller mode {mode.value}")
+                )
         return CommandOutcome("ok")
 
     def keep_mode_in(self, directory: Path) -> None:
@@ -414,23 +414,31 @@ class ControllerService:
             )
 
     def _keep_mode(self, path: Path, mode: Mode) -> None:
-        """Write (or, back at the option's mode, remove) the kept mode."""
+        """Write (or, back at the option's mode, remove) the kept mode.
+
+        When that fails, the file is removed, so that a restart starts in the
+        option's mode rather than in one kept earlier.
+        """
+        part = path.with_name(path.name + ".part")
         try:
             if mode.value == self.options.mode:
                 path.unlink(missing_ok=True)
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
-            part = path.with_name(path.name + ".part")
             part.write_text(
                 json.dumps({"mode": mode.value, "option": self.options.mode}), encoding="utf-8"
             )
             part.replace(path)
         except OSError as err:
+            for leftover in (part, path):
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
+            start = "the mode kept earlier" if path.exists() else self.options.mode
             _LOGGER.warning(
                 "Power controller: cannot keep the mode in %s (%s); a restart starts in %s",
                 path,
                 err.strerror or err,
-                self.options.mode,
+                start,
             )
 
     # --- running -------------------------------------------------------------------------

@@ -646,6 +646,8 @@ class MqttBridge:
             return f"{base}/controller/cmd/mode"
         if target is Target.BATTERY:
             return f"{base}/battery/{serial}/cmd/{name}"
+        if target is Target.CLOUD:
+            return f"{base}/cloud/{serial}/cmd/{name}"
         if target is Target.DTU:
             return f"{base}/dtu/{serial}/cmd/{name}" if serial else f"{base}/dtu/cmd/{name}"
         return f"{base}/{serial}/cmd/{name}"

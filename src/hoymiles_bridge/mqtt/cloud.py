@@ -144,12 +144,13 @@ def _command_config(
     }
     if entity.icon is not None:
         payload["ic"] = entity.icon
+    payload["ent_cat"] = "config"  # a setting of the station, shown with its controls
     if entity.component == "switch":
         payload.update({"pl_on": "1", "pl_off": "0"})
     else:
         payload.update(
             {"min": spec.minimum, "max": spec.maximum, "step": 1, "mode": "box"}
-            | ({"unit_of_meas": spec.unit} if spec.unit else {})
+            | ({"unit_of_meas": spec.unit, "dev_cla": "power"} if spec.unit == "W" else {})
         )
     return entity.component, payload
 
@@ -228,7 +229,10 @@ class CloudCommands:
 
     Each command runs in its own task (a settings job takes seconds), at most
     :data:`MAX_CLOUD_COMMANDS` at once; a newer message on a busy topic
-    replaces the one waiting there, so the latest wins.
+    replaces the one waiting there, so the latest wins. A retained command is
+    ignored at once and cleared from the broker (a setting would otherwise be
+    written again at every reconnect); an empty message (such a clear coming
+    back) is no command.
     """
 
     def __init__(
@@ -241,6 +245,7 @@ class CloudCommands:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._waiting: dict[str, CommandRequest] = {}
         self._link: MqttLink | None = None
+        self._stopped = False
 
     def __repr__(self) -> str:
         return f"CloudCommands(running={len(self._running)})"
@@ -250,7 +255,7 @@ class CloudCommands:
         return (command_topic(self._base, "+", "+"),)
 
     def bind(self, link: MqttLink) -> None:
-        """The link (the bridge publishes the outcomes; this only a "too busy")."""
+        """The link (the bridge publishes the outcomes; this only clears and "too busy")."""
         self._link = link
 
     async def handle(self, message: MqttMessage) -> bool:
@@ -263,6 +268,8 @@ class CloudCommands:
             or parts[len(base) + 2] != "cmd"
         ):
             return False
+        if not message.payload or self._stopped:
+            return True
         sid, name = parts[len(base) + 1], parts[len(base) + 3]
         request = CommandRequest(
             Target.CLOUD,
@@ -273,10 +280,14 @@ class CloudCommands:
             origin=message.topic,
         )
         key = message.topic
-        if key in self._running:
+        if message.retain:
+            # the registry ignores it without asking the cloud (every cloud command
+            # ignores retained messages), so it is answered here, before the limit
+            if await self._submit(request) is None and self._link is not None:
+                await self._link.publish(key, b"", retain=True, qos=1)
+        elif key in self._running:
             self._waiting[key] = request  # the latest wins
         elif len(self._running) >= MAX_CLOUD_COMMANDS:
-            self._waiting.pop(key, None)
             outcome = CommandOutcome(
                 "refused", f"more than {MAX_CLOUD_COMMANDS} cloud commands at once; send it again"
             )
@@ -286,19 +297,20 @@ class CloudCommands:
             self._waiting[key] = request
             task = asyncio.create_task(self._run(key), name=f"cloud-command-{name[:32]}")
             self._running[key] = task
-            task.add_done_callback(lambda done: self._running.pop(key, None))
         return True
 
     async def _run(self, key: str) -> None:
-        while (request := self._waiting.pop(key, None)) is not None:
-            outcome = await self._submit(request)
-            if outcome is None and request.retained and self._link is not None:
-                # ignored (a retained setting would be written again at every reconnect):
-                # clear it from the broker, so it stops coming back
-                await self._link.publish(key, b"", retain=True, qos=1)
+        try:
+            while (request := self._waiting.pop(key, None)) is not None:
+                await self._submit(request)
+        finally:
+            # at once, in the same step: a message for this topic that comes later
+            # starts a new task instead of waiting for one that has ended
+            self._running.pop(key, None)
 
     async def stop(self) -> None:
-        """The bridge stops: end the commands still waiting for the cloud."""
+        """The bridge stops: end the commands still waiting for the cloud, take no more."""
+        self._stopped = True
         self._waiting.clear()
         tasks = list(self._running.values())
         for task in tasks:
