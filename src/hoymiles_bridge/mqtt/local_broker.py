@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
 import tempfile
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -40,11 +42,45 @@ def find_mosquitto() -> str | None:
     return None
 
 
+#: Where :func:`free_port` looks first: below the kernel's ephemeral ports.
+_QUIET_PORTS: Final = (20000, 32767)
+_EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: The ports this process was given lately (not handed out twice).
+_handed_out: deque[int] = deque(maxlen=512)
+
+
+def _quiet_range() -> tuple[int, int]:
+    """Ports no outgoing connection is given (they come from the ephemeral range)."""
+    low, high = _QUIET_PORTS
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        first = int(_EPHEMERAL_RANGE.read_text().split()[0])
+        high = min(high, first - 1)
+    return low, high
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on now, for a server started soon.
+
+    It is taken below the kernel's ephemeral range where that is known: a port
+    from that range could be given to an outgoing connection (any client's)
+    between this check and the server's bind.
+    """
+    low, high = _quiet_range()
+    for _ in range(64 if high > low else 0):
+        port = random.randint(low, high)
+        if port in _handed_out:  # handed out but maybe not bound yet
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.append(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 class LocalBroker:
