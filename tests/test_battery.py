@@ -481,6 +481,11 @@ async def test_the_battery_cli_talks_to_the_firmware(
 
         assert await asyncio.to_thread(cli, "list") == 0
         assert env.sim.master.dev_id in capsys.readouterr().out
+        dev_id = env.sim.master.dev_id
+        assert await asyncio.to_thread(cli, "--battery", dev_id, "status") == 0
+        status = json.loads(capsys.readouterr().out)
+        assert status["dev_id"] == dev_id and "quick" in status["sources"]
+        assert isinstance(status["soc"], int | float)
         assert await asyncio.to_thread(cli, "setpoint", "5000") == 2
         assert "outside -1000..1000 W" in capsys.readouterr().err
         plan = tmp_path / "plan.json"

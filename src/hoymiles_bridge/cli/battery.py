@@ -84,6 +84,9 @@ async def _main(args: argparse.Namespace) -> int:
     host, port = args.mqtt
     async with aiomqtt.Client(host, port, identifier=f"hoymiles-cli-{time.time_ns()}") as client:
         await client.subscribe(f"{args.prefix}/sensor/+/quick/state", qos=0)
+        if args.action == "status":
+            await client.subscribe(f"{args.prefix}/sensor/+/device/state", qos=0)
+            await client.subscribe(f"{args.prefix}/sensor/+/system/state", qos=0)
         await client.subscribe(f"{args.prefix}/sensor/+/+/ack", qos=1)
         await client.subscribe(f"{args.prefix}/sensor/+/tou_plan/status", qos=1)
         session = _Session(client, args.prefix)
@@ -97,9 +100,9 @@ async def _main(args: argparse.Namespace) -> int:
         fw.check_dev_id(dev_id)
         topics = FirmwareTopics(args.prefix, dev_id)
         if args.action == "status":
-            found = await session.listen(args.wait, dev_id)
-            print(json.dumps({"dev_id": dev_id, **found.get(dev_id, {})}, indent=2))
-            return 0 if dev_id in found else EXIT_FAILED
+            values, sources = await session.status(args.wait, dev_id)
+            print(json.dumps({"dev_id": dev_id, "sources": sources, **values}, indent=2))
+            return 0 if sources else EXIT_FAILED
         if args.action == "mode":
             await client.publish(topics.command(Outbound.EMS_MODE), args.mode, qos=1)
             print(f"sent {args.mode}; the battery reports its mode within 5 minutes")
@@ -148,6 +151,26 @@ class _Session:
             if only is not None:
                 break
         return found
+
+    async def status(self, seconds: float, dev_id: str) -> tuple[dict[str, Any], list[str]]:
+        """One battery's values from ``quick``, ``device`` and ``system`` (those that came
+        within ``seconds``: the last two come every 5 minutes), and which came."""
+        values: dict[str, Any] = {}
+        sources: list[str] = []
+        async for topic, payload in self._messages(seconds):
+            match = fw.parse_topic(self.prefix, topic)
+            if match is None or match.dev_id != dev_id:
+                continue
+            try:
+                source = Source(match.kind.value)
+                values.update(fw.parse_state(source, payload).values)
+            except (ValueError, fw.BatteryPayloadError):
+                continue
+            if source.value not in sources:
+                sources.append(source.value)
+            if len(sources) == len(Source):
+                break
+        return values, sources
 
     async def only_one(self, seconds: float) -> str:
         found = await self.listen(seconds)
