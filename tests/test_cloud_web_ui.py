@@ -63,7 +63,11 @@ async def _open(
 
 
 async def test_the_cloud_card_shows_the_stations(
-    mosquitto: Mosquitto, cloud: Running, ingress_proxy: IngressProxies, browser_page: Page
+    mosquitto: Mosquitto,
+    cloud: Running,
+    ingress_proxy: IngressProxies,
+    browser_page: Page,
+    screenshot: Any,
 ) -> None:
     async def check(card: Any) -> None:
         await expect(card).to_contain_text("Hoymiles cloud")
@@ -73,8 +77,9 @@ async def test_the_cloud_card_shows_the_stations(
         await expect(station).to_contain_text("53 %")
         await expect(station).to_contain_text("246 W")  # battery power, rounded
         await expect(card.locator('[data-sid="202"]')).to_contain_text("Garage")
-        # The inspector lists the cloud's requests, masked.
         page = card.page
+        await screenshot(page, "cloud")
+        # The inspector lists the cloud's requests, masked.
         await page.goto(page.url.split("#")[0] + "#inspector")
         requests = page.locator("#cloud-requests")
         await expect(requests).to_be_visible()

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import re
+from typing import Any
 
 import aiomqtt
 from playwright.async_api import Page, expect
@@ -45,7 +46,7 @@ async def _meter(port: int, stop: asyncio.Event) -> None:
 
 
 async def test_the_controller_card_switches_the_mode_and_the_chart_moves(
-    mosquitto: Mosquitto, ingress_proxy: IngressProxies, browser_page: Page
+    mosquitto: Mosquitto, ingress_proxy: IngressProxies, browser_page: Page, screenshot: Any
 ) -> None:
     spec = dataclasses.replace(default_fleet().dtus[0], firmware=TEMPORARY_LIMIT_FIRMWARE)
     controller = {
@@ -91,6 +92,7 @@ async def test_the_controller_card_switches_the_mode_and_the_chart_moves(
             await expect(chart).to_have_attribute("data-points", _more_than(before))
             legend = chart.locator(".hbchart-key")
             await expect(legend).to_have_count(4)
+            await screenshot(page, "controller")
             inverter = sim.dtu.inverters[0]
             assert inverter.temporary_limit_w is not None
             assert inverter.temporary_limit_w <= 150

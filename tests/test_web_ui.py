@@ -170,7 +170,7 @@ async def test_inspector_says_when_a_frame_is_cut(ui: Ui, browser_page: Page) ->
 
 
 async def test_overview_shows_a_battery_card(
-    ui: Ui, mosquitto: Mosquitto, browser_page: Page
+    ui: Ui, mosquitto: Mosquitto, browser_page: Page, screenshot: Any
 ) -> None:
     battery = BatterySimulator("127.0.0.1", mosquitto.port, quick_interval=0.1, slow_interval=1)
     runner = asyncio.create_task(battery.run(), name="web-ui-battery-sim")
@@ -184,6 +184,7 @@ async def test_overview_shows_a_battery_card(
             re.compile(r"^[\d,.]+ W \(discharging\)$")
         )
         await expect(card).to_contain_text("general", timeout=10_000)
+        await screenshot(browser_page, "battery")
         # the inspector shows the battery's own messages, filtered by unit
         await browser_page.locator('nav a[href="#inspector"]').click()
         box = browser_page.locator("#battery-messages")
