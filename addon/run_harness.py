@@ -812,7 +812,7 @@ async def run_harness(workdir: Path, *, say: Callable[[str], None] = print) -> R
     report.ok("rootfs: longrun with executable run/finish via with-contenv, enabled in user", say)
     token = secrets.token_hex(56)  # what the Supervisor generates at each start
     broker_password = secrets.token_hex(32)
-    ingress_port = free_port()
+    ingress_port = free_port("0.0.0.0")  # noqa: S104 - checked where the ingress server binds
     venv_bin = Path(sys.executable).parent
     environment = {
         "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",

@@ -318,6 +318,8 @@ async def test_the_command_companion_takes_only_station_commands() -> None:
 
     async def submit(request: CommandRequest) -> CommandOutcome | None:
         taken.append(request)
+        if request.name == "foo":
+            return CommandOutcome("refused", "unknown command 'foo'")
         if request.retained:
             return None
         await release.wait()
@@ -348,6 +350,11 @@ async def test_the_command_companion_takes_only_station_commands() -> None:
     # an empty message (a clear coming back) is no command
     assert await commands.handle(MqttMessage(retained, b"", False, 1))
     assert len(taken) == MAX_CLOUD_COMMANDS + 1
+    # a retained unknown command is refused, and cleared too (it would come back)
+    unknown = "solar/cloud/9/cmd/foo"
+    assert await commands.handle(MqttMessage(unknown, b"1", True, 1))
+    assert link.published[unknown] == ""
+    taken.pop()
     # a newer message on a busy topic waits, replacing an older waiting one
     for payload in (b"0", b"1", b"0"):
         await commands.handle(MqttMessage("solar/cloud/0/cmd/grid_charge", payload, False, 1))

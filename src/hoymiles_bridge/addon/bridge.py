@@ -199,10 +199,10 @@ class Bridge:
     async def stop(self) -> None:
         """Release what the controller changed and the held battery setpoints, say goodbye
         on MQTT (the caller then cancels :meth:`run`)."""
+        if self.cloud_commands is not None:  # first: it only cancels, and cannot be late
+            await self.cloud_commands.stop()
         await self.controller.stop()
         await self.batteries.stop()
-        if self.cloud_commands is not None:
-            await self.cloud_commands.stop()
         await self.mqtt.stop()
 
 

@@ -647,13 +647,14 @@ def parse_value(spec: CommandSpec, payload: bytes) -> float:
         return 1.0
     value = _number(text)
     unit = f" {spec.unit}" if spec.unit else ""
+    what = "limit" if spec.limit is not None else spec.name.replace("_", " ")
     if spec.minimum is not None and spec.maximum is not None:
         if not spec.minimum <= value <= spec.maximum:
             raise CommandError(
-                f"limit {value:g}{unit} is outside {spec.minimum:g}..{spec.maximum:g}{unit}"
+                f"{what} {value:g}{unit} is outside {spec.minimum:g}..{spec.maximum:g}{unit}"
             )
     elif spec.minimum is not None and value < spec.minimum:
-        raise CommandError(f"limit {value:g}{unit} must be {spec.minimum:g}{unit} or more")
+        raise CommandError(f"{what} {value:g}{unit} must be {spec.minimum:g}{unit} or more")
     return value
 
 

@@ -281,9 +281,11 @@ class CloudCommands:
         )
         key = message.topic
         if message.retain:
-            # the registry ignores it without asking the cloud (every cloud command
-            # ignores retained messages), so it is answered here, before the limit
-            if await self._submit(request) is None and self._link is not None:
+            # the registry ignores it (or refuses an unknown name) without asking the
+            # cloud, so it is answered here, before the limit, and cleared either way
+            outcome = await self._submit(request)
+            done = outcome is not None and outcome.status in {"ok", "pending"}
+            if not done and self._link is not None:
                 await self._link.publish(key, b"", retain=True, qos=1)
         elif key in self._running:
             self._waiting[key] = request  # the latest wins
@@ -313,10 +315,10 @@ class CloudCommands:
         self._stopped = True
         self._waiting.clear()
         tasks = list(self._running.values())
+        self._running.clear()
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def on_connect(self) -> None:
         """Nothing to announce: the publisher announces the stations."""
