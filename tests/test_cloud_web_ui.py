@@ -16,6 +16,7 @@ from .bridge_env import running_bridge
 from .cloud_standin import PASSWORD, USERNAME, Running, start
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .mosquitto import Mosquitto
+from .web_client import HEADERS
 
 pytest_plugins = ["tests.browser.fixtures"]
 
@@ -34,8 +35,9 @@ async def _open(
     page: Page,
     password: str,
     check: Any,
+    **cloud_options: Any,
 ) -> None:
-    options = {"username": USERNAME, "password": password, "base_url": cloud.url}
+    options = {"username": USERNAME, "password": password, "base_url": cloud.url, **cloud_options}
     async with running_bridge(mosquitto, [], cloud=options) as env:
         assert env.bridge.cloud is not None
         hub = WebHub()
@@ -88,6 +90,29 @@ async def test_the_cloud_card_shows_the_stations(
         assert "********" in text and PASSWORD not in text and USERNAME not in text
 
     await _open(mosquitto, cloud, ingress_proxy, browser_page, PASSWORD, check)
+
+
+async def test_the_cloud_card_shows_the_settings_the_bridge_wrote(
+    mosquitto: Mosquitto, cloud: Running, ingress_proxy: IngressProxies, browser_page: Page
+) -> None:
+    async def check(card: Any) -> None:
+        station = card.locator('[data-sid="101"]')
+        await expect(station).to_contain_text("Balcony")
+        await expect(station).not_to_contain_text("Grid charge")  # not written yet
+        page = card.page
+        for command, value in (("grid_charge", 1), ("on_grid_power", 650)):
+            answer = await page.request.post(
+                page.url.split("#")[0] + "api/command",
+                data={"command": command, "serial": "101", "value": value},
+                headers=HEADERS,
+            )
+            assert answer.status == 200, await answer.text()
+        charge = station.locator(".fact", has_text="Grid charge (set here)").locator(".value")
+        await expect(charge).to_have_text("on")
+        power = station.locator(".fact", has_text="On-grid input power").locator(".value")
+        await expect(power).to_have_text("650 W")
+
+    await _open(mosquitto, cloud, ingress_proxy, browser_page, PASSWORD, check, allow_writes=True)
 
 
 async def test_the_cloud_card_says_why_the_login_failed(

@@ -254,6 +254,7 @@ class CloudSource:
             "last_update": status.last_update.timestamp() if status.last_update else None,
             "next_poll": status.next_poll.timestamp() if status.next_poll else None,
             "last_error": status.last_error,
+            "allow_writes": self.client.allow_writes,
             "stations": [
                 {
                     "sid": s.sid,
@@ -266,6 +267,8 @@ class CloudSource:
                     "grid_power": s.grid_power,
                     "load_power": s.load_power,
                     "energy_today": s.energy_today,
+                    "grid_charge": s.grid_charge,
+                    "on_grid_power": s.on_grid_power,
                 }
                 for s in self._stations.values()
             ],

@@ -168,6 +168,11 @@
       fact("Grid power", unit(station.grid_power, 0, "W")),
       fact("Load power", unit(station.load_power, 0, "W")),
       fact("Yield today", unit(station.energy_today, 0, "Wh")),
+      // the settings as the bridge last wrote them (the cloud is not asked for them)
+      station.grid_charge == null ? null
+        : fact("Grid charge (set here)", station.grid_charge ? "on" : "off"),
+      station.on_grid_power == null ? null
+        : fact("On-grid input power (set here)", unit(station.on_grid_power, 0, "W")),
     ));
   }
 
