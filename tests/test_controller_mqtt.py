@@ -47,7 +47,10 @@ async def _true(value: bool) -> bool:
 async def test_feed_in_cap_limits_the_inverter_through_the_registry(mosquitto: Mosquitto) -> None:
     async with _sim() as sim, Subscriber(mosquitto.port, "#") as sub:
         controller = _controller(mode="feed_in_cap", max_feed_in=100)
-        async with running_bridge(mosquitto, [sim], controller=controller) as env:
+        # with the default pacing of limits: the release at the stop must not wait for it
+        async with running_bridge(
+            mosquitto, [sim], controller=controller, limit_interval=30
+        ) as env:
             base = env.base
             await sub.wait_for(f"{base}/controller/mode", lambda p: p == b"feed_in_cap")
             inverter = sim.dtu.inverters[0]
@@ -65,7 +68,8 @@ async def test_feed_in_cap_limits_the_inverter_through_the_registry(mosquitto: M
             assert not any(
                 m.topic.endswith("/cmd/limit_nonpersistent_absolute/status") for m in sub.messages
             )
-            # a stop releases the limit: back to what the inverter had (100 %)
+            # a stop releases the limit at once, paced or not: back to what the inverter
+            # had (100 %)
             await env.bridge.controller.stop()
 
             async def released() -> bool:

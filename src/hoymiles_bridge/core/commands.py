@@ -168,6 +168,9 @@ class CommandRequest:
     payload: bytes
     retained: bool = False
     origin: str | None = None
+    #: A non-persistent limit the pacing (``limit_interval``) must not hold back: the
+    #: power controller's release, at a stop or a mode change.
+    unpaced: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,6 +184,9 @@ class Actuation:
     device: str
     value: float | str
     reason: str
+    #: Part of a release: neither the rate limits nor the registry's limit pacing
+    #: may hold it back (a stop must not leave a limit behind).
+    release: bool = False
 
     def describe(self) -> str:
         if self.kind is Kind.SETPOINT:
@@ -470,14 +473,14 @@ class PowerController:
         """Everything back: batteries to 0 W and ``general``, inverters to their old limits.
 
         Only what the controller changed is released. Release actuations pass
-        the rate limits (a stop must not be held back).
+        the rate limits and the registry's limit pacing (a stop must not be held back).
         """
         actions: list[Actuation] = []
         for uid, memo in self._units.items():
             if memo.sent is None:
                 continue
-            actions.append(Actuation(Kind.SETPOINT, uid, 0.0, f"released ({why})"))
-            actions.append(Actuation(Kind.EMS_MODE, uid, "general", f"released ({why})"))
+            actions.append(Actuation(Kind.SETPOINT, uid, 0.0, f"released ({why})", True))
+            actions.append(Actuation(Kind.EMS_MODE, uid, "general", f"released ({why})", True))
             memo.sent = None
         for serial, inverter in self._inverters.items():
             if inverter.sent is None:
@@ -485,7 +488,7 @@ class PowerController:
             back = inverter.original
             if back is None:
                 continue
-            actions.append(Actuation(Kind.LIMIT, serial, float(back), f"released ({why})"))
+            actions.append(Actuation(Kind.LIMIT, serial, float(back), f"released ({why})", True))
             inverter.sent = None
         self._inverter_total = None
         self._reset_loop()
@@ -733,7 +736,9 @@ class PowerController:
         """The actuations the per-minute limits let through; they are remembered as sent."""
         kept = []
         for action in actions:
-            released = action.reason.startswith(("released", "meter missing", "left the split"))
+            released = action.release or action.reason.startswith(
+                ("meter missing", "left the split")
+            )
             rate = self._inverter_rate if action.kind is Kind.LIMIT else self._battery_rate
             if not released and not rate.allows(now):
                 self.rate_limited += 1

@@ -90,6 +90,7 @@ def request_for(actuation: Actuation) -> CommandRequest:
             "limit_nonpersistent_absolute",
             f"{actuation.value:.0f}".encode(),
             origin=CONTROLLER_ORIGIN,
+            unpaced=actuation.release,
         )
     if actuation.kind is Kind.SETPOINT:
         assert isinstance(actuation.value, float)

@@ -513,6 +513,9 @@ class Fleet:
         pacer = self._pacers.setdefault(key, LimitPacer(self.options.limit_interval))
         now = time.monotonic()
         decision = pacer.offer(value, now)
+        if decision is Decision.PENDING and request.unpaced and not command.spec.limit.persistent:
+            pacer.pending = None  # a deferred write that wakes later finds nothing to do
+            decision = Decision.SEND
         if decision is Decision.UNCHANGED:
             return await self._finish(
                 request, CommandOutcome("ok", "unchanged", note=note), count=False
