@@ -25,13 +25,13 @@ from hoymiles_bridge.core.cloud import CloudSource, CloudStation
 from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest, Target
 from hoymiles_bridge.mqtt.cloud import (
     CLOUD_FIELDS,
-    MAX_CLOUD_COMMANDS,
-    CloudCommands,
     CloudPublisher,
     discovery_items,
     state_items,
 )
-from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage
+from hoymiles_bridge.mqtt.commands import MAX_IN_FLIGHT_BY_TARGET, CommandRunner, split_topic
+from hoymiles_bridge.mqtt.link import MqttLink
+from hoymiles_bridge.mqtt.topics import TopicLayout
 from hoymiles_bridge.protocol.secrets import MASK
 from tests.bridge_env import running_bridge
 from tests.cloud_standin import PASSWORD, USERNAME, Running, start
@@ -55,12 +55,6 @@ class FakeLink:
         self.connects = 0
         self.retained: dict[str, str] = {}
         self.batches: list[list[tuple[str, str]]] = []
-        self.published: dict[str, str] = {}
-
-    async def publish(
-        self, topic: str, payload: str | bytes, *, retain: bool = False, qos: int = 0
-    ) -> None:
-        self.published[topic] = payload if isinstance(payload, str) else payload.decode()
 
     async def publish_many(
         self, items: Sequence[tuple[str, str]], *, retain: bool = False, qos: int = 0
@@ -277,6 +271,9 @@ async def test_cloud_settings_from_mqtt_through_the_registry(
             assert json.loads(await sub.wait_for(switch))["cmd_t"] == charge
             await sub.wait_for(charge, lambda p: p == b"")
             assert settings[facts.ACTION_GRID_CHARGE] == {"enable": 0}
+            # neither the ignored retained command nor the empty echo of its clearing
+            # is answered
+            assert sub.payloads(charge + "/status") == []
 
             assert await _outcome(env, sub, charge, b"ON") == b"ok"
             assert await sub.wait_for("solar/cloud/101/grid_charge") == b"1"
@@ -312,63 +309,55 @@ async def test_cloud_settings_from_mqtt_through_the_registry(
             assert env.bridge.cloud is not None and env.bridge.cloud.status.running
 
 
-async def test_the_command_companion_takes_only_station_commands() -> None:
+async def test_cloud_command_topics_and_the_command_runner() -> None:
+    assert split_topic("solar", "solar/cloud/101/cmd/grid_charge") == (
+        Target.CLOUD,
+        "101",
+        "grid_charge",
+    )
+    for topic in (
+        "solar/cloud/101/cmd/grid_charge/status",
+        "solar/cloud/101/grid_charge",
+        "other/cloud/101/cmd/grid_charge",
+    ):
+        assert split_topic("solar", topic) is None, topic
+    assert "solar/cloud/+/cmd/+" in TopicLayout("solar").command_subscriptions
+
     taken: list[CommandRequest] = []
     release = asyncio.Event()
 
     async def submit(request: CommandRequest) -> CommandOutcome | None:
         taken.append(request)
-        if request.name == "foo":
-            return CommandOutcome("refused", "unknown command 'foo'")
-        if request.retained:
-            return None
         await release.wait()
         return CommandOutcome("ok")
 
-    link = FakeLink()
-    commands = CloudCommands("solar", submit)
-    commands.bind(cast(MqttLink, link))
-    assert commands.subscriptions == ("solar/cloud/+/cmd/+",)
-    for topic in (
-        "solar/cloud/101/cmd/grid_charge/status",
-        "solar/cloud/101/grid_charge",
-        "other/cloud/101/cmd/grid_charge",
-        "solar/battery/101/cmd/setpoint",
-    ):
-        assert not await commands.handle(MqttMessage(topic, b"1", False, 1))
-    for sid in range(MAX_CLOUD_COMMANDS + 1):
-        topic = f"solar/cloud/{sid}/cmd/grid_charge"
-        assert await commands.handle(MqttMessage(topic, b"1", False, 1))
-    await until(lambda: _true(len(taken) == MAX_CLOUD_COMMANDS), "the commands to run")
-    # one more than it runs at once is refused at once, on its status topic
-    busy = f"solar/cloud/{MAX_CLOUD_COMMANDS}/cmd/grid_charge/status"
-    assert link.published[busy].startswith("failed: more than")
-    # a retained one is answered at once (ignored, then cleared), also at the limit
-    retained = "solar/cloud/9/cmd/on_grid_power"
-    assert await commands.handle(MqttMessage(retained, b"500", True, 1))
-    assert taken[-1].retained and link.published[retained] == ""
-    # an empty message (a clear coming back) is no command
-    assert await commands.handle(MqttMessage(retained, b"", False, 1))
-    assert len(taken) == MAX_CLOUD_COMMANDS + 1
-    # a retained unknown command is refused, and cleared too (it would come back)
-    unknown = "solar/cloud/9/cmd/foo"
-    assert await commands.handle(MqttMessage(unknown, b"1", True, 1))
-    assert link.published[unknown] == ""
-    taken.pop()
-    # a newer message on a busy topic waits, replacing an older waiting one
+    def cloud(sid: object, payload: bytes = b"1") -> CommandRequest:
+        return CommandRequest(Target.CLOUD, str(sid), "grid_charge", payload)
+
+    runner = CommandRunner(submit)
+    bound = MAX_IN_FLIGHT_BY_TARGET[Target.CLOUD]
+    for sid in range(bound):
+        assert runner.queue(cloud(sid)) is None
+    await until(lambda: _true(len(taken) == bound), "the commands to run")
+    # one more cloud command than the cloud's bound is refused in a sentence; others run
+    assert runner.queue(cloud(bound)) == f"more than {bound} cloud commands at once; send it again"
+    dtu = CommandRequest(Target.DTU, "", "reboot", b"1")
+    assert runner.queue(dtu) is None
+    await until(lambda: _true(len(taken) == bound + 1), "the DTU command")
+    # a newer request for a busy topic waits, replacing an older waiting one
     for payload in (b"0", b"1", b"0"):
-        await commands.handle(MqttMessage("solar/cloud/0/cmd/grid_charge", payload, False, 1))
+        assert runner.queue(cloud(0, payload)) is None
     release.set()
-    await until(lambda: _true(len(taken) == MAX_CLOUD_COMMANDS + 2), "the waiting command")
+    await until(lambda: _true(len(taken) == bound + 2), "the waiting command")
     assert taken[-1].payload == b"0" and taken[-1].serial == "0"
-    # a message right after a command ended starts a new one
-    await until(lambda: _true(repr(commands) == "CloudCommands(running=0)"), "the commands' end")
-    assert await commands.handle(MqttMessage("solar/cloud/0/cmd/grid_charge", b"1", False, 1))
-    await until(lambda: _true(len(taken) == MAX_CLOUD_COMMANDS + 3), "the next command")
-    await commands.stop()
-    assert await commands.handle(MqttMessage("solar/cloud/0/cmd/grid_charge", b"1", False, 1))
+    # a request right after a command ended starts a new one
+    await until(lambda: _true(runner.running == 0), "the commands' end")
+    assert runner.queue(cloud(0)) is None
+    await until(lambda: _true(len(taken) == bound + 3), "the next command")
+    await runner.stop()
+    assert runner.queue(cloud(0)) is None
     await asyncio.sleep(0)
-    assert len(taken) == MAX_CLOUD_COMMANDS + 3  # stopped: taken no more
+    assert len(taken) == bound + 3  # stopped: taken no more
 
 
 async def _true(value: bool) -> bool:

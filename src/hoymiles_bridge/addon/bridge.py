@@ -42,8 +42,7 @@ from hoymiles_bridge.dtu.session import ClientFactory, default_client
 from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.mqtt.battery import BatteryAdapter
 from hoymiles_bridge.mqtt.bridge import MqttBridge
-from hoymiles_bridge.mqtt.cloud import CloudCommands, CloudPublisher
-from hoymiles_bridge.mqtt.companion import LinkCompanion
+from hoymiles_bridge.mqtt.cloud import CloudPublisher
 from hoymiles_bridge.mqtt.controller import ControllerLink
 from hoymiles_bridge.mqtt.link import MqttLink, MqttSettings
 from hoymiles_bridge.mqtt.topics import TopicLayout
@@ -125,8 +124,6 @@ class Bridge:
         fleet.controller_handler = self.controller.execute
         self.cloud: CloudSource | None = None
         self.cloud_mqtt: CloudPublisher | None = None
-        self.cloud_commands: CloudCommands | None = None
-        companions: list[LinkCompanion] = [self.batteries, self.controller_link]
         if options.cloud.enabled:
             try:
                 self.cloud = CloudSource(options.cloud)
@@ -134,15 +131,12 @@ class Bridge:
                 _LOGGER.error("cloud: %s; the cloud is not used", err)  # noqa: TRY400 - a sentence
             else:
                 fleet.cloud_handler = self.cloud.execute
-                # also without cloud.allow_writes: a command then gets its refusal
-                self.cloud_commands = CloudCommands(options.base_topic, fleet.submit)
-                companions.append(self.cloud_commands)
         self.mqtt = MqttBridge(
             fleet,
             mqtt,
             announce_delay=announce_delay,
             backoff=mqtt_backoff,
-            companions=tuple(companions),
+            companions=(self.batteries, self.controller_link),
         )
         fleet.subscribe(self.controller_link.on_event)
         if self.cloud is not None:
@@ -199,8 +193,6 @@ class Bridge:
     async def stop(self) -> None:
         """Release what the controller changed and the held battery setpoints, say goodbye
         on MQTT (the caller then cancels :meth:`run`)."""
-        if self.cloud_commands is not None:  # first: it only cancels, and cannot be late
-            await self.cloud_commands.stop()
         await self.controller.stop()
         await self.batteries.stop()
         await self.mqtt.stop()

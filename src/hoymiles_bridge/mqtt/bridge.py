@@ -51,7 +51,7 @@ from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.core.limits import shown_limit
 from hoymiles_bridge.core.state import DtuState, InverterState
 from hoymiles_bridge.core.values import InverterValues
-from hoymiles_bridge.mqtt.commands import request_for
+from hoymiles_bridge.mqtt.commands import MAX_COMMANDS_IN_FLIGHT, CommandRunner, request_for
 from hoymiles_bridge.mqtt.companion import LinkCompanion
 from hoymiles_bridge.mqtt.discovery import (
     DiscoveryContext,
@@ -66,15 +66,9 @@ ONLINE: Final = "online"
 OFFLINE: Final = "offline"
 #: Totals (ac/..., dc/...) are republished at most this often (seconds).
 TOTALS_INTERVAL: Final = 1.0
-#: Commands running at once (one per command topic; a newer message on a busy
-#: topic replaces the one waiting there, so the latest wins).
-MAX_COMMANDS_IN_FLIGHT: Final = 16
 #: Home Assistant's "online" re-announces everything at most this often (seconds);
 #: a flood of them while one is pending is absorbed.
 REANNOUNCE_MIN_INTERVAL: Final = 10.0
-
-#: One command topic: (target, serial, name).
-_CommandKey = tuple[Target | None, str, str]
 
 
 def _number(value: float) -> float | int:
@@ -154,9 +148,8 @@ class MqttBridge:
         self._totals_at = -float("inf")
         self._totals_task: asyncio.Task[None] | None = None
         self._stopped = False
-        #: Per command topic: the newest request waiting while one runs, and the runner.
-        self._waiting: dict[_CommandKey, CommandRequest] = {}
-        self._runners: dict[_CommandKey, asyncio.Task[None]] = {}
+        #: Runs the commands that arrive on the command topics.
+        self._commands = CommandRunner(fleet.submit)
         self._reannounce_task: asyncio.Task[None] | None = None
         self._reannounced_at = -float("inf")
         #: Command topics whose retained message we cleared (their empty echo is ours).
@@ -235,6 +228,7 @@ class MqttBridge:
     async def stop(self) -> None:
         """Say goodbye on the broker; fleet events after this are ignored."""
         self._stopped = True
+        await self._commands.stop()
         await self.link.stop()
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
@@ -600,7 +594,9 @@ class MqttBridge:
             if request.retained:
                 await self._clear_retained(request)
             return
-        self._queue_command(request)
+        refused = self._commands.queue(request)
+        if refused is not None:
+            self._spawn(self._too_busy(request, refused), f"command-busy-{request.name[:32]}")
 
     async def _clear_retained(self, request: CommandRequest) -> None:
         """Remove an ignored retained one-shot from the broker, so it stops coming back.
@@ -612,31 +608,10 @@ class MqttBridge:
             self._cleared.add(request.origin)
             await self.link.publish(request.origin, b"", retain=True, qos=1)
 
-    def _queue_command(self, request: CommandRequest) -> None:
-        """Run ``request``; on a busy command topic it waits, replacing an older waiting one."""
-        key: _CommandKey = (request.target, request.serial, request.name)
-        if key in self._runners:
-            self._waiting[key] = request  # the latest wins
-            return
-        if len(self._runners) >= MAX_COMMANDS_IN_FLIGHT:
-            self._spawn(self._too_busy(request), f"command-busy-{request.name}")
-            return
-        self._waiting[key] = request
-        task = asyncio.ensure_future(self._run_commands(key))
-        task.set_name(f"command-{request.name}")
-        self._runners[key] = task
-        task.add_done_callback(lambda done: self._runners.pop(key, None))
-
-    async def _run_commands(self, key: _CommandKey) -> None:
-        while (request := self._waiting.pop(key, None)) is not None:
-            await self.fleet.submit(request)
-
-    async def _too_busy(self, request: CommandRequest) -> None:
+    async def _too_busy(self, request: CommandRequest, reason: str) -> None:
         topic = self._status_topic(request)
         if topic is not None:
-            text = CommandOutcome(
-                "refused", f"more than {MAX_COMMANDS_IN_FLIGHT} commands at once; send it again"
-            ).text
+            text = CommandOutcome("refused", reason).text
             await self.link.publish(f"{topic}/status", text, retain=False, qos=1)
 
     def command_topic(self, target: Target, serial: str, name: str) -> str:

@@ -14,9 +14,9 @@ after the link reconnected (it watches the link's connect count).
 
 With ``cloud.allow_writes`` each station also gets the registry's cloud
 commands (``grid_charge`` a switch, ``on_grid_power`` a number) on
-``<base>/cloud/<sid>/cmd/<name>``. :class:`CloudCommands`, a companion of the
-link, hands them to the registry (``Fleet.submit``), which answers on
-``.../status``. Their state topics (``<base>/cloud/<sid>/grid_charge``,
+``<base>/cloud/<sid>/cmd/<name>``. The bridge's adapter takes them like every
+other command topic (:mod:`hoymiles_bridge.mqtt.commands`) and the registry
+answers on ``.../status``. Their state topics (``<base>/cloud/<sid>/grid_charge``,
 ``.../on_grid_power``) hold what the bridge last wrote: the cloud is not asked
 for the settings.
 """
@@ -26,14 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from hoymiles_bridge.core.cloud import CloudSource, CloudStation
 from hoymiles_bridge.core.commands import (
-    CommandOutcome,
-    CommandRequest,
     CommandSpec,
     Target,
     commands_for,
@@ -46,7 +43,7 @@ from hoymiles_bridge.mqtt.discovery import (
     PROJECT_URL,
     config_topic,
 )
-from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage
+from hoymiles_bridge.mqtt.link import MqttLink
 
 M: Final = "measurement"
 TI: Final = "total_increasing"
@@ -55,8 +52,6 @@ MODEL: Final = "S-Miles station (cloud)"
 RECHECK_S: Final = 60.0
 #: The registry's cloud commands (the settings a station offers with cloud.allow_writes).
 CLOUD_COMMANDS: Final = commands_for(Target.CLOUD)
-#: Cloud commands running at once (each waits for the cloud's settings job).
-MAX_CLOUD_COMMANDS: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,113 +215,6 @@ def _json(payload: dict[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-async def _no_registry(request: CommandRequest) -> CommandOutcome:
-    return CommandOutcome("refused", "no command registry")
-
-
-class CloudCommands:
-    """The stations' command topics on the bridge's link (a companion; see the module docs).
-
-    Each command runs in its own task (a settings job takes seconds), at most
-    :data:`MAX_CLOUD_COMMANDS` at once; a newer message on a busy topic
-    replaces the one waiting there, so the latest wins. A retained command is
-    ignored at once and cleared from the broker (a setting would otherwise be
-    written again at every reconnect); an empty message (such a clear coming
-    back) is no command.
-    """
-
-    def __init__(
-        self,
-        base: str,
-        submit: Callable[[CommandRequest], Awaitable[CommandOutcome | None]] | None = None,
-    ) -> None:
-        self._base = base.strip("/")
-        self._submit = submit if submit is not None else _no_registry
-        self._running: dict[str, asyncio.Task[None]] = {}
-        self._waiting: dict[str, CommandRequest] = {}
-        self._link: MqttLink | None = None
-        self._stopped = False
-
-    def __repr__(self) -> str:
-        return f"CloudCommands(running={len(self._running)})"
-
-    @property
-    def subscriptions(self) -> tuple[str, ...]:
-        return (command_topic(self._base, "+", "+"),)
-
-    def bind(self, link: MqttLink) -> None:
-        """The link (the bridge publishes the outcomes; this only clears and "too busy")."""
-        self._link = link
-
-    async def handle(self, message: MqttMessage) -> bool:
-        parts = message.topic.split("/")
-        base = self._base.split("/")
-        if (
-            len(parts) != len(base) + 4
-            or parts[: len(base)] != base
-            or parts[len(base)] != "cloud"
-            or parts[len(base) + 2] != "cmd"
-        ):
-            return False
-        if not message.payload or self._stopped:
-            return True
-        sid, name = parts[len(base) + 1], parts[len(base) + 3]
-        request = CommandRequest(
-            Target.CLOUD,
-            sid[:24],
-            name[:64],
-            message.payload,
-            retained=message.retain,
-            origin=message.topic,
-        )
-        key = message.topic
-        if message.retain:
-            # the registry ignores it (or refuses an unknown name) without asking the
-            # cloud, so it is answered here, before the limit, and cleared either way
-            outcome = await self._submit(request)
-            done = outcome is not None and outcome.status in {"ok", "pending"}
-            if not done and self._link is not None:
-                await self._link.publish(key, b"", retain=True, qos=1)
-        elif key in self._running:
-            self._waiting[key] = request  # the latest wins
-        elif len(self._running) >= MAX_CLOUD_COMMANDS:
-            outcome = CommandOutcome(
-                "refused", f"more than {MAX_CLOUD_COMMANDS} cloud commands at once; send it again"
-            )
-            if self._link is not None:
-                await self._link.publish(f"{key}/status", outcome.text, qos=1)
-        else:
-            self._waiting[key] = request
-            task = asyncio.create_task(self._run(key), name=f"cloud-command-{name[:32]}")
-            self._running[key] = task
-        return True
-
-    async def _run(self, key: str) -> None:
-        try:
-            while (request := self._waiting.pop(key, None)) is not None:
-                await self._submit(request)
-        finally:
-            # at once, in the same step: a message for this topic that comes later
-            # starts a new task instead of waiting for one that has ended
-            self._running.pop(key, None)
-
-    async def stop(self) -> None:
-        """The bridge stops: end the commands still waiting for the cloud, take no more."""
-        self._stopped = True
-        self._waiting.clear()
-        tasks = list(self._running.values())
-        self._running.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def on_connect(self) -> None:
-        """Nothing to announce: the publisher announces the stations."""
-
-    def on_disconnect(self) -> None:
-        """Nothing to do: a running command finishes, its outcome is queued."""
-
-
 class CloudPublisher:
     """Publishes a :class:`CloudSource`'s stations over the bridge's MQTT link."""
 
@@ -411,9 +299,7 @@ class CloudPublisher:
 __all__ = [
     "CLOUD_COMMANDS",
     "CLOUD_FIELDS",
-    "MAX_CLOUD_COMMANDS",
     "MODEL",
-    "CloudCommands",
     "CloudField",
     "CloudPublisher",
     "command_topic",

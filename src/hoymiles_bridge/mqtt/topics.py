@@ -432,7 +432,7 @@ class TopicLayout:
     @property
     def command_subscriptions(self) -> tuple[str, ...]:
         dtu = self._t("dtu", "+", "cmd", "+") if self.several_dtus else self._t("dtu", "cmd", "+")
-        return (self._t("+", "cmd", "+"), dtu)
+        return (self._t("+", "cmd", "+"), dtu, self._t("cloud", "+", "cmd", "+"))
 
 
 __all__ = [
