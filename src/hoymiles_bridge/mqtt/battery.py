@@ -26,7 +26,6 @@ subscriptions join the link's, and it sees every message first). It
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable
 from typing import Any, Final
@@ -36,7 +35,12 @@ from hoymiles_bridge.core.commands import BY_NAME, CommandRequest, Target
 from hoymiles_bridge.core.events import BatteryChanged, Event
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.core.state import BatteryState
-from hoymiles_bridge.mqtt.discovery import MANUFACTURER, ORIGIN_NAME, PROJECT_URL, config_topic
+from hoymiles_bridge.mqtt.discovery import (
+    MANUFACTURER,
+    availability_block,
+    config_message,
+    origin_block,
+)
 from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage
 from hoymiles_bridge.mqtt.topics import TopicLayout
 from hoymiles_bridge.protocol import battery as fw
@@ -303,14 +307,8 @@ def battery_discovery(adapter: BatteryAdapter, battery: BatteryState) -> list[tu
         device["sn"] = battery.serial
     if adapter.configuration_url:
         device["cu"] = adapter.configuration_url
-    origin = {"name": ORIGIN_NAME, "url": PROJECT_URL}
-    availability = {
-        "avty": [
-            {"t": adapter.layout.will, "pl_avail": ONLINE, "pl_not_avail": OFFLINE},
-            {"t": adapter.topic(dev_id, "available"), "pl_avail": ONLINE, "pl_not_avail": OFFLINE},
-        ],
-        "avty_mode": "all",
-    }
+    origin = origin_block(None)
+    availability = availability_block((adapter.layout.will, adapter.topic(dev_id, "available")))
     messages: list[tuple[str, str]] = []
 
     def add(component: str, object_id: str, payload: dict[str, Any]) -> None:
@@ -318,8 +316,7 @@ def battery_discovery(adapter: BatteryAdapter, battery: BatteryState) -> list[tu
         body.update(availability)
         body["dev"] = device
         body["o"] = origin
-        topic = config_topic(adapter.prefix, component, node, object_id)
-        messages.append((topic, json.dumps(body, ensure_ascii=False, separators=(",", ":"))))
+        messages.append(config_message(adapter.prefix, component, node, object_id, body))
 
     for f in announced_fields(battery):
         payload: dict[str, Any] = {"name": f.name, "stat_t": adapter.topic(dev_id, f.key)}

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,11 +36,12 @@ from hoymiles_bridge.core.commands import (
 )
 from hoymiles_bridge.mqtt.discovery import (
     MANUFACTURER,
-    ORIGIN_NAME,
     PAYLOAD_OFFLINE,
     PAYLOAD_ONLINE,
-    PROJECT_URL,
+    availability_block,
+    config_message,
     config_topic,
+    origin_block,
 )
 from hoymiles_bridge.mqtt.link import MqttLink
 
@@ -172,21 +172,16 @@ def discovery_items(
         "mdl": MODEL,
         "sn": str(station.sid),
     }
-    availability = [
-        {"t": topic, "pl_avail": PAYLOAD_ONLINE, "pl_not_avail": PAYLOAD_OFFLINE}
-        for topic in (bridge_status, station_topic(base, station.sid, "available"))
-    ]
     common = {
-        "avty": availability,
-        "avty_mode": "all",
+        **availability_block((bridge_status, station_topic(base, station.sid, "available"))),
         "dev": device,
-        "o": {"name": ORIGIN_NAME, "sw": version, "url": PROJECT_URL},
+        "o": origin_block(version),
     }
-    configs: list[tuple[str, dict[str, Any] | None]] = []
+    # (component, object id, payload; None: removed)
+    configs: list[tuple[str, str, dict[str, Any] | None]] = []
     for field in CLOUD_FIELDS:
-        topic = config_topic(prefix, "sensor", node, field.key)
         if station.fallback:
-            configs.append((topic, None))
+            configs.append(("sensor", field.key, None))
             continue
         payload: dict[str, Any] = {
             "name": field.name,
@@ -201,18 +196,17 @@ def discovery_items(
             payload["unit_of_meas"] = field.unit
         if field.precision is not None:
             payload["sug_dsp_prc"] = field.precision
-        configs.append((topic, payload))
+        configs.append(("sensor", field.key, payload))
     for spec in CLOUD_COMMANDS:
         component, payload = _command_config(spec, base, station.sid, node)
-        topic = config_topic(prefix, component, node, spec.entities[0].key)
-        configs.append((topic, payload if writes and not station.fallback else None))
+        offered = writes and not station.fallback
+        configs.append((component, spec.entities[0].key, payload if offered else None))
     return [
-        (topic, "" if payload is None else _json(payload | common)) for topic, payload in configs
+        (config_topic(prefix, component, node, key), "")
+        if payload is None
+        else config_message(prefix, component, node, key, payload | common)
+        for component, key, payload in configs
     ]
-
-
-def _json(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
 class CloudPublisher:

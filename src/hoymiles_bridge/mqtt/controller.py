@@ -20,7 +20,6 @@ of the bridge's one broker connection. It
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -31,11 +30,10 @@ from hoymiles_bridge.core.controller_service import ControllerService
 from hoymiles_bridge.core.events import ControllerActed, ControllerChanged, Event
 from hoymiles_bridge.mqtt.discovery import (
     MANUFACTURER,
-    ORIGIN_NAME,
     PAYLOAD_OFFLINE,
     PAYLOAD_ONLINE,
-    PROJECT_URL,
-    config_topic,
+    config_message,
+    origin_block,
 )
 from hoymiles_bridge.mqtt.link import MqttLink, MqttMessage
 
@@ -91,7 +89,7 @@ def discovery_items(
     common = {
         "avty": [{"t": bridge_status, "pl_avail": PAYLOAD_ONLINE, "pl_not_avail": PAYLOAD_OFFLINE}],
         "dev": device,
-        "o": {"name": ORIGIN_NAME, "sw": version, "url": PROJECT_URL},
+        "o": origin_block(version),
     }
     select = {
         "name": "Controller mode",
@@ -102,7 +100,7 @@ def discovery_items(
         "ic": "mdi:transmission-tower-export",
         **common,
     }
-    items = [(config_topic(prefix, "select", NODE, "mode"), select)]
+    items = [config_message(prefix, "select", NODE, "mode", select)]
     for key, name, unit, device_class in SENSORS:
         sensor: dict[str, Any] = {
             "name": name,
@@ -111,8 +109,8 @@ def discovery_items(
         }
         if unit is not None:
             sensor |= {"unit_of_meas": unit, "dev_cla": device_class, "stat_cla": "measurement"}
-        items.append((config_topic(prefix, "sensor", NODE, key), sensor | common))
-    return [(topic, json.dumps(payload, separators=(",", ":"))) for topic, payload in items]
+        items.append(config_message(prefix, "sensor", NODE, key, sensor | common))
+    return items
 
 
 async def _no_registry(request: CommandRequest) -> CommandOutcome:

@@ -161,8 +161,11 @@ def _command_object_id(field: Field, state_keys: Iterable[str]) -> str:
 # --- payload parts ------------------------------------------------------------
 
 
-def _origin(ctx: DiscoveryContext) -> dict[str, str]:
-    return {"name": ORIGIN_NAME, "sw": ctx.bridge_version, "url": PROJECT_URL}
+def origin_block(version: str | None) -> dict[str, str]:
+    """The ``o`` (origin) of every config the bridge announces (``sw`` when given)."""
+    if version is None:
+        return {"name": ORIGIN_NAME, "url": PROJECT_URL}
+    return {"name": ORIGIN_NAME, "sw": version, "url": PROJECT_URL}
 
 
 def _device_block(
@@ -217,7 +220,8 @@ def inverter_device_block(
     )
 
 
-def _availability(topics: Iterable[str]) -> dict[str, Any]:
+def availability_block(topics: Iterable[str]) -> dict[str, Any]:
+    """``avty`` and ``avty_mode``: the entity is available while every topic says online."""
     return {
         "avty": [
             {"t": topic, "pl_avail": PAYLOAD_ONLINE, "pl_not_avail": PAYLOAD_OFFLINE}
@@ -273,17 +277,24 @@ def _entity(
         payload["ic"] = field.icon
     if not field.enabled:
         payload["en"] = False
-    payload.update(_availability(availability))
+    payload.update(availability_block(availability))
     payload["dev"] = device
-    payload["o"] = _origin(ctx)
+    payload["o"] = origin_block(ctx.bridge_version)
     return payload
+
+
+def config_message(
+    prefix: str, component: str, node_id: str, object_id: str, payload: dict[str, Any]
+) -> tuple[str, str]:
+    """One entity's retained config: its topic and its JSON (compact, UTF-8 as is)."""
+    topic = config_topic(prefix, component, node_id, object_id)
+    return topic, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
 def _message(
     ctx: DiscoveryContext, component: str, node_id: str, object_id: str, payload: dict[str, Any]
 ) -> tuple[str, str]:
-    topic = config_topic(ctx.prefix, component, node_id, object_id)
-    return topic, json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return config_message(ctx.prefix, component, node_id, object_id, payload)
 
 
 # --- DTU ----------------------------------------------------------------------
@@ -469,6 +480,8 @@ __all__ = [
     "TIMESTAMP_TEMPLATE",
     "TOTALS_NODE_ID",
     "DiscoveryContext",
+    "availability_block",
+    "config_message",
     "config_topic",
     "dtu_device_block",
     "dtu_device_id",
@@ -477,6 +490,7 @@ __all__ = [
     "inverter_device_block",
     "inverter_device_id",
     "inverter_discovery",
+    "origin_block",
     "port_entity_name",
     "port_object_id",
     "removal_messages",
