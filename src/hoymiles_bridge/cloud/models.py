@@ -9,12 +9,12 @@ station without an id) raises :class:`~hoymiles_bridge.errors.CloudResponseError
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Final
 
 from hoymiles_bridge.cloud import facts
 from hoymiles_bridge.errors import CloudResponseError
+from hoymiles_bridge.protocol.numbers import number
 
 #: The deepest device tree and the most devices read from one station.
 MAX_TREE_DEPTH: Final = 8
@@ -23,22 +23,6 @@ MAX_DEVICES: Final = 256
 MAX_TEXT: Final = 128
 #: The largest station id or device id taken (ids are positive whole numbers).
 MAX_ID: Final = 2**53
-
-
-def number(value: Any) -> float | None:
-    """A finite number from a number or a text of one; ``None`` for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        result = float(value)
-    elif isinstance(value, str) and 0 < len(value) <= 32:
-        try:
-            result = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return result if math.isfinite(result) else None
 
 
 def whole(value: Any) -> int | None:

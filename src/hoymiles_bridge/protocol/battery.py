@@ -28,13 +28,13 @@ from __future__ import annotations
 import enum
 import itertools
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from hoymiles_bridge.errors import InvalidArgumentError, ProtocolError
+from hoymiles_bridge.protocol.numbers import number
 
 # --- identity and topics ------------------------------------------------------------
 
@@ -51,8 +51,6 @@ OWN_NODE_PREFIX: Final = "hoymiles_"
 MAX_STATE_PAYLOAD: Final = 16 * 1024
 #: Largest configuration or acknowledgement message taken.
 MAX_SMALL_PAYLOAD: Final = 8 * 1024
-#: Longest text a number may arrive as (``"1234.5"``).
-_MAX_NUMBER_TEXT: Final = 32
 
 #: Silence after which a battery counts as unavailable (msa2.md 1.6, hoymiles-ha's
 #: rule, M): 120 s without ``quick``, or 660 s without the 5-minute topics for a
@@ -778,22 +776,6 @@ def load_object(payload: bytes, limit: int = MAX_STATE_PAYLOAD) -> dict[str, Any
     if not isinstance(data, dict):
         raise BatteryPayloadError(f"not a JSON object but {type(data).__name__}")
     return data
-
-
-def number(value: object) -> float | None:
-    """A finite number from a JSON number or a number sent as text; None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        result = float(value)
-    elif isinstance(value, str) and 0 < len(value) <= _MAX_NUMBER_TEXT:
-        try:
-            result = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return result if math.isfinite(result) else None
 
 
 def flag(value: object) -> bool | None:
