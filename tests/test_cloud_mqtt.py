@@ -39,6 +39,7 @@ from tests.conftest_mqtt import mosquitto_fixture  # noqa: F401
 from tests.ha_discovery_schema import check_fleet
 from tests.mosquitto import Mosquitto, Subscriber
 from tests.waiting import until
+from tests.web_env import serving
 
 STATUS = "solar/dtu/status"
 
@@ -388,40 +389,25 @@ async def test_without_writes_no_cloud_command_is_taken(
 async def test_the_web_card_and_the_inspector_show_no_secret(
     mosquitto: Mosquitto, cloud: Running
 ) -> None:
-    from hoymiles_bridge.web.hub import WebHub
-    from hoymiles_bridge.web.server import WebServer
-
     cloud_options = {"username": USERNAME, "password": PASSWORD, "base_url": cloud.url}
     async with Subscriber(mosquitto.port, "solar/cloud/#") as sub:
         async with running_bridge(mosquitto, [], cloud=cloud_options) as env:
             await sub.wait_for("solar/cloud/101/soc")
-            hub = WebHub()
-            hub.attach(env.bridge.fleet)
-            server = WebServer(
-                "127.0.0.1",
-                0,
-                status=dict,
-                allowed_peers=None,
-                hub=hub,
-                fleet=env.bridge.fleet,
-                cloud=lambda: env.bridge.cloud,
-            )
-            await server.start()
-            try:
+            async with (
+                serving(env.bridge, cloud=lambda: env.bridge.cloud) as server,
+                aiohttp.ClientSession() as session,
+            ):
                 base = f"http://127.0.0.1:{server.port}"
-                async with aiohttp.ClientSession() as session:
-                    status: dict[str, Any] = {}
+                status: dict[str, Any] = {}
 
-                    async def round_done() -> bool:
-                        async with session.get(base + "/api/status") as response:
-                            status.update(await response.json())
-                        return status["cloud"]["next_poll"] is not None
+                async def round_done() -> bool:
+                    async with session.get(base + "/api/status") as response:
+                        status.update(await response.json())
+                    return status["cloud"]["next_poll"] is not None
 
-                    await until(round_done, "the first round of cloud polls")
-                    async with session.get(base + "/api/cloud") as response:
-                        inspector = await response.text()
-            finally:
-                await server.stop()
+                await until(round_done, "the first round of cloud polls")
+                async with session.get(base + "/api/cloud") as response:
+                    inspector = await response.text()
     card = status["cloud"]
     assert card["login"] == "logged in" and card["running"] and card["last_error"] == ""
     assert card["last_update"] is not None and card["next_poll"] is not None

@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from hoymiles_bridge.web.hub import WebHub
-from hoymiles_bridge.web.server import WebServer
 from tests.browser.helpers import IngressProxies
 
 from .bridge_env import running_bridge
@@ -17,6 +15,7 @@ from .cloud_standin import PASSWORD, USERNAME, Running, start
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .mosquitto import Mosquitto
 from .web_client import HEADERS
+from .web_env import serving
 
 pytest_plugins = ["tests.browser.fixtures"]
 
@@ -40,28 +39,13 @@ async def _open(
     options = {"username": USERNAME, "password": password, "base_url": cloud.url, **cloud_options}
     async with running_bridge(mosquitto, [], cloud=options) as env:
         assert env.bridge.cloud is not None
-        hub = WebHub()
-        hub.attach(env.bridge.fleet)
-        env.bridge.cloud.watch(hub.state_changed)
-        server = WebServer(
-            "127.0.0.1",
-            0,
-            status=dict,
-            allowed_peers=None,
-            hub=hub,
-            fleet=env.bridge.fleet,
-            cloud=lambda: env.bridge.cloud,
-        )
-        await server.start()
-        try:
+        async with serving(env.bridge, cloud=lambda: env.bridge.cloud) as server:
             proxy = await ingress_proxy(f"http://127.0.0.1:{server.port}")
             response = await page.goto(proxy.url)
             assert response is not None and response.ok
             await check(page.locator("#cloud-card"))
             content = await page.content()
             assert password not in content and USERNAME not in content
-        finally:
-            await server.stop()
 
 
 async def test_the_cloud_card_shows_the_stations(

@@ -19,8 +19,6 @@ from playwright.async_api import Page, expect
 
 from hoymiles_bridge.protocol.actions import TEMPORARY_LIMIT_FIRMWARE
 from hoymiles_bridge.simulator import DtuSimulator, SimClock, default_fleet
-from hoymiles_bridge.web.hub import WebHub
-from hoymiles_bridge.web.server import WebServer
 from tests.browser.helpers import IngressProxies
 
 from .bridge_env import running_bridge
@@ -28,6 +26,7 @@ from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .interop_helpers import noon_today
 from .mosquitto import Mosquitto
 from .web_client import HEADERS
+from .web_env import serving
 
 pytest_plugins = ["tests.browser.fixtures"]
 
@@ -60,52 +59,41 @@ async def test_the_controller_card_switches_the_mode_and_the_chart_moves(
         running_bridge(mosquitto, [sim], controller=controller) as env,
     ):
         meter = asyncio.create_task(_meter(mosquitto.port, stop), name="test-meter")
-        hub = WebHub()
-        hub.attach(env.bridge.fleet)
-        server = WebServer(
-            "127.0.0.1",
-            0,
-            status=dict,
-            allowed_peers=None,
-            hub=hub,
-            fleet=env.bridge.fleet,
-            controller=lambda: env.bridge.controller,
-        )
-        await server.start()
         try:
-            proxy = await ingress_proxy(f"http://127.0.0.1:{server.port}")
-            page = browser_page
-            response = await page.goto(proxy.url)
-            assert response is not None and response.ok
-            card = page.locator("#controller-card")
-            await expect(card).to_contain_text("Power controller")
-            await expect(card).to_have_attribute("data-mode", "monitor")
-            await expect(card.locator("#controller-state .badge")).to_have_text("regulating")
-            chart = card.locator("#controller-chart")
-            await expect(chart).to_have_attribute("data-points", _more_than(2))
-            before = int(await chart.get_attribute("data-points") or "0")
-            # the select switches the mode; the controller then limits the inverter
-            await page.select_option("#controller-mode", "feed_in_cap")
-            await expect(card).to_have_attribute("data-mode", "feed_in_cap")
-            await expect(card.locator("#controller-message")).to_have_text("Mode feed_in_cap.")
-            await expect(card.locator("#controller-actuators")).to_contain_text("non-persistent")
-            await expect(chart).to_have_attribute("data-points", _more_than(before))
-            legend = chart.locator(".hbchart-key")
-            await expect(legend).to_have_count(4)
-            await screenshot(page, "controller")
-            inverter = sim.dtu.inverters[0]
-            assert inverter.temporary_limit_w is not None
-            assert inverter.temporary_limit_w <= 150
-            # an unknown mode is refused by the API in one sentence
-            answer = await page.request.post(
-                proxy.url + "api/controller/mode", data={"mode": "turbo"}, headers=HEADERS
-            )
-            assert answer.status == 400
-            assert "is not one of off, monitor" in (await answer.json())["error"]
+            async with serving(env.bridge, controller=lambda: env.bridge.controller) as server:
+                proxy = await ingress_proxy(f"http://127.0.0.1:{server.port}")
+                page = browser_page
+                response = await page.goto(proxy.url)
+                assert response is not None and response.ok
+                card = page.locator("#controller-card")
+                await expect(card).to_contain_text("Power controller")
+                await expect(card).to_have_attribute("data-mode", "monitor")
+                await expect(card.locator("#controller-state .badge")).to_have_text("regulating")
+                chart = card.locator("#controller-chart")
+                await expect(chart).to_have_attribute("data-points", _more_than(2))
+                before = int(await chart.get_attribute("data-points") or "0")
+                # the select switches the mode; the controller then limits the inverter
+                await page.select_option("#controller-mode", "feed_in_cap")
+                await expect(card).to_have_attribute("data-mode", "feed_in_cap")
+                await expect(card.locator("#controller-message")).to_have_text("Mode feed_in_cap.")
+                actuators = card.locator("#controller-actuators")
+                await expect(actuators).to_contain_text("non-persistent")
+                await expect(chart).to_have_attribute("data-points", _more_than(before))
+                legend = chart.locator(".hbchart-key")
+                await expect(legend).to_have_count(4)
+                await screenshot(page, "controller")
+                inverter = sim.dtu.inverters[0]
+                assert inverter.temporary_limit_w is not None
+                assert inverter.temporary_limit_w <= 150
+                # an unknown mode is refused by the API in one sentence
+                answer = await page.request.post(
+                    proxy.url + "api/controller/mode", data={"mode": "turbo"}, headers=HEADERS
+                )
+                assert answer.status == 400
+                assert "is not one of off, monitor" in (await answer.json())["error"]
         finally:
             stop.set()
             await meter
-            await server.stop()
 
 
 def _more_than(count: int) -> re.Pattern[str]:

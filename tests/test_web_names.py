@@ -17,15 +17,13 @@ from playwright.async_api import Page, expect
 
 from hoymiles_bridge.protocol.devices import format_serial
 from hoymiles_bridge.simulator import DtuSimulator, SimClock, default_fleet
-from hoymiles_bridge.web.hub import WebHub
-from hoymiles_bridge.web.server import WebServer
 from tests.browser.helpers import ConsoleErrors, IngressProxies
 
 from .bridge_env import running_bridge
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .interop_helpers import noon_today
 from .mosquitto import Mosquitto
-from .web_env import Ui
+from .web_env import Ui, serving
 
 pytest_plugins = ["tests.browser.fixtures"]
 
@@ -50,23 +48,9 @@ async def named_ui_fixture(
             dtus=[{"host": sim.host, "port": sim.port, "name": DTU_NAME}],
             inverters=[{"serial": serial, "name": INVERTER_NAME, "ports": [PORT_NAME]}],
         ) as env:
-            hub = WebHub()
-            hub.attach(env.bridge.fleet)
-            server = WebServer(
-                "127.0.0.1",
-                0,
-                status=dict,
-                allowed_peers=None,
-                hub=hub,
-                fleet=env.bridge.fleet,
-                clock=clock.now,
-            )
-            await server.start()
-            try:
+            async with serving(env.bridge, clock=clock.now) as server:
                 proxy = await ingress_proxy(f"http://127.0.0.1:{server.port}")
                 yield Ui(proxy, sim, clock, server, env.bridge)
-            finally:
-                await server.stop()
 
 
 async def _json(url: str) -> Any:

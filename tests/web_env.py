@@ -15,8 +15,10 @@ web server and ``ui.bridge`` the bridge. The bridge's MQTT options carry
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest_asyncio
 
@@ -57,20 +59,26 @@ async def ui_fixture(mosquitto: Mosquitto, ingress_proxy: IngressProxies) -> Asy
             mqtt={"host": "127.0.0.1", "port": mosquitto.port, "password": MQTT_PASSWORD},
         ) as env,
     ):
-        hub = WebHub()
-        hub.attach(env.bridge.fleet)
-        server = WebServer(
-            "127.0.0.1",
-            0,
-            status=dict,
-            allowed_peers=None,
-            hub=hub,
-            fleet=env.bridge.fleet,
-            clock=clock.now,  # the bridge's clock: last_poll is in simulated time
-        )
-        await server.start()
-        try:
+        # the bridge's clock: last_poll is in simulated time
+        async with serving(env.bridge, clock=clock.now) as server:
             proxy = await ingress_proxy(f"http://127.0.0.1:{server.port}")
             yield Ui(proxy, sim, clock, server, env.bridge)
-        finally:
-            await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving(bridge: Bridge, **options: Any) -> AsyncIterator[WebServer]:
+    """``bridge``'s web server on a free loopback port, open to any peer, with a hub of
+    its own fed by the fleet (and the cloud, when the bridge uses it, as the service
+    does); ``options`` go to :class:`WebServer`. Stopped on exit."""
+    hub = WebHub()
+    hub.attach(bridge.fleet)
+    if bridge.cloud is not None:
+        bridge.cloud.watch(hub.state_changed)
+    server = WebServer(
+        "127.0.0.1", 0, status=dict, allowed_peers=None, hub=hub, fleet=bridge.fleet, **options
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
