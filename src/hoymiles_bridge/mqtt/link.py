@@ -691,11 +691,7 @@ class MqttLink:
         waits: deque[tuple[asyncio.Future[bool], _Outgoing]] = deque()
         try:
             for index, item in enumerate(batch):
-                # Make room from this batch's own oldest messages first, so a
-                # batch larger than the window never waits on itself.
-                while self._outstanding.locked() and waits:
-                    await self._await_puback(waits.popleft())
-                await self._outstanding.acquire()
+                await self._take_window(waits)
                 try:
                     wait = session.send(item)
                 except _SessionLostError:
@@ -735,6 +731,16 @@ class MqttLink:
             if index % _BATCH_SLICE == _BATCH_SLICE - 1 and index + 1 < len(batch):
                 await asyncio.sleep(0)
         await session.written(self._operation_timeout)
+
+    async def _take_window(self, waits: deque[tuple[asyncio.Future[bool], _Outgoing]]) -> None:
+        """One place in the window of unacknowledged QoS 1 messages.
+
+        Room is made from ``waits`` (the caller's own oldest messages) first, so
+        a batch larger than the window never waits on itself.
+        """
+        while self._outstanding.locked() and waits:
+            await self._await_puback(waits.popleft())
+        await self._outstanding.acquire()
 
     async def _await_puback(self, wait: tuple[asyncio.Future[bool], _Outgoing]) -> None:
         """Wait (bounded) for one PUBACK, give its window credit back; queue the
@@ -848,9 +854,7 @@ class MqttLink:
                     continue
                 item = self._queue.popleft()
                 if item.qos > 0:
-                    while self._outstanding.locked() and waits:
-                        await self._await_puback(waits.popleft())
-                    await self._outstanding.acquire()
+                    await self._take_window(waits)
                 try:
                     wait = session.send(item)
                 except _SessionLostError:
