@@ -14,13 +14,14 @@ import itertools
 import json
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from hoymiles_bridge.cli.main import main
 from hoymiles_bridge.protocol import battery as fw
 from hoymiles_bridge.protocol.battery import FIELDS, LEGACY_TEXT_KEYS
 
-from .battery_env import PREFIX, BatteryEnv, battery_env
+from .battery_env import BASE, PREFIX, BatteryEnv, battery_env
 from .conftest_mqtt import mosquitto_fixture  # noqa: F401
 from .ha_discovery_schema import check_fleet
 from .mosquitto import Mosquitto, Subscriber
@@ -379,6 +380,21 @@ async def test_a_topic_with_a_bad_dev_id_is_ignored(mosquitto: Mosquitto) -> Non
         await env.publish(f"{PREFIX}/sensor/{'x' * 80}/quick/state", b'{"soc": 50}')
         await _settled(env)
         assert set(env.hub.batteries) == {env.sim.master.dev_id}
+
+
+async def test_a_retained_command_is_ignored_and_cleared(mosquitto: Mosquitto) -> None:
+    # a command left retained on the broker (by a tool, or an automation with retain on)
+    topic = f"{BASE}/battery/MSA-280024370560/cmd/ems_mode"
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.publish(topic, b"tou_plan", qos=1, retain=True)
+    async with battery_env(mosquitto) as env:
+        assert topic == env.cmd(0, "ems_mode")
+        await env.seen.wait_for(topic, lambda p: p == b"")  # cleared
+        # the battery got nothing, and neither the command nor the clearing's echo is
+        # answered; a live command still is
+        assert await env.command(0, "ems_mode", "general") == "ok"
+        assert env.sent("ems_mode/command") == ["general"]
+        assert [p for p in env.seen.payloads(topic + "/status") if p != b"pending"] == [b"ok"]
 
 
 async def test_broker_loss_stops_the_keepalive_and_the_reconnect_resends(

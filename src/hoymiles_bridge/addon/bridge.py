@@ -193,6 +193,7 @@ class Bridge:
     async def stop(self) -> None:
         """Release what the controller changed and the held battery setpoints, say goodbye
         on MQTT (the caller then cancels :meth:`run`)."""
+        await self.mqtt.stop_commands()  # first: none may change a battery after its release
         await self.controller.stop()
         await self.batteries.stop()
         await self.mqtt.stop()

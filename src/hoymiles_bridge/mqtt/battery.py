@@ -18,20 +18,20 @@ subscriptions join the link's, and it sees every message first). It
   (retained, only when they change), the availability that the hub derives
   from silence, and discovery under the bridge's unique ids
   (``hoymiles_<dev_id>_<key>``);
-* turns ``<base>/battery/<dev_id>/cmd/<name>`` into requests of the one
-  command registry (run by the fleet; their status goes to ``<topic>/status``)
-  and sends what the hub asks to the firmware's command topics.
+* sends what the hub asks to the firmware's command topics. The batteries'
+  own command topics, ``<base>/battery/<dev_id>/cmd/<name>``, are taken by the
+  bridge like every command topic (:mod:`hoymiles_bridge.mqtt.commands`), and
+  their status goes to ``<topic>/status``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from typing import Any, Final
 
 from hoymiles_bridge.core.battery import BatteryHub, offered_commands
-from hoymiles_bridge.core.commands import BY_NAME, CommandRequest, Target
+from hoymiles_bridge.core.commands import BY_NAME
 from hoymiles_bridge.core.events import BatteryChanged, Event
 from hoymiles_bridge.core.fleet import Fleet
 from hoymiles_bridge.core.state import BatteryState
@@ -50,8 +50,6 @@ _LOGGER = logging.getLogger(__name__)
 
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
-#: Battery commands running at once (a TOU command waits for its ack).
-MAX_COMMANDS_IN_FLIGHT: Final = 8
 
 
 def battery_device_id(dev_id: str) -> str:
@@ -84,7 +82,6 @@ class BatteryAdapter:
         #: Batteries announced since the last (re)connect.
         self._announced_ids: set[str] = set()
         self._connects_seen = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
         #: Retained messages waiting for the publisher task (the newest per topic).
         self._outbox: dict[str, str] = {}
         self._outbox_ready = asyncio.Event()
@@ -101,7 +98,9 @@ class BatteryAdapter:
 
     @property
     def subscriptions(self) -> tuple[str, ...]:
-        return (*fw.subscriptions(self.prefix), f"{self.base}/battery/+/cmd/+")
+        # (its command topics, <base>/battery/<dev_id>/cmd/<name>, are the bridge's:
+        # mqtt/commands.py)
+        return fw.subscriptions(self.prefix)
 
     def bind(self, link: MqttLink) -> None:
         """The bridge's link, which this adapter publishes on."""
@@ -138,11 +137,7 @@ class BatteryAdapter:
 
     async def handle(self, message: MqttMessage) -> bool:
         """Take a message that is ours (True), or leave it to the bridge (False)."""
-        topic = message.topic
-        if topic.startswith(f"{self.base}/battery/"):
-            self._command(message)
-            return True
-        found = fw.parse_topic(self.prefix, topic)
+        found = fw.parse_topic(self.prefix, message.topic)
         if found is None:
             return False
         dev_id, kind = found.dev_id, found.kind
@@ -168,32 +163,6 @@ class BatteryAdapter:
             _LOGGER.debug("Battery %s: removing the firmware's %s config", dev_id, key)
             self._post([(message.topic, "")])
 
-    # --- commands in ---------------------------------------------------------------------
-
-    def _command(self, message: MqttMessage) -> None:
-        parts = message.topic[len(self.base) + 1 :].split("/")
-        if len(parts) != 4 or parts[2] != "cmd" or not fw.is_dev_id(parts[1]):
-            return
-        request = CommandRequest(
-            Target.BATTERY,
-            parts[1],
-            parts[3],
-            message.payload,
-            retained=message.retain,
-            origin=message.topic,
-        )
-        if len(self._tasks) >= MAX_COMMANDS_IN_FLIGHT:
-            _LOGGER.warning("Battery command %s dropped: too many at once", parts[3][:32])
-            return
-        # A task: a TOU command waits for its ack, which arrives through this link.
-        self._spawn(self.fleet.submit(request), f"battery-command-{parts[1]}")
-
-    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def send(self, dev_id: str, what: Outbound, payload: str) -> None:
         """The hub's port: a command to the firmware's topic (QoS 1, never retained)."""
         link = self._link
@@ -204,8 +173,6 @@ class BatteryAdapter:
 
     async def stop(self) -> None:
         """Release held setpoints (option ``battery_release_mode``) while the link is still up."""
-        for task in list(self._tasks):
-            task.cancel()
         if self._publisher is not None:
             self._publisher.cancel()
             await asyncio.wait({self._publisher})

@@ -225,6 +225,10 @@ class MqttBridge:
             items[topic] = uptime
             await self._republish(items)
 
+    async def stop_commands(self) -> None:
+        """End the commands from the command topics that still run, and take no more."""
+        await self._commands.stop()
+
     async def stop(self) -> None:
         """Say goodbye on the broker; fleet events after this are ignored."""
         self._stopped = True

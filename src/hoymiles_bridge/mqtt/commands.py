@@ -2,7 +2,8 @@
 the commands that arrive on them run.
 
 ``<base>/<inverter serial>/cmd/<name>``, ``<base>/dtu/cmd/<name>`` (with
-several DTUs ``<base>/dtu/<dtu serial>/cmd/<name>``) and a cloud station's
+several DTUs ``<base>/dtu/<dtu serial>/cmd/<name>``), a battery's
+``<base>/battery/<dev_id>/cmd/<name>`` and a cloud station's
 ``<base>/cloud/<station id>/cmd/<name>`` become a
 :class:`~hoymiles_bridge.core.commands.CommandRequest`; the registry
 (:mod:`hoymiles_bridge.core.commands`) checks the name and the payload, the
@@ -22,8 +23,9 @@ from hoymiles_bridge.core.commands import CommandOutcome, CommandRequest, Target
 
 #: Commands running at once (one per command topic).
 MAX_COMMANDS_IN_FLIGHT: Final = 16
-#: Tighter bounds for some targets: a cloud setting is a settings job in the cloud.
-MAX_IN_FLIGHT_BY_TARGET: Final[Mapping[Target, int]] = {Target.CLOUD: 4}
+#: Tighter bounds for some targets: a battery's TOU command waits for its ack, a cloud
+#: setting is a settings job in the cloud.
+MAX_IN_FLIGHT_BY_TARGET: Final[Mapping[Target, int]] = {Target.BATTERY: 8, Target.CLOUD: 4}
 
 _Key = tuple[Target | None, str, str]
 
@@ -31,7 +33,8 @@ _Key = tuple[Target | None, str, str]
 def split_topic(base: str, topic: str) -> tuple[Target, str, str] | None:
     """``(target, serial, name)`` of a command topic, None if it is not one.
 
-    A cloud station's "serial" is its id, as sent (the registry checks it).
+    A battery's id keeps its case (``MSA-280024370560``) and a cloud station's
+    "serial" is its id, as sent (the registry checks both).
     """
     if not topic.startswith(base + "/"):
         return None
@@ -43,6 +46,8 @@ def split_topic(base: str, topic: str) -> tuple[Target, str, str] | None:
     if len(parts) == 4 and parts[2] == "cmd":
         if parts[0] == "dtu":
             return Target.DTU, parts[1].upper(), parts[3]
+        if parts[0] == "battery":
+            return Target.BATTERY, parts[1][:64], parts[3]
         if parts[0] == "cloud":
             return Target.CLOUD, parts[1][:24], parts[3]
     return None

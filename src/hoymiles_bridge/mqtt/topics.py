@@ -432,7 +432,8 @@ class TopicLayout:
     @property
     def command_subscriptions(self) -> tuple[str, ...]:
         dtu = self._t("dtu", "+", "cmd", "+") if self.several_dtus else self._t("dtu", "cmd", "+")
-        return (self._t("+", "cmd", "+"), dtu, self._t("cloud", "+", "cmd", "+"))
+        battery, cloud = self._t("battery", "+", "cmd", "+"), self._t("cloud", "+", "cmd", "+")
+        return (self._t("+", "cmd", "+"), dtu, battery, cloud)
 
 
 __all__ = [
