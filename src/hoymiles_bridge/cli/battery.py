@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import aiomqtt
 
-from hoymiles_bridge.cli.common import host_port
+from hoymiles_bridge.cli.common import MQTT_PORT, broker_address
 from hoymiles_bridge.core.battery import ACK_TIMEOUT, KEEPALIVE_INTERVAL
 from hoymiles_bridge.errors import InvalidArgumentError
 from hoymiles_bridge.protocol import battery as fw
@@ -37,10 +37,6 @@ EXIT_FAILED = 1
 _MAX_FILE: Final = 64 * 1024
 
 
-def _broker(text: str) -> tuple[str, int]:
-    return host_port(text, default_port=1883)
-
-
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "battery",
@@ -48,7 +44,7 @@ def register(subparsers: Any) -> None:
         description="Talk to a battery's own MQTT topics (no running bridge needed).",
     )
     parser.add_argument(
-        "--mqtt", type=_broker, default=_broker("127.0.0.1:1883"), metavar="HOST:PORT"
+        "--mqtt", type=broker_address, default=("127.0.0.1", MQTT_PORT), metavar="HOST:PORT"
     )
     parser.add_argument("--prefix", default="homeassistant", help="the discovery prefix")
     parser.add_argument("--battery", metavar="DEV_ID", help="which battery (default: the only one)")

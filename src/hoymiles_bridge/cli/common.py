@@ -26,6 +26,15 @@ def host_port(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
     return host, int(port_text)
 
 
+#: MQTT's port, where a broker address names none.
+MQTT_PORT = 1883
+
+
+def broker_address(text: str) -> tuple[str, int]:
+    """An MQTT broker's ``HOST[:PORT]`` (port 1883 by default) -> (host, port)."""
+    return host_port(text, default_port=MQTT_PORT)
+
+
 def enc_rand_hex(text: str) -> bytes:
     try:
         raw = bytes.fromhex(text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from hoymiles_bridge.cli.common import host_port
+from hoymiles_bridge.cli.common import MQTT_PORT, broker_address
 from hoymiles_bridge.core.controller import MODES
 
 #: Seconds to wait for the bridge's answer.
@@ -66,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     mode.add_argument("mode", choices=MODES, help="the new mode")
     mode.add_argument(
         "--mqtt",
-        type=lambda text: host_port(text, default_port=1883),
-        default=("127.0.0.1", 1883),
+        type=broker_address,
+        default=("127.0.0.1", MQTT_PORT),
         metavar="HOST[:PORT]",
         help="the bridge's broker (default 127.0.0.1:1883)",
     )

@@ -32,7 +32,7 @@ import yaml
 
 from hoymiles_bridge.addon.bridge import Bridge
 from hoymiles_bridge.addon.runner import Service, WebConfig, fixed_broker
-from hoymiles_bridge.cli.common import host_port
+from hoymiles_bridge.cli.common import broker_address
 from hoymiles_bridge.cli.run import configure_logging, mqtt_settings, summary
 from hoymiles_bridge.config.options import Options, validate
 from hoymiles_bridge.config.store import write_atomically
@@ -246,10 +246,6 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     await asyncio.wait({task})
 
 
-def _broker_address(text: str) -> tuple[str, int]:
-    return host_port(text, default_port=1883)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         code = asyncio.run(_demo(args))
@@ -270,7 +266,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--fleet", help="fleet file or bundled name (dtu-pro); default HMS-800W-2T")
     parser.add_argument(
-        "--mqtt", type=_broker_address, metavar="HOST[:PORT]", help="use this broker"
+        "--mqtt", type=broker_address, metavar="HOST[:PORT]", help="use this broker"
     )
     parser.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
     parser.add_argument("--interval", type=int, default=5, help="seconds between polls")

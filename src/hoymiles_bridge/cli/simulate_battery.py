@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
-from hoymiles_bridge.cli.common import host_port
+from hoymiles_bridge.cli.common import broker_address
 from hoymiles_bridge.simulator.battery import (
     BATTERY_MODELS,
     FIRMWARES,
@@ -16,10 +16,6 @@ from hoymiles_bridge.simulator.battery import (
 )
 
 DEFAULT_BROKER = "127.0.0.1:1883"
-
-
-def _broker(text: str) -> tuple[str, int]:
-    return host_port(text, default_port=1883)
 
 
 def register(subparsers: Any) -> None:
@@ -34,8 +30,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--mqtt",
-        type=_broker,
-        default=_broker(DEFAULT_BROKER),
+        type=broker_address,
+        default=broker_address(DEFAULT_BROKER),
         metavar="HOST:PORT",
         help=f"the broker (default {DEFAULT_BROKER})",
     )
